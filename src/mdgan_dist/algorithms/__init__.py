@@ -1,0 +1,1 @@
+"""Training algorithms: MD-GAN's server and worker loops and the GAN steps they share."""

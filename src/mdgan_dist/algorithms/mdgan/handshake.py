@@ -1,0 +1,46 @@
+"""Start-up handshake: every worker proves it runs the server's config before any training."""
+
+from __future__ import annotations
+
+import torch
+
+from mdgan_dist.distributed.protocol import Header, Kind
+from mdgan_dist.distributed.transport import Transport
+from mdgan_dist.errors import ConfigError
+
+STAGE = "start-up handshake"
+
+
+def mismatch_message(rank: int) -> str:
+    return (
+        f"worker rank {rank} was started with a configuration that differs from the server's: "
+        "start every rank with the same command line, config files and dataset"
+    )
+
+
+def greet_workers(transport: Transport, config_digest: int, shapes: torch.Tensor, workers: list[int]) -> list[int]:
+    """Server side: sends digest and message shapes, returns each worker's shard size."""
+    replies = {rank: transport.empty_header() for rank in workers}
+    hello = transport.header(Header(Kind.HELLO, arg0=config_digest, numel=shapes.numel()))
+    sends = [transfer for rank in workers for transfer in ((rank, hello), (rank, shapes))]
+    transport.exchange(STAGE, sends=sends, recvs=list(replies.items()))
+    answers = {rank: transport.expect(buffer, rank, STAGE, [Kind.HELLO, Kind.ABORT]) for rank, buffer in replies.items()}
+    refused = [rank for rank, answer in answers.items() if answer.kind == Kind.ABORT]
+    if refused:
+        # The workers that agreed would otherwise wait for an instruction until the timeout.
+        abort = transport.header(Header(Kind.ABORT, arg0=refused[0]))
+        transport.exchange(STAGE, sends=[(rank, abort) for rank in workers if rank not in refused])
+        raise ConfigError(mismatch_message(refused[0]))
+    return [answers[rank].arg0 for rank in workers]
+
+
+def answer_server(transport: Transport, config_digest: int, shapes: torch.Tensor, shard_size: int) -> None:
+    """Worker side: checks the server's digest and shapes against its own, answers with its shard size."""
+    hello, server_shapes = transport.empty_header(), torch.empty_like(shapes)
+    transport.exchange(STAGE, recvs=[(0, hello), (0, server_shapes)])
+    header = transport.expect(hello, 0, STAGE, [Kind.HELLO])
+    agrees = header.arg0 == config_digest and torch.equal(server_shapes, shapes)
+    reply = Header(Kind.HELLO, arg0=shard_size) if agrees else Header(Kind.ABORT, arg0=transport.rank)
+    transport.exchange(STAGE, sends=[(0, transport.header(reply))])
+    if not agrees:
+        raise ConfigError(mismatch_message(transport.rank))

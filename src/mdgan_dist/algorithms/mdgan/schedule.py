@@ -1,0 +1,41 @@
+"""Who gets which generated batch, and when and where discriminators move."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mdgan_dist.seeding import generator
+
+
+def feedback_batch(worker: int, k: int) -> int:
+    """Index of the batch X_g(n) that worker n (0-based) computes its feedback on."""
+    return worker % k
+
+
+def training_batch(worker: int, k: int) -> int:
+    """Index of the batch X_d(n) that worker n trains its discriminator against."""
+    return (worker + 1) % k
+
+
+def swap_period(shard_sizes: list[int], batch_size: int, epochs: float) -> int | None:
+    """Iterations between swaps: ceil(m * E / b), m the mean shard size; None when never."""
+    if epochs == 0 or len(shard_sizes) < 2:
+        return None
+    mean_shard = sum(shard_sizes) / len(shard_sizes)
+    return max(1, math.ceil(mean_shard * epochs / batch_size))
+
+
+def derangement(num_workers: int, seed: int, swap_index: int) -> list[int]:
+    """A uniformly random permutation without fixed points: worker n sends its D to targets[n].
+
+    Rejection sampling: about e draws on average, and every rank can recompute it.
+    """
+    if num_workers < 2:
+        raise ValueError("a derangement needs at least 2 workers")
+    rng = generator(seed, "swap", swap_index)
+    while True:
+        targets = torch.randperm(num_workers, generator=rng).tolist()
+        if all(target != worker for worker, target in enumerate(targets)):
+            return targets

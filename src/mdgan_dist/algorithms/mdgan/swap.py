@@ -1,0 +1,67 @@
+"""A worker's discriminator (and, by default, its Adam state) as one flat buffer, sent peer to peer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mdgan_dist.distributed.protocol import Header, Kind
+from mdgan_dist.distributed.transport import Transport
+
+ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+def state_tensors(discriminator: nn.Module, optimizer: torch.optim.Adam, with_optimizer: bool) -> list[torch.Tensor]:
+    """Everything that travels, in a fixed order: the state_dict in key order, then per parameter
+    its Adam step and moments."""
+    tensors = list(discriminator.state_dict().values())
+    if with_optimizer:
+        for param in discriminator.parameters():
+            state = optimizer.state[param]
+            if not state:  # Adam creates its state lazily; a swap before any step sends zeros
+                state["step"] = torch.zeros((), dtype=torch.float32)
+                for name in ADAM_MOMENTS:
+                    state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            tensors += [state["step"], *(state[name] for name in ADAM_MOMENTS)]
+    return tensors
+
+
+def flatten(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    return torch.cat([tensor.detach().reshape(-1).to(device, torch.float32) for tensor in tensors])
+
+
+def unflatten_into(tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
+    offset = 0
+    with torch.no_grad():
+        for tensor in tensors:
+            count = tensor.numel()
+            tensor.copy_(flat[offset : offset + count].view_as(tensor))
+            offset += count
+
+
+def swap_discriminator(
+    transport: Transport,
+    discriminator: nn.Module,
+    optimizer: torch.optim.Adam,
+    with_optimizer: bool,
+    iteration: int,
+    target: int,
+    source: int,
+) -> int:
+    """Sends this worker's D to rank target and takes the D of rank source in its place.
+
+    Both directions are posted together: a blocking send before the receive deadlocks a cycle.
+    Returns the number of values received.
+    """
+    tensors = state_tensors(discriminator, optimizer, with_optimizer)
+    outgoing = flatten(tensors, transport.device)
+    incoming = torch.empty_like(outgoing)
+    header_in = transport.empty_header()
+    header_out = transport.header(Header(Kind.DISCRIMINATOR, iteration, numel=outgoing.numel()))
+    stage = f"discriminator swap after iteration {iteration} (to rank {target}, from rank {source})"
+    transport.exchange(stage, sends=[(target, header_out), (target, outgoing)], recvs=[(source, header_in), (source, incoming)])
+    header = transport.expect(header_in, source, stage, [Kind.DISCRIMINATOR])
+    if header.numel != incoming.numel():
+        raise RuntimeError(f"{stage}: rank {source} sent {header.numel} values, expected {incoming.numel()}")
+    unflatten_into(tensors, incoming)
+    return incoming.numel()

@@ -1,0 +1,79 @@
+"""An MD-GAN worker (rank n+1): train D_n on its own shard, answer with the generator's feedback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mdgan_dist.algorithms.mdgan.handshake import answer_server, mismatch_message
+from mdgan_dist.algorithms.mdgan.server import message_shapes
+from mdgan_dist.algorithms.mdgan.swap import swap_discriminator
+from mdgan_dist.algorithms.steps import adam, discriminator_step, generator_feedback
+from mdgan_dist.config import Config, digest
+from mdgan_dist.data import ShardSampler
+from mdgan_dist.distributed.protocol import Header, Kind
+from mdgan_dist.distributed.transport import Transport
+from mdgan_dist.errors import ConfigError
+from mdgan_dist.models import build_discriminator
+from mdgan_dist.seeding import derive_seed, seeded
+
+
+def build_worker_discriminator(cfg: Config, image_shape: tuple[int, int, int], worker: int) -> torch.nn.Module:
+    with seeded(cfg.train.seed, "discriminator", worker):
+        return build_discriminator(cfg.model, image_shape)
+
+
+def build_sampler(cfg: Config, images: torch.Tensor, labels: torch.Tensor, worker: int) -> ShardSampler:
+    return ShardSampler(images, labels, cfg.train.batch_size, derive_seed(cfg.train.seed, "sampler", worker))
+
+
+class Worker:
+    def __init__(
+        self, cfg: Config, transport: Transport, image_shape: tuple[int, int, int], shard: tuple[torch.Tensor, torch.Tensor]
+    ) -> None:
+        self.cfg = cfg
+        self.transport = transport
+        self.image_shape = image_shape
+        self.worker = transport.rank - 1
+        device = transport.device
+        images, labels = shard
+        self.shard_size = len(images)
+        self.sampler = build_sampler(cfg, images.to(device), labels.to(device), self.worker)
+        self.discriminator = build_worker_discriminator(cfg, image_shape, self.worker).to(device)
+        self.optimizer = adam(self.discriminator, cfg.optim.d_lr, cfg.optim.beta1, cfg.optim.beta2)
+        self.batches = torch.empty((2, cfg.train.batch_size, *image_shape), device=device)
+
+    def run(self, run_dir: Path) -> None:
+        shapes = message_shapes(self.cfg, self.image_shape).to(self.transport.device)
+        answer_server(self.transport, digest(self.cfg), shapes, self.shard_size)
+        instruction = self.transport.empty_header()
+        while True:
+            stage = "waiting for the server's next instruction"
+            self.transport.exchange(stage, recvs=[(0, instruction)])
+            header = self.transport.expect(instruction, 0, stage, [Kind.TRAIN, Kind.SWAP, Kind.STOP, Kind.ABORT])
+            if header.kind == Kind.TRAIN:
+                self.train_iteration(header.iteration)
+            elif header.kind == Kind.SWAP:
+                swap_discriminator(
+                    self.transport, self.discriminator, self.optimizer, self.cfg.mdgan.swap_optimizer_state,
+                    header.iteration, target=header.arg0, source=header.arg1,
+                )
+            elif header.kind == Kind.ABORT:
+                raise ConfigError(mismatch_message(header.arg0))
+            else:
+                break
+        torch.save({"discriminator": self.discriminator.state_dict()}, run_dir / f"discriminator_rank{self.transport.rank}.pt")
+
+    def train_iteration(self, iteration: int) -> None:
+        """Paper's Algorithm 1, worker side: L discriminator steps, then the feedback on X_g."""
+        self.transport.exchange(f"receiving the generated batches of iteration {iteration}", recvs=[(0, self.batches)])
+        for_training, for_feedback = self.batches[0], self.batches[1]
+        real = None
+        for step in range(self.cfg.mdgan.disc_steps):
+            if real is None or not self.cfg.mdgan.reuse_real_batch:
+                real, _ = self.sampler.next_batch()
+            d_loss = discriminator_step(self.discriminator, self.optimizer, real, for_training)
+        feedback, g_loss = generator_feedback(self.discriminator, for_feedback, self.cfg.mdgan.loss)
+        reply = self.transport.header(Header(Kind.FEEDBACK, iteration, numel=feedback.numel(), value0=d_loss, value1=g_loss))
+        self.transport.exchange(f"sending the feedback of iteration {iteration}", sends=[(0, reply), (0, feedback)])

@@ -1,0 +1,170 @@
+"""The typed configuration: one dataclass per component, validated before any process trains.
+
+Hydra composes YAML from `conf/`; `train.py` turns it into these dataclasses at the edge and only
+dataclasses travel further. Every field has the default the docs describe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mdgan_dist.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist5k"  # mnist5k | mnist | fashion_mnist | cifar10 | imagefolder
+    root: str = "data"  # local root in torchvision's layout; never downloaded into
+    split: str = "iid"  # iid (equal shards) | dirichlet (non-iid label skew)
+    alpha: float = 0.5  # Dirichlet concentration for split=dirichlet; smaller is more skewed
+    image_size: int | None = None  # resize to image_size x image_size; required for imagefolder
+    channels: int = 3  # imagefolder only: 1 (grey) or 3 (RGB)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mnist_mlp"  # mnist_mlp | mnist_cnn | cifar10_cnn | dcgan
+    z_dim: int = 100
+    width: float = 1.0  # scales hidden sizes and channels; 1.0 is the paper's architecture
+
+
+@dataclass
+class MDGANConfig:
+    k: int | None = None  # generated batches per iteration; None means ceil(log2 N), at least 1
+    disc_steps: int = 1  # L: discriminator steps per iteration
+    swap_every_epochs: float = 1.0  # E: local epochs between discriminator swaps; 0 disables
+    swap_optimizer_state: bool = True  # the Adam state travels with the discriminator
+    loss: str = "non_saturating"  # non_saturating | saturating (the paper's log(1 - D(G(z))))
+    reuse_real_batch: bool = False  # one real batch for all L steps instead of a fresh one each
+
+
+@dataclass
+class OptimConfig:
+    g_lr: float = 2e-4
+    d_lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 3000  # I: global iterations (generator steps)
+    batch_size: int = 64  # b
+    seed: int = 0
+
+
+@dataclass
+class CommConfig:
+    backend: str = "auto"  # auto | gloo | nccl; auto picks nccl only with one GPU per local rank
+    timeout_s: float = 120.0  # every wait on a peer ends after this many seconds
+
+
+@dataclass
+class LogConfig:
+    every: int = 10  # iterations between scalar logs (tensorboard and metrics.jsonl)
+    sample_every: int = 500  # iterations between sample grids
+    num_samples: int = 64  # images in a sample grid
+    progress: bool = True  # progress bar on the server
+
+
+@dataclass
+class RunConfig:
+    dir: str | None = None  # None: runs/<SLURM job id or a start time chosen by rank 0>
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mdgan: MDGANConfig = field(default_factory=MDGANConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    comm: CommConfig = field(default_factory=CommConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+LOSSES = ("non_saturating", "saturating")
+SPLITS = ("iid", "dirichlet")
+BACKENDS = ("auto", "gloo", "nccl")
+
+
+def resolved_k(cfg: MDGANConfig, num_workers: int) -> int:
+    """The number of generated batches per iteration: the configured k or ceil(log2 N), min 1."""
+    if cfg.k is not None:
+        return cfg.k
+    return max(1, math.ceil(math.log2(num_workers))) if num_workers > 1 else 1
+
+
+def validate(cfg: Config, world_size: int) -> None:
+    """Checks what can be checked without data or peers; raises ConfigError saying what to do."""
+    if world_size < 2:
+        raise ConfigError(
+            f"MD-GAN needs at least 2 processes (1 server + 1 worker), got WORLD_SIZE={world_size}: "
+            "launch with `torchrun --nproc_per_node=N+1 -m mdgan_dist.train` and N >= 1"
+        )
+    num_workers = world_size - 1
+    k = resolved_k(cfg.mdgan, num_workers)
+    if not 1 <= k <= num_workers:
+        raise ConfigError(
+            f"mdgan.k={k} is outside 1..N with N={num_workers} workers: "
+            f"set mdgan.k between 1 and {num_workers}, or leave it unset for ceil(log2 N)"
+        )
+    _require(cfg.mdgan.disc_steps >= 1, f"mdgan.disc_steps={cfg.mdgan.disc_steps}: must be >= 1")
+    _require(
+        cfg.mdgan.swap_every_epochs >= 0,
+        f"mdgan.swap_every_epochs={cfg.mdgan.swap_every_epochs}: must be >= 0 (0 disables swaps)",
+    )
+    _require_choice("mdgan.loss", cfg.mdgan.loss, LOSSES)
+    _require_choice("data.split", cfg.data.split, SPLITS)
+    _require_choice("comm.backend", cfg.comm.backend, BACKENDS)
+    _require(cfg.data.alpha > 0, f"data.alpha={cfg.data.alpha}: the Dirichlet concentration must be > 0")
+    _require(cfg.train.iterations >= 1, f"train.iterations={cfg.train.iterations}: must be >= 1")
+    _require(cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size}: must be >= 1")
+    _require(cfg.model.z_dim >= 1, f"model.z_dim={cfg.model.z_dim}: must be >= 1")
+    _require(cfg.model.width > 0, f"model.width={cfg.model.width}: must be > 0")
+    _require(cfg.comm.timeout_s > 0, f"comm.timeout_s={cfg.comm.timeout_s}: must be > 0 seconds")
+    _require(cfg.log.every >= 1, f"log.every={cfg.log.every}: must be >= 1")
+    _require(cfg.log.sample_every >= 1, f"log.sample_every={cfg.log.sample_every}: must be >= 1")
+    for name in ("g_lr", "d_lr"):
+        value = getattr(cfg.optim, name)
+        _require(value > 0, f"optim.{name}={value}: must be > 0")
+    for name in ("beta1", "beta2"):
+        value = getattr(cfg.optim, name)
+        _require(0 <= value < 1, f"optim.{name}={value}: must be in [0, 1)")
+
+
+def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
+    """A worker draws batches of b real samples from its shard: every shard must hold b of them."""
+    smallest = min(shard_sizes)
+    if cfg.train.batch_size > smallest:
+        worker = shard_sizes.index(smallest)
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} is larger than the shard of worker {worker} "
+            f"({smallest} samples; shard sizes {shard_sizes}): lower train.batch_size, use fewer "
+            "workers, or a larger alpha with data.split=dirichlet"
+        )
+
+
+def digest(cfg: Config) -> int:
+    """A 63-bit fingerprint of the whole config, compared in the start-up handshake."""
+    text = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, f"{name}={value!r} is not one of {', '.join(choices)}")

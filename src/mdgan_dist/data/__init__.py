@@ -1,0 +1,21 @@
+"""Datasets, shards and real-batch sampling for the workers.
+
+`open_dataset` gives the train or held-out part of a dataset, `split_indices` cuts the train part
+into one shard per worker, `load_shard` reads a shard into memory, and `ShardSampler` draws a
+worker's real batches from it.
+"""
+
+from mdgan_dist.data.base import PARTS, ImageDataset
+from mdgan_dist.data.datasets import DATASETS, open_dataset
+from mdgan_dist.data.sampler import ShardSampler
+from mdgan_dist.data.sharding import load_shard, split_indices
+
+__all__ = [
+    "DATASETS",
+    "PARTS",
+    "ImageDataset",
+    "ShardSampler",
+    "load_shard",
+    "open_dataset",
+    "split_indices",
+]

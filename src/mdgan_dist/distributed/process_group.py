@@ -1,0 +1,42 @@
+"""Backend and device choice, and the process group with a finite timeout."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from mdgan_dist.distributed.env import LaunchEnv
+from mdgan_dist.errors import ConfigError
+
+
+def choose_backend(requested: str, env: LaunchEnv) -> str:
+    """auto: NCCL only when every local rank can own a GPU, gloo otherwise."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if requested == "auto":
+        return "nccl" if gpus >= env.local_world_size else "gloo"
+    if requested == "nccl" and gpus < env.local_world_size:
+        raise ConfigError(
+            f"comm.backend=nccl needs one GPU per rank on this node: {env.local_world_size} ranks, "
+            f"{gpus} GPUs visible. Use comm.backend=gloo (CPU transport) or start fewer workers"
+        )
+    return requested
+
+
+def device_for(backend: str, env: LaunchEnv) -> torch.device:
+    if backend == "nccl":
+        torch.cuda.set_device(env.local_rank)
+        return torch.device("cuda", env.local_rank)
+    return torch.device("cpu")
+
+
+def init_process_group(backend: str, env: LaunchEnv, device: torch.device, timeout_s: float) -> None:
+    # The default timeout is 30 minutes: a silent peer would stall every rank that long.
+    dist.init_process_group(
+        backend=backend,
+        rank=env.rank,
+        world_size=env.world_size,
+        timeout=timedelta(seconds=timeout_s),
+        device_id=device if device.type == "cuda" else None,
+    )

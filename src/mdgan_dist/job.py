@@ -1,0 +1,46 @@
+"""What every rank derives, identically and without talking, before the process group exists.
+
+Checking the data here means a bad dataset, model or batch size fails on every rank with the same
+message before any process waits on a peer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mdgan_dist.config import Config, validate_shards
+from mdgan_dist.data import ImageDataset, open_dataset, split_indices
+from mdgan_dist.errors import ConfigError
+from mdgan_dist.models import check_image_shape
+from mdgan_dist.seeding import derive_seed
+
+
+@dataclass
+class DataPlan:
+    train: ImageDataset  # lazy: a worker reads only the samples of its own shard
+    shards: list[torch.Tensor]  # indices into train, one tensor per worker
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.train.image_shape
+
+    @property
+    def shard_sizes(self) -> list[int]:
+        return [len(shard) for shard in self.shards]
+
+
+def plan_data(cfg: Config, num_workers: int) -> DataPlan:
+    train = open_dataset(cfg.data, "train")
+    check_image_shape(cfg.model, train.image_shape)
+    shards = split_indices(train.labels, num_workers, cfg.data, derive_seed(cfg.train.seed, "split"))
+    plan = DataPlan(train, shards)
+    validate_shards(cfg, plan.shard_sizes)
+    return plan
+
+
+def check_run_dir_is_new(run_dir: str | None) -> None:
+    if run_dir and (Path(run_dir) / "metrics.jsonl").exists():
+        raise ConfigError(f"run.dir={run_dir} already holds a run: choose another run.dir or remove that folder")

@@ -1,0 +1,58 @@
+"""What the server shows and records: log lines, a progress bar, tensorboard, metrics.jsonl, sample grids."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Iterable, Iterator, TypeVar
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+from tqdm import tqdm
+
+T = TypeVar("T")
+log = logging.getLogger("mdgan_dist")
+
+
+class RunLogger:
+    """Lives on the server only: one writer of every side effect in the run directory."""
+
+    def __init__(self, run_dir: Path, show_progress: bool) -> None:
+        self.run_dir = run_dir
+        self.show_progress = show_progress
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.bar: tqdm | None = None
+
+    def info(self, message: str) -> None:
+        log.info(message)
+
+    def progress(self, items: Iterable[T]) -> Iterator[T]:
+        self.bar = tqdm(items, desc="MD-GAN", unit="it", disable=not self.show_progress, dynamic_ncols=True)
+        yield from self.bar
+
+    def scalars(self, iteration: int, d_loss_per_worker: list[float], **values: float) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, iteration)
+        for worker, value in enumerate(d_loss_per_worker):
+            self.writer.add_scalar(f"d_loss_worker/{worker}", value, iteration)
+        record = {"iteration": iteration, **values, "d_loss_per_worker": d_loss_per_worker}
+        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.flush()
+        if self.bar is not None:
+            self.bar.set_postfix(g_loss=f"{values['g_loss']:.3f}", d_loss=f"{values['d_loss']:.3f}", refresh=False)
+
+    def samples(self, iteration: int, images: torch.Tensor) -> None:
+        """Images in [-1, 1] as one grid: a png per call and an image in tensorboard."""
+        grid = make_grid(images, nrow=8, normalize=True, value_range=(-1, 1))
+        save_image(grid, self.run_dir / "samples" / f"iteration_{iteration:06d}.png")
+        self.writer.add_image("samples", grid, iteration)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.writer.close()
+        self.metrics.close()

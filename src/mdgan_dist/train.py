@@ -1,0 +1,117 @@
+"""Entry point: Hydra config -> validated dataclasses -> process group -> the role of this rank.
+
+One box, 1 server + 4 workers:
+    torchrun --nproc_per_node=5 -m mdgan_dist.train
+Overrides are Hydra's:
+    torchrun --nproc_per_node=11 -m mdgan_dist.train data=mnist data.root=/data model=mnist_cnn mdgan.k=1
+Rank 0 is the generator server, ranks 1..N the discriminator workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mdgan_dist.algorithms.mdgan.server import Server
+from mdgan_dist.algorithms.mdgan.worker import Worker
+from mdgan_dist.config import Config, validate
+from mdgan_dist.data import load_shard
+from mdgan_dist.distributed.env import LaunchEnv, job_id
+from mdgan_dist.distributed.process_group import choose_backend, device_for, init_process_group
+from mdgan_dist.distributed.transport import Transport
+from mdgan_dist.errors import ConfigError, PeerError
+from mdgan_dist.job import DataPlan, check_run_dir_is_new, plan_data
+from mdgan_dist.run_logging import RunLogger
+
+log = logging.getLogger("mdgan_dist")
+
+
+# The dataclasses are the schema: Hydra type-checks every YAML value and override against them.
+ConfigStore.instance().store(name="mdgan_schema", node=Config)
+
+
+def typed_config(raw: DictConfig) -> Config:
+    try:
+        cfg = OmegaConf.to_object(raw)
+    except OmegaConfBaseException as error:
+        raise ConfigError(str(error).strip()) from error
+    assert isinstance(cfg, Config)
+    return cfg
+
+
+def agree_on_run_dir(cfg: Config, env: LaunchEnv) -> Path:
+    """All ranks must write to one folder: the configured one, runs/<job id>, or rank 0's clock."""
+    if cfg.run.dir is None:
+        name = [job_id() or time.strftime("%Y%m%d-%H%M%S")]
+        dist.broadcast_object_list(name, src=0)
+        cfg.run.dir = str(Path("runs") / name[0])
+    run_dir = Path(cfg.run.dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def run_role(cfg: Config, env: LaunchEnv, plan: DataPlan, transport: Transport) -> None:
+    run_dir = agree_on_run_dir(cfg, env)
+    if env.is_server:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        logger = RunLogger(run_dir, cfg.log.progress)
+        logger.info(f"run directory {run_dir}")
+        try:
+            Server(cfg, transport, env.world_size - 1, plan.image_shape, run_dir).run(logger)
+        finally:
+            logger.close()
+    else:
+        shard = load_shard(plan.train, plan.shards[env.rank - 1])
+        Worker(cfg, transport, plan.image_shape, shard).run(run_dir)
+
+
+def run(raw: DictConfig) -> int:
+    env = LaunchEnv.from_environ()
+    logging.basicConfig(
+        level=logging.INFO if env.is_server else logging.WARNING,
+        format=f"%(asctime)s [rank {env.rank}] %(levelname)s %(message)s",
+    )
+    try:
+        cfg = typed_config(raw)
+        validate(cfg, env.world_size)
+        check_run_dir_is_new(cfg.run.dir)
+        plan = plan_data(cfg, env.world_size - 1)
+        backend = choose_backend(cfg.comm.backend, env)
+    except ConfigError as error:
+        log.error(f"config error: {error}")
+        return 2
+    torch.set_num_threads(env.threads_per_process())
+    device = device_for(backend, env)
+    init_process_group(backend, env, device, cfg.comm.timeout_s)
+    try:
+        run_role(cfg, env, plan, Transport(env.rank, cfg.comm.timeout_s, device))
+    except ConfigError as error:
+        log.error(f"config error: {error}")
+        return 2
+    except PeerError as error:
+        log.error(str(error))
+        return 1
+    dist.destroy_process_group()
+    return 0
+
+
+@hydra.main(config_path="../../conf", config_name="config", version_base=None)
+def hydra_main(raw: DictConfig) -> None:
+    sys.exit(run(raw))
+
+
+def main() -> None:
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Start real jobs for tests: one OS process per rank, each with the environment torchrun gives it.
+
+Starting the ranks directly (no torchrun agent) lets a test see every rank's own exit code and
+output, and kill or stop one rank precisely. Each job gets a free port of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Small enough that 1 server + 4 workers share 2 cores in seconds.
+TINY = ["model.width=0.0625", "log.progress=false", "train.batch_size=16"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Rank:
+    rank: int
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Job:
+    """N+1 ranks of `python -m mdgan_dist.train` with Hydra overrides (per rank if asked)."""
+
+    def __init__(self, tmp: Path, world_size: int, overrides: list[str], rank_overrides: dict[int, list[str]] | None = None) -> None:
+        self.run_dir = tmp / "run"
+        port = free_port()
+        self.ranks: list[Rank] = []
+        for rank in range(world_size):
+            env = dict(
+                os.environ,
+                RANK=str(rank),
+                WORLD_SIZE=str(world_size),
+                LOCAL_RANK=str(rank),
+                LOCAL_WORLD_SIZE=str(world_size),
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(port),
+                OMP_NUM_THREADS="1",
+            )
+            args = [*overrides, f"run.dir={self.run_dir}", *(rank_overrides or {}).get(rank, [])]
+            log_path = tmp / f"rank{rank}.log"
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "mdgan_dist.train", *args], env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT
+                )
+            self.ranks.append(Rank(rank, process, log_path))
+
+    def wait(self, timeout_s: float) -> list[int]:
+        """Exit codes of all ranks; kills everything and fails the test if they outlive the timeout."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            return [rank.process.wait(timeout=max(deadline - time.monotonic(), 0.1)) for rank in self.ranks]
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"job did not end within {timeout_s}s:\n{self.outputs()}") from None
+
+    def signal(self, rank: int, sig: signal.Signals) -> None:
+        self.ranks[rank].process.send_signal(sig)
+
+    def kill(self) -> None:
+        for rank in self.ranks:
+            if rank.process.poll() is None:
+                rank.process.kill()
+                rank.process.wait()
+
+    def outputs(self) -> str:
+        return "\n".join(f"--- rank {rank.rank}\n{rank.output[-3000:]}" for rank in self.ranks)
+
+
+def wait_for_iteration(metrics: Path, iteration: int, timeout_s: float) -> None:
+    """Blocks until the server has logged the given iteration in metrics.jsonl."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if metrics.exists() and sum(1 for _ in metrics.open()) >= iteration:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{metrics} did not reach iteration {iteration} within {timeout_s}s")
+
+
+def run_job(tmp: Path, world_size: int, overrides: list[str], timeout_s: float = 180) -> Job:
+    job = Job(tmp, world_size, overrides)
+    codes = job.wait(timeout_s)
+    assert codes == [0] * world_size, f"exit codes {codes}:\n{job.outputs()}"
+    return job
+
+
+__all__ = ["Job", "TINY", "run_job", "signal", "wait_for_iteration"]
