@@ -1,5 +1,38 @@
+"""Shared fixtures: finished MD-GAN runs (one per case, made once per session) for the oracle,
+byte-count and output tests."""
+
 import sys
 from pathlib import Path
 
+import pytest
+
 # Test helpers (multiproc.py) are imported as plain modules.
 sys.path.insert(0, str(Path(__file__).parent))
+
+from mdgan_dist import config  # noqa: E402
+from mdgan_dist.config import Config  # noqa: E402
+from multiproc import TINY, run_job  # noqa: E402
+
+ITERATIONS = 6
+
+CASES = {
+    "N2-k1": (2, ["mdgan.k=1", "mdgan.swap_every_epochs=0"]),
+    "N3-k2-swaps": (3, ["mdgan.k=2", "mdgan.swap_every_epochs=0.02"]),
+    "N4-kN-swaps-no-adam-state-L2-saturating": (
+        4,
+        ["mdgan.k=4", "mdgan.swap_every_epochs=0.03", "mdgan.swap_optimizer_state=false", "mdgan.disc_steps=2", "mdgan.loss=saturating", "mdgan.real_label=1.0"],
+    ),
+    "N2-k2-reuse-real": (2, ["mdgan.k=2", "mdgan.disc_steps=3", "mdgan.reuse_real_batch=true", "mdgan.swap_every_epochs=0.015"]),
+}
+
+
+@pytest.fixture(scope="session", params=list(CASES))
+def finished_run(request, tmp_path_factory) -> tuple[Path, int]:
+    num_workers, overrides = CASES[request.param]
+    tmp = tmp_path_factory.mktemp(request.param)
+    overrides = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "log.sample_every=3", *overrides]
+    return run_job(tmp, num_workers + 1, overrides), num_workers
+
+
+def load_config(run_dir: Path) -> Config:
+    return config.load(run_dir / "config.yaml")

@@ -17,12 +17,26 @@ from pathlib import Path
 
 # Small enough that 1 server + 4 workers share 2 cores in seconds.
 TINY = ["model.width=0.0625", "log.progress=false", "train.batch_size=16"]
+TRAIN = [sys.executable, "-m", "mdgan_dist.train"]
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def rank_environment(rank: int, world_size: int, port: int) -> dict[str, str]:
+    return dict(
+        os.environ,
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
 
 
 @dataclass
@@ -37,28 +51,22 @@ class Rank:
 
 
 class Job:
-    """N+1 ranks of `python -m mdgan_dist.train` with Hydra overrides (per rank if asked)."""
+    """world_size processes of `command + args + rank_args[rank]`, logs in tmp/rank<r>.log."""
 
-    def __init__(self, tmp: Path, world_size: int, overrides: list[str], rank_overrides: dict[int, list[str]] | None = None) -> None:
-        self.run_dir = tmp / "run"
+    def __init__(
+        self, tmp: Path, world_size: int, command: list[str], args: list[str], rank_args: dict[int, list[str]] | None = None
+    ) -> None:
         port = free_port()
         self.ranks: list[Rank] = []
         for rank in range(world_size):
-            env = dict(
-                os.environ,
-                RANK=str(rank),
-                WORLD_SIZE=str(world_size),
-                LOCAL_RANK=str(rank),
-                LOCAL_WORLD_SIZE=str(world_size),
-                MASTER_ADDR="127.0.0.1",
-                MASTER_PORT=str(port),
-                OMP_NUM_THREADS="1",
-            )
-            args = [*overrides, f"run.dir={self.run_dir}", *(rank_overrides or {}).get(rank, [])]
             log_path = tmp / f"rank{rank}.log"
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "mdgan_dist.train", *args], env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT
+                    [*command, *args, *(rank_args or {}).get(rank, [])],
+                    env=rank_environment(rank, world_size, port),
+                    cwd=tmp,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
             self.ranks.append(Rank(rank, process, log_path))
 
@@ -84,21 +92,24 @@ class Job:
         return "\n".join(f"--- rank {rank.rank}\n{rank.output[-3000:]}" for rank in self.ranks)
 
 
+def train_job(tmp: Path, world_size: int, overrides: list[str], rank_overrides: dict[int, list[str]] | None = None) -> Job:
+    """The trainer itself, writing to tmp/run."""
+    return Job(tmp, world_size, TRAIN, [*overrides, f"run.dir={tmp / 'run'}"], rank_overrides)
+
+
+def run_job(tmp: Path, world_size: int, overrides: list[str], timeout_s: float = 180) -> Path:
+    """Runs the trainer to the end, asserts every rank succeeded, returns the run directory."""
+    job = train_job(tmp, world_size, overrides)
+    codes = job.wait(timeout_s)
+    assert codes == [0] * world_size, f"exit codes {codes}:\n{job.outputs()}"
+    return tmp / "run"
+
+
 def wait_for_iteration(metrics: Path, iteration: int, timeout_s: float) -> None:
-    """Blocks until the server has logged the given iteration in metrics.jsonl."""
+    """Blocks until metrics.jsonl (log.every=1) holds the given iteration."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if metrics.exists() and sum(1 for _ in metrics.open()) >= iteration:
             return
         time.sleep(0.2)
     raise AssertionError(f"{metrics} did not reach iteration {iteration} within {timeout_s}s")
-
-
-def run_job(tmp: Path, world_size: int, overrides: list[str], timeout_s: float = 180) -> Job:
-    job = Job(tmp, world_size, overrides)
-    codes = job.wait(timeout_s)
-    assert codes == [0] * world_size, f"exit codes {codes}:\n{job.outputs()}"
-    return job
-
-
-__all__ = ["Job", "TINY", "run_job", "signal", "wait_for_iteration"]

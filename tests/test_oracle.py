@@ -8,10 +8,10 @@ the swap makes the parameters differ.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
-import pytest
 import torch
 
 from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, swap_period, training_batch
@@ -22,10 +22,8 @@ from mdgan_dist.config import Config, resolved_k
 from mdgan_dist.data import load_shard
 from mdgan_dist.job import plan_data
 from mdgan_dist.seeding import generator
-from multiproc import TINY, run_job
-from omegaconf import OmegaConf
 
-ITERATIONS = 6
+from conftest import ITERATIONS, load_config
 
 
 def reference_run(cfg: Config, num_workers: int, iterations: int) -> tuple[dict, list[dict], int]:
@@ -48,49 +46,19 @@ def reference_run(cfg: Config, num_workers: int, iterations: int) -> tuple[dict,
             for _ in range(cfg.mdgan.disc_steps):
                 if real is None or not cfg.mdgan.reuse_real_batch:
                     real, _ = samplers[n].next_batch()
-                discriminator_step(discs[n], disc_opts[n], real, generated[training_batch(n, k)].detach())
+                discriminator_step(discs[n], disc_opts[n], real, generated[training_batch(n, k)].detach(), cfg.mdgan.real_label)
             feedbacks.append(generator_feedback(discs[n], generated[feedback_batch(n, k)], cfg.mdgan.loss)[0])
         generator_step(gen_opt, generated, aggregate_feedback(feedbacks, [feedback_batch(n, k) for n in range(num_workers)], k))
         if period and (iteration + 1) % period == 0 and iteration + 1 < iterations:
             targets = derangement(num_workers, cfg.train.seed, swaps)
-            states = [d.state_dict() for d in discs]
-            opt_states = [o.state_dict() for o in disc_opts]
-            states = [{key: value.clone() for key, value in state.items()} for state in states]
-            opt_states = [_deepcopy(state) for state in opt_states]
+            states = [copy.deepcopy(d.state_dict()) for d in discs]
+            opt_states = [copy.deepcopy(o.state_dict()) for o in disc_opts]
             for n, target in enumerate(targets):
                 discs[target].load_state_dict(states[n])
                 if cfg.mdgan.swap_optimizer_state:
                     disc_opts[target].load_state_dict(opt_states[n])
             swaps += 1
     return gen.state_dict(), [d.state_dict() for d in discs], swaps
-
-
-def _deepcopy(state: dict) -> dict:
-    return torch.utils._pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, state)
-
-
-def load_config(run_dir: Path) -> Config:
-    raw = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(run_dir / "config.yaml"))
-    return OmegaConf.to_object(raw)
-
-
-CASES = {
-    "N2-k1": (2, ["mdgan.k=1", "mdgan.swap_every_epochs=0"]),
-    "N3-k2-swaps": (3, ["mdgan.k=2", "mdgan.swap_every_epochs=0.02"]),
-    "N4-kN-swaps-no-adam-state-L2-saturating": (
-        4,
-        ["mdgan.k=4", "mdgan.swap_every_epochs=0.03", "mdgan.swap_optimizer_state=false", "mdgan.disc_steps=2", "mdgan.loss=saturating"],
-    ),
-    "N2-k2-reuse-real": (2, ["mdgan.k=2", "mdgan.disc_steps=3", "mdgan.reuse_real_batch=true", "mdgan.swap_every_epochs=0.015"]),
-}
-
-
-@pytest.fixture(scope="module", params=list(CASES))
-def finished_run(request, tmp_path_factory) -> tuple[Path, int]:
-    num_workers, overrides = CASES[request.param]
-    tmp = tmp_path_factory.mktemp(request.param)
-    job = run_job(tmp, num_workers + 1, [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", *overrides])
-    return job.run_dir, num_workers
 
 
 def test_distributed_round_equals_single_process(finished_run: tuple[Path, int]) -> None:
@@ -113,19 +81,17 @@ def test_distributed_round_equals_single_process(finished_run: tuple[Path, int])
 
 
 def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, int]) -> None:
-    """3*b*d*N values of the wire dtype per iteration, plus one 64-byte header per message."""
+    """3*b*d*N float32 values per iteration, plus one 64-byte header per message; a swap order
+    adds one header per worker."""
     run_dir, num_workers = finished_run
     cfg = load_config(run_dir)
     b, d, value, header = cfg.train.batch_size, 28 * 28, 4, 8 * 8
-    for record in map(json.loads, (run_dir / "metrics.jsonl").open()):
-        swap_orders = num_workers * header if record["swaps"] > 0 and _swapped_at(record, run_dir) else 0
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    swaps_before = 0
+    for record in records:
+        swap_orders = num_workers * header * (record["swaps"] - swaps_before)
+        swaps_before = record["swaps"]
         assert record["server_bytes_sent"] == num_workers * (2 * b * d * value + header) + swap_orders
         assert record["server_bytes_recv"] == num_workers * (b * d * value + header)
-        assert record["server_bytes_sent"] + record["server_bytes_recv"] - swap_orders == 3 * b * d * num_workers * value + 2 * num_workers * header
-
-
-def _swapped_at(record: dict, run_dir: Path) -> bool:
-    """Whether the swap count went up at this record's iteration."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
-    previous = {r["iteration"]: r["swaps"] for r in records}.get(record["iteration"] - 1, 0)
-    return record["swaps"] > previous
+        payload = record["server_bytes_sent"] + record["server_bytes_recv"] - swap_orders - 2 * num_workers * header
+        assert payload == 3 * b * d * num_workers * value

@@ -11,7 +11,9 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from mdgan_dist.errors import ConfigError
 
@@ -40,6 +42,7 @@ class MDGANConfig:
     swap_every_epochs: float = 1.0  # E: local epochs between discriminator swaps; 0 disables
     swap_optimizer_state: bool = True  # the Adam state travels with the discriminator
     loss: str = "non_saturating"  # non_saturating | saturating (the paper's log(1 - D(G(z))))
+    real_label: float = 0.9  # D's target for real samples: 0.9 is one-sided label smoothing, 1 none
     reuse_real_batch: bool = False  # one real batch for all L steps instead of a fresh one each
 
 
@@ -53,7 +56,7 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 3000  # I: global iterations (generator steps)
+    iterations: int = 6000  # I: global iterations (generator steps)
     batch_size: int = 64  # b
     seed: int = 0
 
@@ -121,6 +124,7 @@ def validate(cfg: Config, world_size: int) -> None:
         f"mdgan.swap_every_epochs={cfg.mdgan.swap_every_epochs}: must be >= 0 (0 disables swaps)",
     )
     _require_choice("mdgan.loss", cfg.mdgan.loss, LOSSES)
+    _require(0 < cfg.mdgan.real_label <= 1, f"mdgan.real_label={cfg.mdgan.real_label}: must be in (0, 1]")
     _require_choice("data.split", cfg.data.split, SPLITS)
     _require_choice("comm.backend", cfg.comm.backend, BACKENDS)
     _require(cfg.data.alpha > 0, f"data.alpha={cfg.data.alpha}: the Dirichlet concentration must be > 0")
@@ -157,8 +161,14 @@ def digest(cfg: Config) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
-def to_dict(cfg: Config) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+def save(cfg: Config, path: Path) -> None:
+    path.write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+
+
+def load(path: Path) -> Config:
+    """The config a run saved (its config.yaml), typed and checked against the schema."""
+    merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
 def _require(ok: bool, message: str) -> None:

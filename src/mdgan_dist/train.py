@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mdgan_dist.algorithms.mdgan.server import Server
 from mdgan_dist.algorithms.mdgan.worker import Worker
 from mdgan_dist.config import Config, validate
+from mdgan_dist.config import save as save_config
 from mdgan_dist.data import load_shard
 from mdgan_dist.distributed.env import LaunchEnv, job_id
 from mdgan_dist.distributed.process_group import choose_backend, device_for, init_process_group
@@ -62,7 +63,7 @@ def agree_on_run_dir(cfg: Config, env: LaunchEnv) -> Path:
 def run_role(cfg: Config, env: LaunchEnv, plan: DataPlan, transport: Transport) -> None:
     run_dir = agree_on_run_dir(cfg, env)
     if env.is_server:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        save_config(cfg, run_dir / "config.yaml")
         logger = RunLogger(run_dir, cfg.log.progress)
         logger.info(f"run directory {run_dir}")
         try:

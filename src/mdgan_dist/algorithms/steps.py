@@ -11,9 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy: real samples labelled 1, generated ones 0."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float) -> torch.Tensor:
+    """Binary cross-entropy: real samples labelled real_label (1, or 0.9 for one-sided label
+    smoothing), generated ones 0."""
+    real_targets = torch.full_like(real_logits, real_label)
+    return F.binary_cross_entropy_with_logits(real_logits, real_targets) + F.softplus(fake_logits).mean()
 
 
 def generator_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
@@ -26,10 +28,10 @@ def generator_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def discriminator_step(
-    discriminator: nn.Module, optimizer: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor
+    discriminator: nn.Module, optimizer: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor, real_label: float
 ) -> float:
     optimizer.zero_grad(set_to_none=True)
-    loss = discriminator_loss(discriminator(real), discriminator(fake))
+    loss = discriminator_loss(discriminator(real), discriminator(fake), real_label)
     loss.backward()
     optimizer.step()
     return loss.item()

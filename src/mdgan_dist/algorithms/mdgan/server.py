@@ -55,25 +55,27 @@ class Server:
         period = swap_period(shard_sizes, cfg.train.batch_size, cfg.mdgan.swap_every_epochs)
         logger.info(f"{len(self.workers)} workers, shard sizes {shard_sizes}, k={self.k}, swap every {period} iterations")
         sample_noise = torch.randn(cfg.log.num_samples, cfg.model.z_dim, generator=generator(cfg.train.seed, "samples"))
+        training_started = time.perf_counter()
         for iteration in logger.progress(range(cfg.train.iterations)):
             started, sent, received = time.perf_counter(), self.transport.bytes_sent, self.transport.bytes_recv
             d_losses, g_losses = self.train_iteration(iteration)
-            if period and (iteration + 1) % period == 0 and iteration + 1 < cfg.train.iterations:
+            done, last = iteration + 1, iteration + 1 == cfg.train.iterations
+            if period and done % period == 0 and not last:
                 self.order_swap(iteration)
-            last = iteration + 1 == cfg.train.iterations
-            if (iteration + 1) % cfg.log.every == 0 or last:
+            if done % cfg.log.every == 0 or last:
                 logger.scalars(
-                    iteration + 1,
+                    done,
                     g_loss=sum(g_losses) / len(g_losses),
                     d_loss=sum(d_losses) / len(d_losses),
                     d_loss_per_worker=d_losses,
                     server_bytes_sent=self.transport.bytes_sent - sent,
                     server_bytes_recv=self.transport.bytes_recv - received,
                     iteration_seconds=time.perf_counter() - started,
+                    elapsed_seconds=time.perf_counter() - training_started,
                     swaps=self.swaps,
                 )
-            if (iteration + 1) % cfg.log.sample_every == 0 or last:
-                logger.samples(iteration + 1, self.sample(sample_noise))
+            if done % cfg.log.sample_every == 0 or last:
+                logger.samples(done, self.sample(sample_noise))
         stop = self.transport.header(Header(Kind.STOP, cfg.train.iterations))
         self.transport.exchange("stop", sends=[(rank, stop) for rank in self.workers])
         torch.save({"generator": self.generator.state_dict(), "iteration": cfg.train.iterations}, self.run_dir / "generator.pt")

@@ -70,10 +70,10 @@ class Worker:
         self.transport.exchange(f"receiving the generated batches of iteration {iteration}", recvs=[(0, self.batches)])
         for_training, for_feedback = self.batches[0], self.batches[1]
         real = None
-        for step in range(self.cfg.mdgan.disc_steps):
+        for _ in range(self.cfg.mdgan.disc_steps):
             if real is None or not self.cfg.mdgan.reuse_real_batch:
                 real, _ = self.sampler.next_batch()
-            d_loss = discriminator_step(self.discriminator, self.optimizer, real, for_training)
+            d_loss = discriminator_step(self.discriminator, self.optimizer, real, for_training, self.cfg.mdgan.real_label)
         feedback, g_loss = generator_feedback(self.discriminator, for_feedback, self.cfg.mdgan.loss)
         reply = self.transport.header(Header(Kind.FEEDBACK, iteration, numel=feedback.numel(), value0=d_loss, value1=g_loss))
         self.transport.exchange(f"sending the feedback of iteration {iteration}", sends=[(0, reply), (0, feedback)])

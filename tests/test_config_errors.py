@@ -1,0 +1,52 @@
+"""Bad configs and missing files are reported before training, by every rank, with what to do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from multiproc import TINY, train_job
+
+# (launcher environment, overrides, exit code, text the message must contain)
+CASES = {
+    "one process": ({}, [], 2, "MD-GAN needs at least 2 processes"),
+    "k above N": ({"WORLD_SIZE": "3"}, ["mdgan.k=3"], 2, "mdgan.k=3 is outside 1..N with N=2 workers"),
+    "batch above shard": ({"WORLD_SIZE": "3"}, ["train.batch_size=3000"], 2, "larger than the shard of worker"),
+    "unknown dataset": ({"WORLD_SIZE": "3"}, ["data=imagenet"], 1, "Could not find 'data/imagenet'"),
+    "unknown dataset name": ({"WORLD_SIZE": "3"}, ["data.name=imagenet"], 2, "imagenet"),
+    "unknown model": ({"WORLD_SIZE": "3"}, ["model=resnet"], 1, "Could not find 'model/resnet'"),
+    "model vs images": ({"WORLD_SIZE": "3"}, ["model=dcgan"], 2, "model dcgan expects"),
+    "missing mnist": ({"WORLD_SIZE": "3"}, ["data=mnist", "data.root=nowhere"], 2, "train-images-idx3-ubyte"),
+    "bad loss": ({"WORLD_SIZE": "3"}, ["mdgan.loss=wasserstein"], 2, "mdgan.loss='wasserstein' is not one of"),
+    "wrong type": ({"WORLD_SIZE": "3"}, ["train.iterations=many"], 1, "train.iterations"),
+    "nccl without gpus": ({"WORLD_SIZE": "3"}, ["comm.backend=nccl"], 2, "comm.backend=nccl needs one GPU per rank"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_config_error_is_reported_before_training(tmp_path: Path, case: str) -> None:
+    launcher, overrides, code, message = CASES[case]
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")}
+    env.update(launcher, RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT="1")  # port 1: must never be used
+    result = subprocess.run(
+        [sys.executable, "-m", "mdgan_dist.train", *TINY, *overrides, f"run.dir={tmp_path / 'run'}"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output
+    assert message in output, output
+    assert "Traceback" not in output
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_worker_with_another_config_fails_on_every_rank(tmp_path: Path) -> None:
+    job = train_job(tmp_path, 3, [*TINY, "train.iterations=5"], rank_overrides={2: ["mdgan.disc_steps=2"]})
+    codes = job.wait(90)
+    assert codes == [2, 2, 2], job.outputs()
+    for rank in job.ranks:
+        assert "worker rank 2 was started with a configuration that differs from the server's" in rank.output
+    assert not (tmp_path / "run" / "generator.pt").exists()

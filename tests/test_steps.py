@@ -1,0 +1,80 @@
+"""The shared GAN math, in one process: the feedback protocol computes the true gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, swap_period, training_batch
+from mdgan_dist.algorithms.steps import aggregate_feedback, discriminator_loss, generator_feedback, generator_loss
+from mdgan_dist.config import MDGANConfig, ModelConfig, resolved_k
+from mdgan_dist.models import build_discriminator, build_generator
+
+SHAPE = (1, 28, 28)
+
+
+@pytest.mark.parametrize("loss", ["non_saturating", "saturating"])
+@pytest.mark.parametrize("num_workers,k", [(1, 1), (3, 1), (3, 2), (4, 4)])
+def test_aggregated_feedback_is_the_gradient_of_the_mean_generator_loss(loss: str, num_workers: int, k: int) -> None:
+    """Step 4 of the design: G's gradient from sum(F_n)/N equals autograd on mean_n J_gen(D_n(G(z)))."""
+    torch.manual_seed(0)
+    model = ModelConfig(width=0.0625)
+    gen = build_generator(model, SHAPE)
+    discs = [build_discriminator(model, SHAPE) for _ in range(num_workers)]
+    noise = torch.randn(k * 8, model.z_dim)
+
+    generated = gen(noise).view(k, 8, *SHAPE)
+    feedbacks = [generator_feedback(discs[n], generated[feedback_batch(n, k)], loss)[0] for n in range(num_workers)]
+    upstream = aggregate_feedback(feedbacks, [feedback_batch(n, k) for n in range(num_workers)], k)
+    via_feedback = torch.autograd.grad(generated, list(gen.parameters()), upstream)
+
+    generated = gen(noise).view(k, 8, *SHAPE)
+    mean_loss = sum(generator_loss(discs[n](generated[feedback_batch(n, k)]), loss) for n in range(num_workers)) / num_workers
+    direct = torch.autograd.grad(mean_loss, list(gen.parameters()))
+
+    for a, b in zip(via_feedback, direct):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert any(g.abs().sum() > 0 for g in direct)
+
+
+def test_losses_match_their_definitions() -> None:
+    logits = torch.tensor([-2.0, 0.0, 3.0])
+    prob = torch.sigmoid(logits)
+    torch.testing.assert_close(generator_loss(logits, "non_saturating"), -torch.log(prob).mean())
+    torch.testing.assert_close(generator_loss(logits, "saturating"), torch.log(1 - prob).mean())
+    real, fake = torch.tensor([1.0, 2.0]), torch.tensor([-1.0, 0.5])
+    expected = -torch.log(torch.sigmoid(real)).mean() - torch.log(1 - torch.sigmoid(fake)).mean()
+    torch.testing.assert_close(discriminator_loss(real, fake, 1.0), expected)
+    smoothed = -(0.9 * torch.log(torch.sigmoid(real)) + 0.1 * torch.log(1 - torch.sigmoid(real))).mean()
+    torch.testing.assert_close(discriminator_loss(real, fake, 0.9), smoothed - torch.log(1 - torch.sigmoid(fake)).mean())
+
+
+def test_batch_assignment_follows_the_design() -> None:
+    # k = 1: both batches are the same one, as in the paper.
+    assert [(training_batch(n, 1), feedback_batch(n, 1)) for n in range(3)] == [(0, 0)] * 3
+    # k = N: worker n gives feedback on X_n and trains against X_(n+1 mod k).
+    assert [(training_batch(n, 4), feedback_batch(n, 4)) for n in range(4)] == [(1, 0), (2, 1), (3, 2), (0, 3)]
+
+
+def test_default_k_is_ceil_log2_n() -> None:
+    assert [resolved_k(MDGANConfig(), n) for n in (1, 2, 3, 4, 5, 10, 25, 50)] == [1, 1, 2, 2, 3, 4, 5, 6]
+    assert resolved_k(MDGANConfig(k=3), 10) == 3
+
+
+@pytest.mark.parametrize("num_workers", [2, 3, 5, 10])
+def test_derangements_have_no_fixed_point_and_are_reproducible(num_workers: int) -> None:
+    seen = set()
+    for swap_index in range(30):
+        targets = derangement(num_workers, seed=7, swap_index=swap_index)
+        assert sorted(targets) == list(range(num_workers))
+        assert all(target != worker for worker, target in enumerate(targets))
+        assert targets == derangement(num_workers, seed=7, swap_index=swap_index)
+        seen.add(tuple(targets))
+    assert len(seen) > 1 or num_workers == 2
+
+
+def test_swap_period_is_e_local_epochs() -> None:
+    assert swap_period([1125] * 4, 64, 1.0) == 18  # ceil(1125 / 64)
+    assert swap_period([1000, 1001], 10, 2.0) == 201  # ceil(1000.5 * 2 / 10)
+    assert swap_period([1125] * 4, 64, 0) is None
+    assert swap_period([4500], 64, 1.0) is None  # one worker: nothing to swap with
