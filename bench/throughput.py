@@ -5,7 +5,8 @@ Runs the real trainer under torchrun once per worker count and reads its metrics
     python bench/throughput.py --workers 1 2 4 --iterations 300 -- model.width=0.25
 
 The analytic figure is 3*b*d*N values of the wire dtype (float32) per iteration at the server
-(paper, Table III), plus one 8-value int64 header per message (2 sent and 2 received per worker).
+(paper, Table III), plus one 8-value int64 header per message: one sent to and one received from
+each worker.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def run(workers: int, iterations: int, overrides: list[str], scratch: Path) -> d
         "iterations_per_second": (warm[-1]["iteration"] - warm[0]["iteration"]) / seconds,
         "server_bytes_per_iteration": measured,
         "analytic_payload_bytes": analytic,
-        "analytic_with_headers": analytic + 4 * workers * HEADER_BYTES,
+        "analytic_with_headers": analytic + 2 * workers * HEADER_BYTES,
         "job_seconds_with_startup": job_seconds,
     }
 
@@ -84,8 +85,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         rows = [run(n, args.iterations, args.overrides, Path(scratch)) for n in args.workers]
-    print(f"# {os.cpu_count()} CPUs ({cpu_model()}), torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
-    print(f"# overrides: {' '.join(args.overrides) or '(defaults)'}; {args.iterations} iterations per run")
+    print(f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), torch {torch.__version__}, {time.strftime('%Y-%m-%d')}.")
+    print(f"Overrides: {' '.join(args.overrides) or '(defaults)'}; {args.iterations} iterations per run.\n")
     print("| N | k | b | it/s | server bytes/iter | analytic 3*b*d*N*4 | + headers | measured / analytic+headers |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

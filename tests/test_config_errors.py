@@ -50,3 +50,10 @@ def test_worker_with_another_config_fails_on_every_rank(tmp_path: Path) -> None:
     for rank in job.ranks:
         assert "worker rank 2 was started with a configuration that differs from the server's" in rank.output
     assert not (tmp_path / "run" / "generator.pt").exists()
+
+
+def test_console_script_is_the_same_entry_point(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "mdgan-train"
+    result = subprocess.run([str(script), "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "name: mnist5k" in result.stdout and "disc_steps: 1" in result.stdout

@@ -105,7 +105,12 @@ def run(raw: DictConfig) -> int:
     return 0
 
 
-@hydra.main(config_path="../../conf", config_name="config", version_base=None)
+# An absolute path: Hydra resolves a relative one against the caller, which differs between
+# `python -m mdgan_dist.train` and the `mdgan-train` console script.
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
 def hydra_main(raw: DictConfig) -> None:
     sys.exit(run(raw))
 

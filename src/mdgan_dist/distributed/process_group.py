@@ -40,3 +40,6 @@ def init_process_group(backend: str, env: LaunchEnv, device: torch.device, timeo
         timeout=timedelta(seconds=timeout_s),
         device_id=device if device.type == "cuda" else None,
     )
+    # Every rank is up before any point-to-point message; NCCL also wants its first operation to
+    # involve the whole group, which batch_isend_irecv between two ranks does not.
+    dist.barrier()
