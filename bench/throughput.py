@@ -42,9 +42,20 @@ def free_port() -> int:
 def run(workers: int, iterations: int, overrides: list[str], scratch: Path) -> dict:
     run_dir = scratch / f"n{workers}"
     command = [
-        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={workers + 1}", f"--master-port={free_port()}",
-        "-m", "mdgan_dist.train", f"train.iterations={iterations}", "log.every=1", "log.progress=false",
-        f"log.sample_every={iterations}", "mdgan.swap_every_epochs=0", *overrides, f"run.dir={run_dir}",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={workers + 1}",
+        f"--master-port={free_port()}",
+        "-m",
+        "mdgan_dist.train",
+        f"train.iterations={iterations}",
+        "log.every=1",
+        "log.progress=false",
+        f"log.sample_every={iterations}",
+        "mdgan.swap_every_epochs=0",
+        *overrides,
+        f"run.dir={run_dir}",
     ]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True)

@@ -20,9 +20,21 @@ CASES = {
     "N3-k2-swaps": (3, ["mdgan.k=2", "mdgan.swap_every_epochs=0.02"]),
     "N4-kN-swaps-no-adam-state-L2-saturating": (
         4,
-        ["mdgan.k=4", "mdgan.swap_every_epochs=0.03", "mdgan.swap_optimizer_state=false", "mdgan.disc_steps=2", "mdgan.loss=saturating", "mdgan.real_label=1.0"],
+        [
+            "mdgan.k=4",
+            "mdgan.swap_every_epochs=0.03",
+            "mdgan.swap_optimizer_state=false",
+            "mdgan.disc_steps=2",
+            "mdgan.loss=saturating",
+            "mdgan.real_label=1.0",
+        ],
     ),
-    "N2-k2-reuse-real": (2, ["mdgan.k=2", "mdgan.disc_steps=3", "mdgan.reuse_real_batch=true", "mdgan.swap_every_epochs=0.015"]),
+    "N2-k2-reuse-real": (
+        2,
+        ["mdgan.k=2", "mdgan.disc_steps=3", "mdgan.reuse_real_batch=true", "mdgan.swap_every_epochs=0.015"],
+    ),
+    # Convolutions, BatchNorm in G and minibatch discrimination in D take the same path.
+    "N2-k2-mnist-cnn-swaps": (2, ["model=mnist_cnn", "mdgan.k=2", "mdgan.swap_every_epochs=0.015"]),
 }
 
 

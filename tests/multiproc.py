@@ -54,7 +54,12 @@ class Job:
     """world_size processes of `command + args + rank_args[rank]`, logs in tmp/rank<r>.log."""
 
     def __init__(
-        self, tmp: Path, world_size: int, command: list[str], args: list[str], rank_args: dict[int, list[str]] | None = None
+        self,
+        tmp: Path,
+        world_size: int,
+        command: list[str],
+        args: list[str],
+        rank_args: dict[int, list[str]] | None = None,
     ) -> None:
         port = free_port()
         self.ranks: list[Rank] = []
@@ -92,7 +97,9 @@ class Job:
         return "\n".join(f"--- rank {rank.rank}\n{rank.output[-3000:]}" for rank in self.ranks)
 
 
-def train_job(tmp: Path, world_size: int, overrides: list[str], rank_overrides: dict[int, list[str]] | None = None) -> Job:
+def train_job(
+    tmp: Path, world_size: int, overrides: list[str], rank_overrides: dict[int, list[str]] | None = None
+) -> Job:
     """The trainer itself, writing to tmp/run."""
     return Job(tmp, world_size, TRAIN, [*overrides, f"run.dir={tmp / 'run'}"], rank_overrides)
 

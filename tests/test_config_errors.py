@@ -34,7 +34,11 @@ def test_config_error_is_reported_before_training(tmp_path: Path, case: str) -> 
     env.update(launcher, RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT="1")  # port 1: must never be used
     result = subprocess.run(
         [sys.executable, "-m", "mdgan_dist.train", *TINY, *overrides, f"run.dir={tmp_path / 'run'}"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     output = result.stdout + result.stderr
     assert result.returncode == code, output

@@ -30,7 +30,9 @@ def test_killed_worker_ends_every_rank_with_an_error_naming_it(tmp_path: Path) -
     assert codes[2] == -signal.SIGKILL
     assert codes[0] == 1 and codes[1] == 1 and codes[3] == 1, job.outputs()
     server = job.ranks[0].output
-    assert re.search(r"rank 0: peer rank 2 failed during (training iteration|feedback of iteration) \d+", server), server
+    assert re.search(r"rank 0: peer rank 2 failed during (training iteration|feedback of iteration) \d+", server), (
+        server
+    )
     for survivor in (1, 3):
         # The server went down after the failure; the other workers say where they were waiting.
         assert "peer rank 0 failed during" in job.ranks[survivor].output, job.outputs()
@@ -48,7 +50,9 @@ def test_silent_worker_ends_every_rank_at_the_timeout(tmp_path: Path) -> None:
         job.kill()
     assert codes == [1, 1, 1], job.outputs()
     assert TIMEOUT_S - 1 <= elapsed <= TIMEOUT_S + 20
-    assert re.search(rf"peer rank 3 failed during .*no answer within comm.timeout_s={TIMEOUT_S}s", job.ranks[0].output), job.outputs()
+    assert re.search(
+        rf"peer rank 3 failed during .*no answer within comm.timeout_s={TIMEOUT_S}s", job.ranks[0].output
+    ), job.outputs()
 
 
 def _rank_pid(run_dir: Path, rank: int) -> int | None:
@@ -69,8 +73,15 @@ def _rank_pid(run_dir: Path, rank: int) -> int | None:
 def test_torchrun_exits_non_zero_when_a_worker_dies(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=3", f"--master-port={free_port()}",
-        "-m", "mdgan_dist.train", *ENDLESS, f"run.dir={run_dir}",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=3",
+        f"--master-port={free_port()}",
+        "-m",
+        "mdgan_dist.train",
+        *ENDLESS,
+        f"run.dir={run_dir}",
     ]
     env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
     with open(tmp_path / "torchrun.log", "wb") as log:

@@ -75,20 +75,31 @@ EXPECTED_COUNTS = {
         linear(784, 512) + linear(512, 512) + linear(512, 1),
     ),
     "mnist_cnn": (
-        linear(100, 128 * 7 * 7, bias=False) + batchnorm(128)
-        + conv(128, 32, 5, bias=False) + batchnorm(32) + conv(32, 1, 5),
+        linear(100, 128 * 7 * 7, bias=False)
+        + batchnorm(128)
+        + conv(128, 32, 5, bias=False)
+        + batchnorm(32)
+        + conv(32, 1, 5),
         conv_discriminator(1),
     ),
     "cifar10_cnn": (
-        linear(100, 384 * 4 * 4, bias=False) + batchnorm(384)
-        + conv(384, 192, 5, bias=False) + batchnorm(192)
-        + conv(192, 96, 5, bias=False) + batchnorm(96) + conv(96, 3, 5),
+        linear(100, 384 * 4 * 4, bias=False)
+        + batchnorm(384)
+        + conv(384, 192, 5, bias=False)
+        + batchnorm(192)
+        + conv(192, 96, 5, bias=False)
+        + batchnorm(96)
+        + conv(96, 3, 5),
         conv_discriminator(3),
     ),
     "dcgan": (
-        linear(100, 256 * 4 * 4, bias=False) + batchnorm(256)
-        + conv(256, 128, 4, bias=False) + batchnorm(128)
-        + conv(128, 64, 4, bias=False) + batchnorm(64) + conv(64, 3, 4),
+        linear(100, 256 * 4 * 4, bias=False)
+        + batchnorm(256)
+        + conv(256, 128, 4, bias=False)
+        + batchnorm(128)
+        + conv(128, 64, 4, bias=False)
+        + batchnorm(64)
+        + conv(64, 3, 4),
         conv(3, 64, 4) + conv(64, 128, 4) + conv(128, 256, 4) + conv(256, 1, 4),
     ),
 }
@@ -164,10 +175,7 @@ def test_minibatch_discrimination_matches_the_definition() -> None:
     layer = MinibatchDiscrimination(in_features=7, kernels=4, kernel_dim=3)
     features = torch.randn(5, 7)
     m = (features @ layer.T).view(5, 4, 3)
-    closeness = [
-        sum(torch.exp(-(m[i] - m[j]).abs().sum(dim=1)) for j in range(5) if j != i)
-        for i in range(5)
-    ]
+    closeness = [sum(torch.exp(-(m[i] - m[j]).abs().sum(dim=1)) for j in range(5) if j != i) for i in range(5)]
     expected = torch.stack(closeness)
     out = layer(features)
     assert out.shape == (5, 7 + 4) and layer.out_features == 11
@@ -188,27 +196,30 @@ def test_seeded_builds_are_identical(name: str, shape: Shape) -> None:
         assert not all(torch.equal(state_a[key], state_c[key]) for key in state_a)
 
 
-@pytest.mark.parametrize(("name", "shape", "message"), [
-    (
-        "dcgan",
-        (1, 28, 28),
-        "model dcgan expects 1x32x32 or 3x32x32 images, dataset gives 1x28x28: "
-        "set data.image_size=32 or choose model=mnist_mlp, mnist_cnn",
-    ),
-    (
-        "mnist_cnn",
-        (3, 32, 32),
-        "model mnist_cnn expects 1x28x28 images, dataset gives 3x32x32: set data.image_size=28 "
-        "and use 1-channel images (data.channels=1 for imagefolder) "
-        "or choose model=mnist_mlp, cifar10_cnn, dcgan",
-    ),
-    (
-        "cifar10_cnn",
-        (1, 32, 32),
-        "model cifar10_cnn expects 3x32x32 images, dataset gives 1x32x32: "
-        "use 3-channel images (data.channels=3 for imagefolder) or choose model=mnist_mlp, dcgan",
-    ),
-])
+@pytest.mark.parametrize(
+    ("name", "shape", "message"),
+    [
+        (
+            "dcgan",
+            (1, 28, 28),
+            "model dcgan expects 1x32x32 or 3x32x32 images, dataset gives 1x28x28: "
+            "set data.image_size=32 or choose model=mnist_mlp, mnist_cnn",
+        ),
+        (
+            "mnist_cnn",
+            (3, 32, 32),
+            "model mnist_cnn expects 1x28x28 images, dataset gives 3x32x32: set data.image_size=28 "
+            "and use 1-channel images (data.channels=1 for imagefolder) "
+            "or choose model=mnist_mlp, cifar10_cnn, dcgan",
+        ),
+        (
+            "cifar10_cnn",
+            (1, 32, 32),
+            "model cifar10_cnn expects 3x32x32 images, dataset gives 1x32x32: "
+            "use 3-channel images (data.channels=3 for imagefolder) or choose model=mnist_mlp, dcgan",
+        ),
+    ],
+)
 def test_shape_mismatch_says_what_to_do(name: str, shape: Shape, message: str) -> None:
     cfg = ModelConfig(name=name, width=TINY)
     for check in (check_image_shape, build_generator, build_discriminator):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from conftest import ITERATIONS, load_config
 from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, swap_period, training_batch
 from mdgan_dist.algorithms.mdgan.server import build_server_generator
 from mdgan_dist.algorithms.mdgan.worker import build_sampler, build_worker_discriminator
@@ -22,8 +23,6 @@ from mdgan_dist.config import Config, resolved_k
 from mdgan_dist.data import load_shard
 from mdgan_dist.job import plan_data
 from mdgan_dist.seeding import generator
-
-from conftest import ITERATIONS, load_config
 
 
 def reference_run(cfg: Config, num_workers: int, iterations: int) -> tuple[dict, list[dict], int]:
@@ -46,9 +45,13 @@ def reference_run(cfg: Config, num_workers: int, iterations: int) -> tuple[dict,
             for _ in range(cfg.mdgan.disc_steps):
                 if real is None or not cfg.mdgan.reuse_real_batch:
                     real, _ = samplers[n].next_batch()
-                discriminator_step(discs[n], disc_opts[n], real, generated[training_batch(n, k)].detach(), cfg.mdgan.real_label)
+                discriminator_step(
+                    discs[n], disc_opts[n], real, generated[training_batch(n, k)].detach(), cfg.mdgan.real_label
+                )
             feedbacks.append(generator_feedback(discs[n], generated[feedback_batch(n, k)], cfg.mdgan.loss)[0])
-        generator_step(gen_opt, generated, aggregate_feedback(feedbacks, [feedback_batch(n, k) for n in range(num_workers)], k))
+        generator_step(
+            gen_opt, generated, aggregate_feedback(feedbacks, [feedback_batch(n, k) for n in range(num_workers)], k)
+        )
         if period and (iteration + 1) % period == 0 and iteration + 1 < iterations:
             targets = derangement(num_workers, cfg.train.seed, swaps)
             states = [copy.deepcopy(d.state_dict()) for d in discs]

@@ -29,7 +29,9 @@ def test_aggregated_feedback_is_the_gradient_of_the_mean_generator_loss(loss: st
     via_feedback = torch.autograd.grad(generated, list(gen.parameters()), upstream)
 
     generated = gen(noise).view(k, 8, *SHAPE)
-    mean_loss = sum(generator_loss(discs[n](generated[feedback_batch(n, k)]), loss) for n in range(num_workers)) / num_workers
+    mean_loss = (
+        sum(generator_loss(discs[n](generated[feedback_batch(n, k)]), loss) for n in range(num_workers)) / num_workers
+    )
     direct = torch.autograd.grad(mean_loss, list(gen.parameters()))
 
     for a, b in zip(via_feedback, direct):
@@ -46,7 +48,9 @@ def test_losses_match_their_definitions() -> None:
     expected = -torch.log(torch.sigmoid(real)).mean() - torch.log(1 - torch.sigmoid(fake)).mean()
     torch.testing.assert_close(discriminator_loss(real, fake, 1.0), expected)
     smoothed = -(0.9 * torch.log(torch.sigmoid(real)) + 0.1 * torch.log(1 - torch.sigmoid(real))).mean()
-    torch.testing.assert_close(discriminator_loss(real, fake, 0.9), smoothed - torch.log(1 - torch.sigmoid(fake)).mean())
+    torch.testing.assert_close(
+        discriminator_loss(real, fake, 0.9), smoothed - torch.log(1 - torch.sigmoid(fake)).mean()
+    )
 
 
 def test_batch_assignment_follows_the_design() -> None:

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import hydra
-from hydra.core.config_store import ConfigStore
 import torch
 import torch.distributed as dist
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -49,7 +49,7 @@ def typed_config(raw: DictConfig) -> Config:
     return cfg
 
 
-def agree_on_run_dir(cfg: Config, env: LaunchEnv) -> Path:
+def agree_on_run_dir(cfg: Config) -> Path:
     """All ranks must write to one folder: the configured one, runs/<job id>, or rank 0's clock."""
     if cfg.run.dir is None:
         name = [job_id() or time.strftime("%Y%m%d-%H%M%S")]
@@ -61,7 +61,7 @@ def agree_on_run_dir(cfg: Config, env: LaunchEnv) -> Path:
 
 
 def run_role(cfg: Config, env: LaunchEnv, plan: DataPlan, transport: Transport) -> None:
-    run_dir = agree_on_run_dir(cfg, env)
+    run_dir = agree_on_run_dir(cfg)
     if env.is_server:
         save_config(cfg, run_dir / "config.yaml")
         logger = RunLogger(run_dir, cfg.log.progress)
@@ -87,13 +87,9 @@ def run(raw: DictConfig) -> int:
         check_run_dir_is_new(cfg.run.dir)
         plan = plan_data(cfg, env.world_size - 1)
         backend = choose_backend(cfg.comm.backend, env)
-    except ConfigError as error:
-        log.error(f"config error: {error}")
-        return 2
-    torch.set_num_threads(env.threads_per_process())
-    device = device_for(backend, env)
-    init_process_group(backend, env, device, cfg.comm.timeout_s)
-    try:
+        torch.set_num_threads(env.threads_per_process())
+        device = device_for(backend, env)
+        init_process_group(backend, env, device, cfg.comm.timeout_s)
         run_role(cfg, env, plan, Transport(env.rank, cfg.comm.timeout_s, device))
     except ConfigError as error:
         log.error(f"config error: {error}")

@@ -36,8 +36,14 @@ def main(out: Path, with_optimizer: bool) -> None:
     after = flatten(state_tensors(disc, optimizer, True), torch.device("cpu"))
     params = sum(t.numel() for t in disc.state_dict().values())
     torch.save(
-        {"before": before, "after": after, "targets": targets, "params": params,
-         "bytes_sent": transport.bytes_sent, "bytes_recv": transport.bytes_recv},
+        {
+            "before": before,
+            "after": after,
+            "targets": targets,
+            "params": params,
+            "bytes_sent": transport.bytes_sent,
+            "bytes_recv": transport.bytes_recv,
+        },
         out / f"rank{rank}.pt",
     )
     dist.destroy_process_group()

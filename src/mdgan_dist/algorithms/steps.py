@@ -28,7 +28,11 @@ def generator_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def discriminator_step(
-    discriminator: nn.Module, optimizer: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor, real_label: float
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    real_label: float,
 ) -> float:
     optimizer.zero_grad(set_to_none=True)
     loss = discriminator_loss(discriminator(real), discriminator(fake), real_label)
@@ -45,9 +49,7 @@ def generator_feedback(discriminator: nn.Module, samples: torch.Tensor, kind: st
     return feedback, loss.item()
 
 
-def aggregate_feedback(
-    feedbacks: list[torch.Tensor], assignment: list[int], num_batches: int
-) -> torch.Tensor:
+def aggregate_feedback(feedbacks: list[torch.Tensor], assignment: list[int], num_batches: int) -> torch.Tensor:
     """Upstream gradient for the k generated batches: sum of the F_n per batch, divided by N.
 
     With F_n the gradient of worker n's mean generator loss, this is the gradient of the mean

@@ -50,9 +50,7 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
 class TensorImageDataset(ImageDataset):
     """Images already held in memory as one uint8 tensor (N x C x H x W, a view is fine)."""
 
-    def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, num_classes: int, image_size: int | None
-    ) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int, image_size: int | None) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
             raise ValueError(
                 f"expected uint8 images N x C x H x W and N labels, got {images.dtype} "

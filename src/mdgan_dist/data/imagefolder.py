@@ -24,9 +24,7 @@ _PIL_MODES = {1: "L", 3: "RGB"}
 
 
 class ImageFolderDataset(ImageDataset):
-    def __init__(
-        self, paths: list[str], labels: torch.Tensor, num_classes: int, channels: int, size: int
-    ) -> None:
+    def __init__(self, paths: list[str], labels: torch.Tensor, num_classes: int, channels: int, size: int) -> None:
         super().__init__(labels, (channels, size, size), num_classes, size)
         self._paths = paths
         self._mode = _PIL_MODES[channels]
@@ -61,6 +59,4 @@ def open_imagefolder(cfg: DataConfig, part: str) -> ImageFolderDataset:
     heldout = part == "heldout"
     samples = [sample for i, sample in enumerate(folder.samples) if (i % HELDOUT_EVERY == 0) == heldout]
     labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
-    return ImageFolderDataset(
-        [path for path, _ in samples], labels, len(folder.classes), cfg.channels, cfg.image_size
-    )
+    return ImageFolderDataset([path for path, _ in samples], labels, len(folder.classes), cfg.channels, cfg.image_size)

@@ -85,9 +85,7 @@ class ConvDiscriminator(nn.Module):
             # A 3x3 conv with padding 1 maps n pixels to ceil(n / stride).
             h, w = -(-h // stride), -(-w // stride)
         self.features = nn.Sequential(*layers, nn.Flatten())
-        self.minibatch = MinibatchDiscrimination(
-            n_in * h * w, scaled(MINIBATCH_KERNELS, width), MINIBATCH_KERNEL_DIM
-        )
+        self.minibatch = MinibatchDiscrimination(n_in * h * w, scaled(MINIBATCH_KERNELS, width), MINIBATCH_KERNEL_DIM)
         self.logit = nn.Linear(self.minibatch.out_features, 1)
         # He rather than DCGAN init: with N(0, 0.02) the six convs shrink the features so much that
         # every minibatch distance is ~0, exp(-d) rounds to 1 and D's output no longer depends on x.

@@ -16,9 +16,7 @@ from mdgan_dist.models.common import scaled
 HIDDEN = (512, 512)
 
 
-def _mlp(
-    sizes: Sequence[int], activation: type[nn.Module], **activation_args: float
-) -> list[nn.Module]:
+def _mlp(sizes: Sequence[int], activation: type[nn.Module], **activation_args: float) -> list[nn.Module]:
     """Linear layers through `sizes`, with the activation between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):

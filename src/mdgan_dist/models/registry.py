@@ -53,9 +53,7 @@ def check_image_shape(cfg: ModelConfig, image_shape: Sequence[int]) -> None:
         data_fixes.append(f"set data.image_size={spec.size}")
     if spec.channels is not None and c not in spec.channels:
         wanted = " or ".join(map(str, spec.channels))
-        data_fixes.append(
-            f"use {wanted}-channel images (data.channels={spec.channels[0]} for imagefolder)"
-        )
+        data_fixes.append(f"use {wanted}-channel images (data.channels={spec.channels[0]} for imagefolder)")
     fitting = ", ".join(name for name, other in _SPECS.items() if other.accepts(shape))
     raise ConfigError(
         f"model {cfg.name} expects {spec.describe()} images, dataset gives {c}x{h}x{w}: "

@@ -24,7 +24,9 @@ def greet_workers(transport: Transport, config_digest: int, shapes: torch.Tensor
     hello = transport.header(Header(Kind.HELLO, arg0=config_digest, numel=shapes.numel()))
     sends = [transfer for rank in workers for transfer in ((rank, hello), (rank, shapes))]
     transport.exchange(STAGE, sends=sends, recvs=list(replies.items()))
-    answers = {rank: transport.expect(buffer, rank, STAGE, [Kind.HELLO, Kind.ABORT]) for rank, buffer in replies.items()}
+    answers = {
+        rank: transport.expect(buffer, rank, STAGE, [Kind.HELLO, Kind.ABORT]) for rank, buffer in replies.items()
+    }
     refused = [rank for rank, answer in answers.items() if answer.kind == Kind.ABORT]
     if refused:
         # The workers that agreed would otherwise wait for an instruction until the timeout.

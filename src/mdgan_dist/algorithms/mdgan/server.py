@@ -53,7 +53,9 @@ class Server:
         cfg, shapes = self.cfg, message_shapes(self.cfg, self.image_shape).to(self.transport.device)
         shard_sizes = greet_workers(self.transport, digest(cfg), shapes, self.workers)
         period = swap_period(shard_sizes, cfg.train.batch_size, cfg.mdgan.swap_every_epochs)
-        logger.info(f"{len(self.workers)} workers, shard sizes {shard_sizes}, k={self.k}, swap every {period} iterations")
+        logger.info(
+            f"{len(self.workers)} workers, shard sizes {shard_sizes}, k={self.k}, swap every {period} iterations"
+        )
         sample_noise = torch.randn(cfg.log.num_samples, cfg.model.z_dim, generator=generator(cfg.train.seed, "samples"))
         training_started = time.perf_counter()
         for iteration in logger.progress(range(cfg.train.iterations)):
@@ -78,7 +80,9 @@ class Server:
                 logger.samples(done, self.sample(sample_noise))
         stop = self.transport.header(Header(Kind.STOP, cfg.train.iterations))
         self.transport.exchange("stop", sends=[(rank, stop) for rank in self.workers])
-        torch.save({"generator": self.generator.state_dict(), "iteration": cfg.train.iterations}, self.run_dir / "generator.pt")
+        torch.save(
+            {"generator": self.generator.state_dict(), "iteration": cfg.train.iterations}, self.run_dir / "generator.pt"
+        )
 
     def train_iteration(self, iteration: int) -> tuple[list[float], list[float]]:
         """Paper's Algorithm 1, server side: returns the workers' D losses and generator losses."""
@@ -92,12 +96,18 @@ class Server:
             self.outgoing[rank][0].copy_(samples[training_batch(worker, self.k)])
             self.outgoing[rank][1].copy_(samples[feedback_batch(worker, self.k)])
         sends = [transfer for rank in self.workers for transfer in ((rank, train), (rank, self.outgoing[rank]))]
-        recvs = [transfer for rank in self.workers for transfer in ((rank, self.replies[rank]), (rank, self.feedback[rank]))]
+        recvs = [
+            transfer for rank in self.workers for transfer in ((rank, self.replies[rank]), (rank, self.feedback[rank]))
+        ]
         self.transport.exchange(f"training iteration {iteration}", sends=sends, recvs=recvs)
         stage = f"feedback of iteration {iteration}"
-        answers = [self.transport.expect(self.replies[rank], rank, stage, [Kind.FEEDBACK], iteration) for rank in self.workers]
+        answers = [
+            self.transport.expect(self.replies[rank], rank, stage, [Kind.FEEDBACK], iteration) for rank in self.workers
+        ]
         upstream = aggregate_feedback(
-            [self.feedback[rank] for rank in self.workers], [feedback_batch(rank - 1, self.k) for rank in self.workers], self.k
+            [self.feedback[rank] for rank in self.workers],
+            [feedback_batch(rank - 1, self.k) for rank in self.workers],
+            self.k,
         )
         generator_step(self.optimizer, generated, upstream)
         return [answer.value0 for answer in answers], [answer.value1 for answer in answers]

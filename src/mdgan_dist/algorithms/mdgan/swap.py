@@ -59,7 +59,9 @@ def swap_discriminator(
     header_in = transport.empty_header()
     header_out = transport.header(Header(Kind.DISCRIMINATOR, iteration, numel=outgoing.numel()))
     stage = f"discriminator swap after iteration {iteration} (to rank {target}, from rank {source})"
-    transport.exchange(stage, sends=[(target, header_out), (target, outgoing)], recvs=[(source, header_in), (source, incoming)])
+    transport.exchange(
+        stage, sends=[(target, header_out), (target, outgoing)], recvs=[(source, header_in), (source, incoming)]
+    )
     header = transport.expect(header_in, source, stage, [Kind.DISCRIMINATOR])
     if header.numel != incoming.numel():
         raise RuntimeError(f"{stage}: rank {source} sent {header.numel} values, expected {incoming.numel()}")

@@ -30,7 +30,11 @@ def build_sampler(cfg: Config, images: torch.Tensor, labels: torch.Tensor, worke
 
 class Worker:
     def __init__(
-        self, cfg: Config, transport: Transport, image_shape: tuple[int, int, int], shard: tuple[torch.Tensor, torch.Tensor]
+        self,
+        cfg: Config,
+        transport: Transport,
+        image_shape: tuple[int, int, int],
+        shard: tuple[torch.Tensor, torch.Tensor],
     ) -> None:
         self.cfg = cfg
         self.transport = transport
@@ -56,14 +60,21 @@ class Worker:
                 self.train_iteration(header.iteration)
             elif header.kind == Kind.SWAP:
                 swap_discriminator(
-                    self.transport, self.discriminator, self.optimizer, self.cfg.mdgan.swap_optimizer_state,
-                    header.iteration, target=header.arg0, source=header.arg1,
+                    self.transport,
+                    self.discriminator,
+                    self.optimizer,
+                    self.cfg.mdgan.swap_optimizer_state,
+                    header.iteration,
+                    target=header.arg0,
+                    source=header.arg1,
                 )
             elif header.kind == Kind.ABORT:
                 raise ConfigError(mismatch_message(header.arg0))
             else:
                 break
-        torch.save({"discriminator": self.discriminator.state_dict()}, run_dir / f"discriminator_rank{self.transport.rank}.pt")
+        torch.save(
+            {"discriminator": self.discriminator.state_dict()}, run_dir / f"discriminator_rank{self.transport.rank}.pt"
+        )
 
     def train_iteration(self, iteration: int) -> None:
         """Paper's Algorithm 1, worker side: L discriminator steps, then the feedback on X_g."""
@@ -73,7 +84,11 @@ class Worker:
         for _ in range(self.cfg.mdgan.disc_steps):
             if real is None or not self.cfg.mdgan.reuse_real_batch:
                 real, _ = self.sampler.next_batch()
-            d_loss = discriminator_step(self.discriminator, self.optimizer, real, for_training, self.cfg.mdgan.real_label)
+            d_loss = discriminator_step(
+                self.discriminator, self.optimizer, real, for_training, self.cfg.mdgan.real_label
+            )
         feedback, g_loss = generator_feedback(self.discriminator, for_feedback, self.cfg.mdgan.loss)
-        reply = self.transport.header(Header(Kind.FEEDBACK, iteration, numel=feedback.numel(), value0=d_loss, value1=g_loss))
+        reply = self.transport.header(
+            Header(Kind.FEEDBACK, iteration, numel=feedback.numel(), value0=d_loss, value1=g_loss)
+        )
         self.transport.exchange(f"sending the feedback of iteration {iteration}", sends=[(0, reply), (0, feedback)])
