@@ -52,7 +52,7 @@ def reference_run(cfg: Config, num_workers: int, iterations: int) -> tuple[dict,
         generator_step(
             gen_opt, generated, aggregate_feedback(feedbacks, [feedback_batch(n, k) for n in range(num_workers)], k)
         )
-        if period and (iteration + 1) % period == 0 and iteration + 1 < iterations:
+        if period and (iteration + 1) % period == 0:
             targets = derangement(num_workers, cfg.train.seed, swaps)
             states = [copy.deepcopy(d.state_dict()) for d in discs]
             opt_states = [copy.deepcopy(o.state_dict()) for o in disc_opts]

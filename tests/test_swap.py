@@ -26,6 +26,7 @@ def test_swap_moves_every_discriminator_exactly_once(tmp_path: Path, with_optimi
     # Distinct to start with, or "moved" could not be told from "kept".
     assert all(not torch.equal(befores[a], befores[b]) for a in range(WORKERS) for b in range(a))
     for sender, target in enumerate(targets):
+        assert results[target]["arrived"] == sender  # the header says whose D it is
         assert torch.equal(afters[target][:params], befores[sender][:params]), f"D of worker {sender} lost"
         kept_optimizer = befores[target][params:]
         moved_optimizer = befores[sender][params:]

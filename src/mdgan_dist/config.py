@@ -76,6 +76,12 @@ class LogConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every: int = 1000  # iterations between checkpoints (and one at the end); 0 disables
+    keep: int = 2  # complete checkpoints kept on disk, at least 2
+
+
+@dataclass
 class RunConfig:
     dir: str | None = None  # None: runs/<SLURM job id or a start time chosen by rank 0>
 
@@ -90,6 +96,8 @@ class Config:
     comm: CommConfig = field(default_factory=CommConfig)
     log: LogConfig = field(default_factory=LogConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    resume: str = "auto"  # auto: newest complete checkpoint in run.dir | never: fresh run only | a path
 
 
 LOSSES = ("non_saturating", "saturating")
@@ -135,6 +143,11 @@ def validate(cfg: Config, world_size: int) -> None:
     _require(cfg.comm.timeout_s > 0, f"comm.timeout_s={cfg.comm.timeout_s}: must be > 0 seconds")
     _require(cfg.log.every >= 1, f"log.every={cfg.log.every}: must be >= 1")
     _require(cfg.log.sample_every >= 1, f"log.sample_every={cfg.log.sample_every}: must be >= 1")
+    _require(cfg.checkpoint.every >= 0, f"checkpoint.every={cfg.checkpoint.every}: must be >= 0 (0 disables)")
+    _require(
+        cfg.checkpoint.keep >= 2,
+        f"checkpoint.keep={cfg.checkpoint.keep}: keep at least 2, so a torn newest one has a fallback",
+    )
     for name in ("g_lr", "d_lr"):
         value = getattr(cfg.optim, name)
         _require(value > 0, f"optim.{name}={value}: must be > 0")
@@ -157,8 +170,27 @@ def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
 
 def digest(cfg: Config) -> int:
     """A 63-bit fingerprint of the whole config, compared in the start-up handshake."""
-    text = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+    return _fingerprint(dataclasses.asdict(cfg))
+
+
+# What may change when a run is resumed: none of it changes what an iteration computes.
+RESUMABLE_CHANGES = ("resume", "run", "checkpoint", "log", "comm")
+
+
+def trajectory_digest(cfg: Config, num_workers: int) -> int:
+    """A fingerprint of everything that determines the training trajectory, checked on resume."""
+    fields = {key: value for key, value in dataclasses.asdict(cfg).items() if key not in RESUMABLE_CHANGES}
+    fields["train"] = {key: value for key, value in fields["train"].items() if key != "iterations"}
+    return _fingerprint({**fields, "num_workers": num_workers})
+
+
+def _fingerprint(value: object) -> int:
+    text = json.dumps(value, sort_keys=True)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
 
 
 def save(cfg: Config, path: Path) -> None:

@@ -41,6 +41,15 @@ def plan_data(cfg: Config, num_workers: int) -> DataPlan:
     return plan
 
 
-def check_run_dir_is_new(run_dir: str | None) -> None:
-    if run_dir and (Path(run_dir) / "metrics.jsonl").exists():
-        raise ConfigError(f"run.dir={run_dir} already holds a run: choose another run.dir or remove that folder")
+def check_run_dir_is_new(cfg: Config) -> None:
+    """resume=never must not write over a run: refuse a run.dir that already holds one."""
+    run_dir = cfg.run.dir
+    if (
+        cfg.resume == "never"
+        and run_dir
+        and any((Path(run_dir) / name).exists() for name in ("metrics.jsonl", "checkpoints"))
+    ):
+        raise ConfigError(
+            f"run.dir={run_dir} already holds a run and resume=never: choose another run.dir, remove that folder, "
+            "or continue it with resume=auto"
+        )

@@ -5,33 +5,45 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import Iterator, TextIO
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
-T = TypeVar("T")
 log = logging.getLogger("mdgan_dist")
 
 
 class RunLogger:
     """Lives on the server only: one writer of every side effect in the run directory."""
 
-    def __init__(self, run_dir: Path, show_progress: bool) -> None:
+    def __init__(self, run_dir: Path, show_progress: bool, start: int) -> None:
+        """start: iterations already done (a resumed run); what was logged after them is dropped,
+        since those iterations run again."""
         self.run_dir = run_dir
         self.show_progress = show_progress
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start + 1 if start else None)
+        self.metrics = _metrics_up_to(run_dir / "metrics.jsonl", start)
         self.bar: tqdm | None = None
 
-    def info(self, message: str) -> None:
-        log.info(message)
+    def __enter__(self) -> "RunLogger":
+        return self
 
-    def progress(self, items: Iterable[T]) -> Iterator[T]:
-        self.bar = tqdm(items, desc="MD-GAN", unit="it", disable=not self.show_progress, dynamic_ncols=True)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def progress(self, iterations: range, total: int) -> Iterator[int]:
+        self.bar = tqdm(
+            iterations,
+            desc="MD-GAN",
+            unit="it",
+            initial=iterations.start,
+            total=total,
+            disable=not self.show_progress,
+            dynamic_ncols=True,
+        )
         yield from self.bar
 
     def scalars(self, iteration: int, d_loss_per_worker: list[float], **values: float) -> None:
@@ -56,3 +68,12 @@ class RunLogger:
             self.bar.close()
         self.writer.close()
         self.metrics.close()
+
+
+def _metrics_up_to(path: Path, start: int) -> TextIO:
+    """metrics.jsonl opened for appending, holding only the records of iterations <= start."""
+    kept = []
+    if start and path.exists():
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["iteration"] <= start]
+    path.write_text("".join(line + "\n" for line in kept))
+    return open(path, "a", encoding="utf-8")

@@ -31,7 +31,6 @@ from mdgan_dist.distributed.process_group import choose_backend, device_for, ini
 from mdgan_dist.distributed.transport import Transport
 from mdgan_dist.errors import ConfigError, PeerError
 from mdgan_dist.job import DataPlan, check_run_dir_is_new, plan_data
-from mdgan_dist.run_logging import RunLogger
 
 log = logging.getLogger("mdgan_dist")
 
@@ -64,12 +63,8 @@ def run_role(cfg: Config, env: LaunchEnv, plan: DataPlan, transport: Transport) 
     run_dir = agree_on_run_dir(cfg)
     if env.is_server:
         save_config(cfg, run_dir / "config.yaml")
-        logger = RunLogger(run_dir, cfg.log.progress)
-        logger.info(f"run directory {run_dir}")
-        try:
-            Server(cfg, transport, env.world_size - 1, plan.image_shape, run_dir).run(logger)
-        finally:
-            logger.close()
+        log.info(f"run directory {run_dir}")
+        Server(cfg, transport, env.world_size - 1, plan.image_shape, run_dir).run()
     else:
         shard = load_shard(plan.train, plan.shards[env.rank - 1])
         Worker(cfg, transport, plan.image_shape, shard).run(run_dir)
@@ -84,7 +79,7 @@ def run(raw: DictConfig) -> int:
     try:
         cfg = typed_config(raw)
         validate(cfg, env.world_size)
-        check_run_dir_is_new(cfg.run.dir)
+        check_run_dir_is_new(cfg)
         plan = plan_data(cfg, env.world_size - 1)
         backend = choose_backend(cfg.comm.backend, env)
         torch.set_num_threads(env.threads_per_process())

@@ -32,7 +32,9 @@ def main(out: Path, with_optimizer: bool) -> None:
     targets = derangement(world, seed=3, swap_index=0)
     source = targets.index(rank)
     transport = Transport(rank, 60, torch.device("cpu"))
-    swap_discriminator(transport, disc, optimizer, with_optimizer, 0, target=targets[rank], source=source)
+    arrived = swap_discriminator(
+        transport, disc, optimizer, with_optimizer, 0, rank, target=targets[rank], source=source
+    )
     after = flatten(state_tensors(disc, optimizer, True), torch.device("cpu"))
     params = sum(t.numel() for t in disc.state_dict().values())
     torch.save(
@@ -40,6 +42,7 @@ def main(out: Path, with_optimizer: bool) -> None:
             "before": before,
             "after": after,
             "targets": targets,
+            "arrived": arrived,
             "params": params,
             "bytes_sent": transport.bytes_sent,
             "bytes_recv": transport.bytes_recv,

@@ -11,6 +11,9 @@ from mdgan_dist.errors import ConfigError
 STAGE = "start-up handshake"
 
 
+REFUSED = -1  # start iteration that tells the workers the server cannot start (its log says why)
+
+
 def mismatch_message(rank: int) -> str:
     return (
         f"worker rank {rank} was started with a configuration that differs from the server's: "
@@ -18,12 +21,15 @@ def mismatch_message(rank: int) -> str:
     )
 
 
-def greet_workers(transport: Transport, config_digest: int, shapes: torch.Tensor, workers: list[int]) -> list[int]:
-    """Server side: sends digest and message shapes, returns each worker's shard size."""
+def greet_workers(
+    transport: Transport, config_digest: int, start: int, shapes: torch.Tensor, workers: list[int]
+) -> list[int]:
+    """Server side: sends digest, start iteration (0, a checkpoint's, or REFUSED) and message
+    shapes; returns each worker's shard size."""
     replies = {rank: transport.empty_header() for rank in workers}
-    hello = transport.header(Header(Kind.HELLO, arg0=config_digest, numel=shapes.numel()))
-    sends = [transfer for rank in workers for transfer in ((rank, hello), (rank, shapes))]
-    transport.exchange(STAGE, sends=sends, recvs=list(replies.items()))
+    transport.exchange(
+        STAGE, sends=_hellos(transport, config_digest, start, shapes, workers), recvs=list(replies.items())
+    )
     answers = {
         rank: transport.expect(buffer, rank, STAGE, [Kind.HELLO, Kind.ABORT]) for rank, buffer in replies.items()
     }
@@ -36,13 +42,29 @@ def greet_workers(transport: Transport, config_digest: int, shapes: torch.Tensor
     return [answers[rank].arg0 for rank in workers]
 
 
-def answer_server(transport: Transport, config_digest: int, shapes: torch.Tensor, shard_size: int) -> None:
-    """Worker side: checks the server's digest and shapes against its own, answers with its shard size."""
+def refuse_workers(transport: Transport, shapes: torch.Tensor, workers: list[int]) -> None:
+    """Server side, when it cannot start: every worker stops with a message instead of a timeout."""
+    transport.exchange(STAGE, sends=_hellos(transport, 0, REFUSED, shapes, workers))
+
+
+def _hellos(
+    transport: Transport, config_digest: int, start: int, shapes: torch.Tensor, workers: list[int]
+) -> list[tuple[int, torch.Tensor]]:
+    hello = transport.header(Header(Kind.HELLO, arg0=config_digest, arg1=start, numel=shapes.numel()))
+    return [transfer for rank in workers for transfer in ((rank, hello), (rank, shapes))]
+
+
+def answer_server(transport: Transport, config_digest: int, shapes: torch.Tensor, shard_size: int) -> int:
+    """Worker side: checks the server's digest and shapes against its own, answers with its shard
+    size, and returns the iteration to start from."""
     hello, server_shapes = transport.empty_header(), torch.empty_like(shapes)
     transport.exchange(STAGE, recvs=[(0, hello), (0, server_shapes)])
     header = transport.expect(hello, 0, STAGE, [Kind.HELLO])
+    if header.arg1 == REFUSED:
+        raise ConfigError("the server refused to start (its log, rank 0, says why)")
     agrees = header.arg0 == config_digest and torch.equal(server_shapes, shapes)
     reply = Header(Kind.HELLO, arg0=shard_size) if agrees else Header(Kind.ABORT, arg0=transport.rank)
     transport.exchange(STAGE, sends=[(0, transport.header(reply))])
     if not agrees:
         raise ConfigError(mismatch_message(transport.rank))
+    return header.arg1

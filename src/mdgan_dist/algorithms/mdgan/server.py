@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import torch
 
-from mdgan_dist.algorithms.mdgan.handshake import greet_workers
+from mdgan_dist.algorithms.mdgan.handshake import greet_workers, refuse_workers
 from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, swap_period, training_batch
 from mdgan_dist.algorithms.steps import adam, aggregate_feedback, generator_step
-from mdgan_dist.config import Config, digest, resolved_k
+from mdgan_dist.checkpoint import (
+    SERVER_FILE,
+    atomic_save,
+    checkpoint_dir,
+    newest_complete,
+    prune,
+    verify,
+    write_manifest,
+)
+from mdgan_dist.checkpoint import load as load_checkpoint
+from mdgan_dist.config import Config, digest, resolved_k, to_dict, trajectory_digest
 from mdgan_dist.distributed.protocol import Header, Kind
 from mdgan_dist.distributed.transport import Transport
+from mdgan_dist.errors import ConfigError
 from mdgan_dist.models import build_generator
 from mdgan_dist.run_logging import RunLogger
 from mdgan_dist.seeding import generator, seeded
+
+log = logging.getLogger("mdgan_dist")
 
 
 def build_server_generator(cfg: Config, image_shape: tuple[int, int, int]) -> torch.nn.Module:
@@ -48,41 +62,89 @@ class Server:
         self.feedback = {rank: torch.empty((batch, *image_shape), device=device) for rank in self.workers}
         self.replies = {rank: transport.empty_header() for rank in self.workers}
         self.swaps = 0
+        self.trajectory = trajectory_digest(cfg, num_workers)
 
-    def run(self, logger: RunLogger) -> None:
+    def run(self) -> None:
         cfg, shapes = self.cfg, message_shapes(self.cfg, self.image_shape).to(self.transport.device)
-        shard_sizes = greet_workers(self.transport, digest(cfg), shapes, self.workers)
+        try:
+            start = self.resume()
+        except ConfigError:
+            refuse_workers(self.transport, shapes, self.workers)
+            raise
+        shard_sizes = greet_workers(self.transport, digest(cfg), start, shapes, self.workers)
         period = swap_period(shard_sizes, cfg.train.batch_size, cfg.mdgan.swap_every_epochs)
-        logger.info(
-            f"{len(self.workers)} workers, shard sizes {shard_sizes}, k={self.k}, swap every {period} iterations"
-        )
+        log.info(f"{len(self.workers)} workers, shard sizes {shard_sizes}, k={self.k}, swap every {period} iterations")
         sample_noise = torch.randn(cfg.log.num_samples, cfg.model.z_dim, generator=generator(cfg.train.seed, "samples"))
         training_started = time.perf_counter()
-        for iteration in logger.progress(range(cfg.train.iterations)):
-            started, sent, received = time.perf_counter(), self.transport.bytes_sent, self.transport.bytes_recv
-            d_losses, g_losses = self.train_iteration(iteration)
-            done, last = iteration + 1, iteration + 1 == cfg.train.iterations
-            if period and done % period == 0 and not last:
-                self.order_swap(iteration)
-            if done % cfg.log.every == 0 or last:
-                logger.scalars(
-                    done,
-                    g_loss=sum(g_losses) / len(g_losses),
-                    d_loss=sum(d_losses) / len(d_losses),
-                    d_loss_per_worker=d_losses,
-                    server_bytes_sent=self.transport.bytes_sent - sent,
-                    server_bytes_recv=self.transport.bytes_recv - received,
-                    iteration_seconds=time.perf_counter() - started,
-                    elapsed_seconds=time.perf_counter() - training_started,
-                    swaps=self.swaps,
-                )
-            if done % cfg.log.sample_every == 0 or last:
-                logger.samples(done, self.sample(sample_noise))
+        with RunLogger(self.run_dir, cfg.log.progress, start) as logger:
+            for iteration in logger.progress(range(start, cfg.train.iterations), cfg.train.iterations):
+                started, sent, received = time.perf_counter(), self.transport.bytes_sent, self.transport.bytes_recv
+                d_losses, g_losses = self.train_iteration(iteration)
+                done, last = iteration + 1, iteration + 1 == cfg.train.iterations
+                if period and done % period == 0:
+                    self.order_swap(iteration)
+                if done % cfg.log.every == 0 or last:
+                    logger.scalars(
+                        done,
+                        g_loss=sum(g_losses) / len(g_losses),
+                        d_loss=sum(d_losses) / len(d_losses),
+                        d_loss_per_worker=d_losses,
+                        server_bytes_sent=self.transport.bytes_sent - sent,
+                        server_bytes_recv=self.transport.bytes_recv - received,
+                        iteration_seconds=time.perf_counter() - started,
+                        elapsed_seconds=time.perf_counter() - training_started,
+                        swaps=self.swaps,
+                    )
+                if done % cfg.log.sample_every == 0 or last:
+                    logger.samples(done, self.sample(sample_noise))
+                if cfg.checkpoint.every and (done % cfg.checkpoint.every == 0 or last):
+                    self.checkpoint(done)
         stop = self.transport.header(Header(Kind.STOP, cfg.train.iterations))
         self.transport.exchange("stop", sends=[(rank, stop) for rank in self.workers])
-        torch.save(
-            {"generator": self.generator.state_dict(), "iteration": cfg.train.iterations}, self.run_dir / "generator.pt"
-        )
+        final = {"generator": self.generator.state_dict(), "iteration": cfg.train.iterations}
+        torch.save(final, self.run_dir / "generator.pt")
+
+    def resume(self) -> int:
+        """Loads the checkpoint resume= asks for, if any; returns the iteration to start from."""
+        if self.cfg.resume == "never":
+            return 0
+        if self.cfg.resume == "auto":
+            found, refused = newest_complete(self.run_dir, self.trajectory, len(self.workers))
+            for reason in refused:
+                log.warning(f"not resuming from it: {reason}")
+            if found is None:
+                return 0
+        else:
+            found = verify(Path(self.cfg.resume), self.trajectory, len(self.workers))
+        state = load_checkpoint(found.directory / SERVER_FILE, self.transport.device)
+        self.generator.load_state_dict(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.noise.set_state(state["noise"])
+        self.swaps = state["swaps"]
+        torch.set_rng_state(state["rng"])
+        log.info(f"resuming from {found.directory} at iteration {found.iteration}")
+        return found.iteration
+
+    def checkpoint(self, done: int) -> None:
+        """Workers write their state first; the server's file and then the manifest complete it."""
+        stage = f"checkpoint at iteration {done}"
+        order = self.transport.header(Header(Kind.CHECKPOINT, done))
+        self.transport.exchange(stage, sends=[(rank, order) for rank in self.workers], recvs=list(self.replies.items()))
+        for rank in self.workers:
+            self.transport.expect(self.replies[rank], rank, stage, [Kind.CHECKPOINT], done)
+        state = {
+            "iteration": done,
+            "generator": self.generator.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "noise": self.noise.get_state(),
+            "swaps": self.swaps,
+            "rng": torch.get_rng_state(),
+            "config": to_dict(self.cfg),
+        }
+        directory = checkpoint_dir(self.run_dir, done)
+        atomic_save(state, directory / SERVER_FILE)
+        write_manifest(directory, done, self.trajectory)
+        prune(self.run_dir, self.cfg.checkpoint.keep)
 
     def train_iteration(self, iteration: int) -> tuple[list[float], list[float]]:
         """Paper's Algorithm 1, server side: returns the workers' D losses and generator losses."""

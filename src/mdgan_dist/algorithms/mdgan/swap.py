@@ -45,19 +45,20 @@ def swap_discriminator(
     optimizer: torch.optim.Adam,
     with_optimizer: bool,
     iteration: int,
+    holds: int,
     target: int,
     source: int,
 ) -> int:
-    """Sends this worker's D to rank target and takes the D of rank source in its place.
+    """Sends this worker's D (born on worker `holds`) to rank target and takes the D of rank
+    source in its place; returns which D arrived.
 
     Both directions are posted together: a blocking send before the receive deadlocks a cycle.
-    Returns the number of values received.
     """
     tensors = state_tensors(discriminator, optimizer, with_optimizer)
     outgoing = flatten(tensors, transport.device)
     incoming = torch.empty_like(outgoing)
     header_in = transport.empty_header()
-    header_out = transport.header(Header(Kind.DISCRIMINATOR, iteration, numel=outgoing.numel()))
+    header_out = transport.header(Header(Kind.DISCRIMINATOR, iteration, arg0=holds, numel=outgoing.numel()))
     stage = f"discriminator swap after iteration {iteration} (to rank {target}, from rank {source})"
     transport.exchange(
         stage, sends=[(target, header_out), (target, outgoing)], recvs=[(source, header_in), (source, incoming)]
@@ -66,4 +67,4 @@ def swap_discriminator(
     if header.numel != incoming.numel():
         raise RuntimeError(f"{stage}: rank {source} sent {header.numel} values, expected {incoming.numel()}")
     unflatten_into(tensors, incoming)
-    return incoming.numel()
+    return header.arg0

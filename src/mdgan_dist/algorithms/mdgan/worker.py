@@ -10,6 +10,8 @@ from mdgan_dist.algorithms.mdgan.handshake import answer_server, mismatch_messag
 from mdgan_dist.algorithms.mdgan.server import message_shapes
 from mdgan_dist.algorithms.mdgan.swap import swap_discriminator
 from mdgan_dist.algorithms.steps import adam, discriminator_step, generator_feedback
+from mdgan_dist.checkpoint import atomic_save, checkpoint_dir, find_worker_file, resume_directory, worker_file
+from mdgan_dist.checkpoint import load as load_checkpoint
 from mdgan_dist.config import Config, digest
 from mdgan_dist.data import ShardSampler
 from mdgan_dist.distributed.protocol import Header, Kind
@@ -47,34 +49,62 @@ class Worker:
         self.discriminator = build_worker_discriminator(cfg, image_shape, self.worker).to(device)
         self.optimizer = adam(self.discriminator, cfg.optim.d_lr, cfg.optim.beta1, cfg.optim.beta2)
         self.batches = torch.empty((2, cfg.train.batch_size, *image_shape), device=device)
+        self.holds = self.worker  # which D this worker holds: the worker it was born on
 
     def run(self, run_dir: Path) -> None:
         shapes = message_shapes(self.cfg, self.image_shape).to(self.transport.device)
-        answer_server(self.transport, digest(self.cfg), shapes, self.shard_size)
+        start = answer_server(self.transport, digest(self.cfg), shapes, self.shard_size)
+        if start > 0:
+            self.load(find_worker_file(resume_directory(self.cfg, run_dir, start), self.transport.rank))
         instruction = self.transport.empty_header()
+        expected = [Kind.TRAIN, Kind.SWAP, Kind.CHECKPOINT, Kind.STOP, Kind.ABORT]
         while True:
             stage = "waiting for the server's next instruction"
             self.transport.exchange(stage, recvs=[(0, instruction)])
-            header = self.transport.expect(instruction, 0, stage, [Kind.TRAIN, Kind.SWAP, Kind.STOP, Kind.ABORT])
+            header = self.transport.expect(instruction, 0, stage, expected)
             if header.kind == Kind.TRAIN:
                 self.train_iteration(header.iteration)
             elif header.kind == Kind.SWAP:
-                swap_discriminator(
+                self.holds = swap_discriminator(
                     self.transport,
                     self.discriminator,
                     self.optimizer,
                     self.cfg.mdgan.swap_optimizer_state,
                     header.iteration,
+                    self.holds,
                     target=header.arg0,
                     source=header.arg1,
                 )
+            elif header.kind == Kind.CHECKPOINT:
+                self.checkpoint(run_dir, header.iteration)
             elif header.kind == Kind.ABORT:
                 raise ConfigError(mismatch_message(header.arg0))
             else:
                 break
-        torch.save(
-            {"discriminator": self.discriminator.state_dict()}, run_dir / f"discriminator_rank{self.transport.rank}.pt"
-        )
+        final = run_dir / f"discriminator_rank{self.transport.rank}.pt"
+        torch.save({"discriminator": self.discriminator.state_dict(), "holds": self.holds}, final)
+
+    def checkpoint(self, run_dir: Path, iteration: int) -> None:
+        """Writes this worker's state, then tells the server, which writes the manifest last."""
+        state = {
+            "iteration": iteration,
+            "holds": self.holds,
+            "discriminator": self.discriminator.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+        atomic_save(state, worker_file(checkpoint_dir(run_dir, iteration), self.transport.rank, self.holds))
+        done = self.transport.header(Header(Kind.CHECKPOINT, iteration))
+        self.transport.exchange(f"checkpoint at iteration {iteration}", sends=[(0, done)])
+
+    def load(self, path: Path) -> None:
+        state = load_checkpoint(path, self.transport.device)
+        self.holds = state["holds"]
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"])
 
     def train_iteration(self, iteration: int) -> None:
         """Paper's Algorithm 1, worker side: L discriminator steps, then the feedback on X_g."""

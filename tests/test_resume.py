@@ -1,0 +1,128 @@
+"""Checkpoints and exact resume: T iterations, then resumed to 2T, equal 2T at once, bit for bit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mdgan_dist.checkpoint import MANIFEST, SERVER_FILE, checkpoint_dir
+from multiproc import TINY, run_job, train_job
+
+WORKERS = 3
+T = 6
+# Swaps every 2 iterations (shards of 1,500, b = 16), a checkpoint every 3: both fall inside each half.
+COMMON = [*TINY, "log.every=1", "mdgan.swap_every_epochs=0.02", "checkpoint.every=3"]
+
+
+def final_states(run_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
+    states = {"generator": torch.load(run_dir / "generator.pt")["generator"]}
+    for rank in range(1, WORKERS + 1):
+        states[f"rank{rank}"] = torch.load(run_dir / f"discriminator_rank{rank}.pt")["discriminator"]
+    return states
+
+
+def assert_bit_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for role in a:
+        for name in a[role]:
+            assert torch.equal(a[role][name], b[role][name]), f"{role} {name} differs"
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    """The reference: 2T iterations in one go."""
+    return run_job(tmp_path_factory.mktemp("straight"), WORKERS + 1, [*COMMON, f"train.iterations={2 * T}"])
+
+
+@pytest.fixture(scope="module")
+def first_half(tmp_path_factory) -> Path:
+    """T iterations, the checkpoints a resumed run starts from."""
+    return run_job(tmp_path_factory.mktemp("half"), WORKERS + 1, [*COMMON, f"train.iterations={T}"])
+
+
+def resume(tmp: Path, first_half: Path, extra: list[str] = ()) -> Path:
+    """A copy of the first half's run directory, continued to 2T."""
+    shutil.copytree(first_half, tmp / "run")
+    return run_job(tmp, WORKERS + 1, [*COMMON, f"train.iterations={2 * T}", *extra])
+
+
+def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(
+    tmp_path: Path, uninterrupted: Path, first_half: Path
+) -> None:
+    resumed = resume(tmp_path, first_half)
+    assert_bit_identical(final_states(resumed), final_states(uninterrupted))
+    # The second half logged the same losses, swaps and bytes; the first half's records were kept.
+    strip = [
+        {k: v for k, v in r.items() if k not in ("iteration_seconds", "elapsed_seconds")} for r in metrics(resumed)
+    ]
+    expected = [
+        {k: v for k, v in r.items() if k not in ("iteration_seconds", "elapsed_seconds")}
+        for r in metrics(uninterrupted)
+    ]
+    assert strip == expected
+    # Checkpoints at 3, 6, 9, 12; keep=2 leaves the newest two.
+    kept = sorted(p.name for p in (resumed / "checkpoints").iterdir())
+    assert kept == ["iteration_00000009", "iteration_00000012"]
+    assert all((resumed / "checkpoints" / name / MANIFEST).exists() for name in kept)
+
+
+def test_checkpoint_names_show_which_discriminator_each_worker_holds(first_half: Path) -> None:
+    directory = checkpoint_dir(first_half, T)
+    holders = sorted(p.name for p in directory.glob("rank*-holds-D*.pt"))
+    assert len(holders) == WORKERS
+    held = sorted(int(name.split("-D")[1].removesuffix(".pt")) for name in holders)
+    assert held == list(range(WORKERS))  # every D is held by exactly one worker
+    assert any(not name.startswith(f"rank{int(name.split('-D')[1][0]) + 1}-") for name in holders), "swaps happened"
+
+
+def test_torn_newest_checkpoint_falls_back_to_the_previous_one(
+    tmp_path: Path, uninterrupted: Path, first_half: Path
+) -> None:
+    shutil.copytree(first_half, tmp_path / "run")
+    server_file = checkpoint_dir(tmp_path / "run", T) / SERVER_FILE
+    server_file.write_bytes(server_file.read_bytes()[:1000])  # truncated, manifest intact
+    job = train_job(tmp_path, WORKERS + 1, [*COMMON, f"train.iterations={2 * T}"])
+    assert job.wait(180) == [0] * (WORKERS + 1), job.outputs()
+    server = job.ranks[0].output
+    assert (
+        f"not resuming from it: checkpoint {checkpoint_dir(tmp_path / 'run', T)}: server.pt is torn or truncated"
+        in server
+    )
+    assert f"resuming from {checkpoint_dir(tmp_path / 'run', T // 2)} at iteration {T // 2}" in server
+    assert_bit_identical(final_states(tmp_path / "run"), final_states(uninterrupted))
+
+
+def test_resume_from_a_torn_path_stops_every_rank(tmp_path: Path, first_half: Path) -> None:
+    shutil.copytree(first_half, tmp_path / "old")
+    directory = checkpoint_dir(tmp_path / "old", T)
+    worker_file = next(directory.glob("rank2-*.pt"))
+    worker_file.write_bytes(worker_file.read_bytes()[:-10])
+    job = train_job(tmp_path, WORKERS + 1, [*COMMON, f"train.iterations={2 * T}", f"resume={directory}"])
+    codes = job.wait(120)
+    assert codes == [2] * (WORKERS + 1), job.outputs()
+    assert f"{worker_file.name} is torn or truncated" in job.ranks[0].output
+    for rank in job.ranks[1:]:
+        assert "the server refused to start (its log, rank 0, says why)" in rank.output
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path: Path, first_half: Path) -> None:
+    directory = checkpoint_dir(first_half, T)
+    job = train_job(tmp_path, WORKERS + 1, [*COMMON, "train.iterations=8", "train.seed=1", f"resume={directory}"])
+    assert job.wait(120) == [2] * (WORKERS + 1), job.outputs()
+    assert "was written by a run with another configuration" in job.ranks[0].output
+
+
+def test_resume_never_refuses_an_existing_run(tmp_path: Path, first_half: Path) -> None:
+    shutil.copytree(first_half, tmp_path / "run")
+    job = train_job(tmp_path, WORKERS + 1, [*COMMON, "train.iterations=8", "resume=never"])
+    assert job.wait(120) == [2] * (WORKERS + 1), job.outputs()
+    for rank in job.ranks:
+        assert "already holds a run and resume=never" in rank.output
