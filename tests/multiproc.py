@@ -112,6 +112,52 @@ def run_job(tmp: Path, world_size: int, overrides: list[str], timeout_s: float =
     return tmp / "run"
 
 
+class Torchrun:
+    """The trainer under a real torchrun agent (its restart policy, its handling of failures)."""
+
+    def __init__(self, tmp: Path, nproc: int, overrides: list[str], torchrun_args: list[str] = ()) -> None:
+        self.run_dir = tmp / "run"
+        self.log_path = tmp / "torchrun.log"
+        command = [
+            sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+            f"--master-port={free_port()}", *torchrun_args,
+            "-m", "mdgan_dist.train", *overrides, f"run.dir={self.run_dir}",
+        ]  # fmt: skip
+        env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(command, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"torchrun did not end within {timeout_s}s:\n{self.output[-5000:]}") from None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def rank_pid(self, rank: int) -> int:
+        """The pid of this job's trainer process with the given RANK (found through /proc)."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if "mdgan_dist.train" in cmdline and str(self.run_dir) in cmdline and f"RANK={rank}".encode() in environ:
+                return int(entry.name)
+        raise AssertionError(f"no trainer process with RANK={rank} for {self.run_dir}")
+
+
 def wait_for_iteration(metrics: Path, iteration: int, timeout_s: float) -> None:
     """Blocks until metrics.jsonl (log.every=1) holds the given iteration."""
     deadline = time.monotonic() + timeout_s

@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from multiproc import TINY, free_port, train_job, wait_for_iteration
+from multiproc import TINY, Torchrun, train_job, wait_for_iteration
 
 TIMEOUT_S = 10
 ENDLESS = [*TINY, "train.iterations=100000", "log.every=1", f"comm.timeout_s={TIMEOUT_S}"]
@@ -55,46 +53,13 @@ def test_silent_worker_ends_every_rank_at_the_timeout(tmp_path: Path) -> None:
     ), job.outputs()
 
 
-def _rank_pid(run_dir: Path, rank: int) -> int | None:
-    """The pid of the trainer process with this RANK whose command line names this run."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if "mdgan_dist.train" in cmdline and str(run_dir) in cmdline and f"RANK={rank}".encode() in environ:
-            return int(entry.name)
-    return None
-
-
 def test_torchrun_exits_non_zero_when_a_worker_dies(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=3",
-        f"--master-port={free_port()}",
-        "-m",
-        "mdgan_dist.train",
-        *ENDLESS,
-        f"run.dir={run_dir}",
-    ]
-    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
-    with open(tmp_path / "torchrun.log", "wb") as log:
-        torchrun = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    job = Torchrun(tmp_path, 3, ENDLESS)
     try:
-        wait_for_iteration(run_dir / "metrics.jsonl", 5, timeout_s=120)
-        pid = _rank_pid(run_dir, 1)
-        assert pid is not None, "worker rank 1 not found"
-        os.kill(pid, signal.SIGKILL)
-        code = torchrun.wait(timeout=TIMEOUT_S + 30)
+        wait_for_iteration(job.run_dir / "metrics.jsonl", 5, timeout_s=120)
+        os.kill(job.rank_pid(1), signal.SIGKILL)
+        code = job.wait(TIMEOUT_S + 30)
     finally:
-        if torchrun.poll() is None:
-            torchrun.kill()
-    output = (tmp_path / "torchrun.log").read_text(errors="replace")
-    assert code != 0, output
-    assert "peer rank 1 failed during" in output or re.search(r"rank\s*:\s*1", output), output
+        job.kill()
+    assert code != 0, job.output
+    assert "peer rank 1 failed during" in job.output or re.search(r"rank\s*:\s*1", job.output), job.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import torch
@@ -31,13 +32,32 @@ def device_for(backend: str, env: LaunchEnv) -> torch.device:
     return torch.device("cpu")
 
 
+def restart_safe_store(env: LaunchEnv, timeout: timedelta) -> dist.Store | None:
+    """The agent's store under a prefix per restart, or None for the default env:// store.
+
+    torchrun's static rendezvous keeps one TCPStore across restarts and env:// adds no prefix, so
+    a restarted rank reads the addresses of the dead attempt and fails to connect ("Gloo
+    connectFullMesh failed ... Connection refused"; see pytorch/pytorch#135712 for the same root
+    cause with the c10d rendezvous). The restart count is the same on every rank of one node;
+    across nodes it is only when each agent counts the restart, see docs/operations.md.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    client = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), env.world_size, is_master=False, timeout=timeout
+    )
+    return dist.PrefixStore(f"mdgan_dist/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", client)
+
+
 def init_process_group(backend: str, env: LaunchEnv, device: torch.device, timeout_s: float) -> None:
     # The default timeout is 30 minutes: a silent peer would stall every rank that long.
+    timeout = timedelta(seconds=timeout_s)
     dist.init_process_group(
         backend=backend,
+        store=restart_safe_store(env, timeout),
         rank=env.rank,
         world_size=env.world_size,
-        timeout=timedelta(seconds=timeout_s),
+        timeout=timeout,
         device_id=device if device.type == "cuda" else None,
     )
     # Every rank is up before any point-to-point message; NCCL also wants its first operation to
