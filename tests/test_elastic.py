@@ -11,12 +11,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from multiproc import TINY, Torchrun, run_job, wait_for_iteration
+from multiproc import TINY, Torchrun, run_job, train_job, wait_for_iteration
 
 ITERATIONS = 40
 # Slow enough (L = 4) that a kill lands mid-run; a checkpoint every 5 iterations.
 COMMON = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "checkpoint.every=5", "mdgan.disc_steps=4",
           "mdgan.swap_every_epochs=0.05", "comm.timeout_s=30"]  # fmt: skip
+
+
+def assert_same_final_models(run_dir: Path, reference: Path) -> None:
+    for name in ["generator.pt", *(f"discriminator_rank{r}.pt" for r in (1, 2, 3))]:
+        got, want = torch.load(run_dir / name), torch.load(reference / name)
+        key = "generator" if name == "generator.pt" else "discriminator"
+        assert all(torch.equal(got[key][p], want[key][p]) for p in want[key]), f"{name} differs"
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +49,22 @@ def test_sigkill_restarts_the_group_and_the_run_resumes_exactly(
     assert start >= 10 and start % 5 == 0  # nothing in a complete checkpoint was lost
     iterations = [json.loads(line)["iteration"] for line in (job.run_dir / "metrics.jsonl").open()]
     assert iterations == list(range(1, ITERATIONS + 1))  # each once: the replayed ones replaced
-    for name in ["generator.pt", *(f"discriminator_rank{r}.pt" for r in (1, 2, 3))]:
-        got, want = torch.load(job.run_dir / name), torch.load(uninterrupted / name)
-        key = "generator" if name == "generator.pt" else "discriminator"
-        assert all(torch.equal(got[key][p], want[key][p]) for p in want[key]), f"{name} differs"
+    assert_same_final_models(job.run_dir, uninterrupted)
+
+
+def test_stop_request_checkpoints_and_ends_cleanly_then_resumes(tmp_path: Path, uninterrupted: Path) -> None:
+    """`touch <run dir>/STOP` (what the SLURM script does before the time limit)."""
+    job = train_job(tmp_path, 4, COMMON)
+    try:
+        wait_for_iteration(tmp_path / "run" / "metrics.jsonl", 12, timeout_s=120)
+        (tmp_path / "run" / "STOP").touch()
+        codes = job.wait(120)
+    finally:
+        job.kill()
+    assert codes == [0] * 4, job.outputs()
+    stopped = [json.loads(line)["iteration"] for line in (tmp_path / "run" / "metrics.jsonl").open()][-1]
+    assert 12 <= stopped < ITERATIONS
+    assert f"stop requested: checkpoint of iteration {stopped} written" in job.ranks[0].output
+    assert (tmp_path / "run" / "checkpoints" / f"iteration_{stopped:08d}" / "MANIFEST.json").exists()
+    assert not (tmp_path / "run" / "generator.pt").exists() and not (tmp_path / "run" / "STOP").exists()
+    assert_same_final_models(run_job(tmp_path, 4, COMMON), uninterrupted)

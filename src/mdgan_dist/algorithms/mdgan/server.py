@@ -63,19 +63,16 @@ class Server:
         self.replies = {rank: transport.empty_header() for rank in self.workers}
         self.swaps = 0
         self.trajectory = trajectory_digest(cfg, num_workers)
+        # `touch <run_dir>/STOP`: checkpoint at the next iteration and end cleanly (SLURM's
+        # pre-time-limit signal does this through launch/slurm.sbatch).
+        self.stop_file = run_dir / "STOP"
 
     def run(self) -> None:
-        cfg, shapes = self.cfg, message_shapes(self.cfg, self.image_shape).to(self.transport.device)
-        try:
-            start = self.resume()
-        except ConfigError:
-            refuse_workers(self.transport, shapes, self.workers)
-            raise
-        shard_sizes = greet_workers(self.transport, digest(cfg), start, shapes, self.workers)
-        period = swap_period(shard_sizes, cfg.train.batch_size, cfg.mdgan.swap_every_epochs)
-        log.info(f"{len(self.workers)} workers, shard sizes {shard_sizes}, k={self.k}, swap every {period} iterations")
+        cfg = self.cfg
+        start, period = self.start()
         sample_noise = torch.randn(cfg.log.num_samples, cfg.model.z_dim, generator=generator(cfg.train.seed, "samples"))
         training_started = time.perf_counter()
+        finished = True
         with RunLogger(self.run_dir, cfg.log.progress, start) as logger:
             for iteration in logger.progress(range(start, cfg.train.iterations), cfg.train.iterations):
                 started, sent, received = time.perf_counter(), self.transport.bytes_sent, self.transport.bytes_recv
@@ -97,12 +94,32 @@ class Server:
                     )
                 if done % cfg.log.sample_every == 0 or last:
                     logger.samples(done, self.sample(sample_noise))
-                if cfg.checkpoint.every and (done % cfg.checkpoint.every == 0 or last):
+                stop = self.stop_file.exists()
+                if stop or (cfg.checkpoint.every and (done % cfg.checkpoint.every == 0 or last)):
                     self.checkpoint(done)
-        stop = self.transport.header(Header(Kind.STOP, cfg.train.iterations))
-        self.transport.exchange("stop", sends=[(rank, stop) for rank in self.workers])
-        final = {"generator": self.generator.state_dict(), "iteration": cfg.train.iterations}
-        torch.save(final, self.run_dir / "generator.pt")
+                if stop and not last:
+                    self.stop_file.unlink(missing_ok=True)
+                    log.info(f"stop requested: checkpoint of iteration {done} written, continue with resume=auto")
+                    finished = False
+                    break
+        stop_order = self.transport.header(Header(Kind.STOP, cfg.train.iterations))
+        self.transport.exchange("stop", sends=[(rank, stop_order) for rank in self.workers])
+        if finished:
+            final = {"generator": self.generator.state_dict(), "iteration": cfg.train.iterations}
+            torch.save(final, self.run_dir / "generator.pt")
+
+    def start(self) -> tuple[int, int | None]:
+        """Resume (or not), greet the workers; returns the first iteration and the swap period."""
+        shapes = message_shapes(self.cfg, self.image_shape).to(self.transport.device)
+        try:
+            start = self.resume()
+        except ConfigError:
+            refuse_workers(self.transport, shapes, self.workers)
+            raise
+        shard_sizes = greet_workers(self.transport, digest(self.cfg), start, shapes, self.workers)
+        period = swap_period(shard_sizes, self.cfg.train.batch_size, self.cfg.mdgan.swap_every_epochs)
+        log.info(f"{len(self.workers)} workers, shard sizes {shard_sizes}, k={self.k}, swap every {period} iterations")
+        return start, period
 
     def resume(self) -> int:
         """Loads the checkpoint resume= asks for, if any; returns the iteration to start from."""

@@ -1,0 +1,104 @@
+"""The multi-node path against real SLURM daemons: the project's own launch/slurm.sbatch, submitted
+unchanged with sbatch --nodes=2 (1 server + 3 workers over two slurmd "nodes" on this machine)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from multiproc import TINY, free_port
+from slurm_cluster import SlurmCluster, install_if_missing
+
+SBATCH = Path(__file__).resolve().parents[1] / "launch" / "slurm.sbatch"
+ITERATIONS = 150
+OVERRIDES = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "checkpoint.every=10", "mdgan.disc_steps=4"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> SlurmCluster:
+    install_if_missing()
+    slurm = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    slurm.start()
+    yield slurm
+    slurm.stop()
+
+
+def submit(cluster: SlurmCluster, workdir: Path) -> tuple[int, Path]:
+    env = {"MDGAN_PYTHON": sys.executable, "RDZV_PORT": str(free_port())}
+    job = cluster.submit(workdir, env, "--nodes=2", str(SBATCH), *OVERRIDES)
+    return job, workdir / "runs" / f"slurm-{job}"
+
+
+def logged_iterations(run_dir: Path) -> list[int]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line)["iteration"] for line in path.open()] if path.exists() else []
+
+
+def wait_until_logged(run_dir: Path, iteration: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(logged_iterations(run_dir)) < iteration:
+        assert time.monotonic() < deadline, f"{run_dir} did not reach iteration {iteration}"
+        time.sleep(0.5)
+
+
+def release_when_pending(cluster: SlurmCluster, job: int, timeout_s: float = 120) -> None:
+    """A requeued job waits about two minutes (Reason=BeginTime) before it may start again;
+    the test lets it start at once."""
+    cluster.wait_for(job, ("PENDING",), timeout_s)
+    cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+
+
+def assert_complete_run(run_dir: Path, output: str) -> None:
+    assert "2 nodes x 2 ranks" in output
+    assert logged_iterations(run_dir) == list(range(1, ITERATIONS + 1)), output[-3000:]
+    for name in (
+        "config.yaml",
+        "generator.pt",
+        "tensorboard",
+        "samples",
+        *(f"discriminator_rank{r}.pt" for r in (1, 2, 3)),
+    ):
+        assert (run_dir / name).exists(), name
+    resumed = [line for line in output.splitlines() if "resuming from" in line]
+    assert len(resumed) == 1, output[-3000:]
+    assert f"resuming from runs/{run_dir.name}/checkpoints/iteration_" in resumed[0]
+
+
+def test_requeued_job_resumes_in_its_own_run_directory(cluster: SlurmCluster, tmp_path: Path) -> None:
+    job, run_dir = submit(cluster, tmp_path)
+    wait_until_logged(run_dir, 30, timeout_s=180)
+    assert cluster.run("scontrol", "requeue", str(job)).returncode == 0
+    release_when_pending(cluster, job)
+    cluster.wait_for(job, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout_s=300)
+    output = (tmp_path / f"slurm-{job}.out").read_text(errors="replace")
+    assert cluster.job_state(job) == "COMPLETED", output[-3000:]
+    assert "restart 1" in output  # SLURM_RESTART_COUNT of the second start
+    assert_complete_run(run_dir, output)
+
+
+def test_signal_before_time_limit_checkpoints_requeues_and_resumes(cluster: SlurmCluster, tmp_path: Path) -> None:
+    # What `#SBATCH --signal=B:USR1@180` does near the time limit, sent now.
+    job, run_dir = submit(cluster, tmp_path)
+    wait_until_logged(run_dir, 30, timeout_s=180)
+    assert cluster.run("scancel", "--batch", "--signal=USR1", str(job)).returncode == 0
+    release_when_pending(cluster, job)
+    cluster.wait_for(job, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout_s=300)
+    output = (tmp_path / f"slurm-{job}.out").read_text(errors="replace")
+    assert cluster.job_state(job) == "COMPLETED", output[-3000:]
+    assert "asked the server to checkpoint and stop" in output and f"requeueing job {job}" in output
+    stopped = [line for line in output.splitlines() if "stop requested: checkpoint of iteration" in line]
+    assert len(stopped) == 1, output[-3000:]
+    stop_iteration = int(stopped[0].split("iteration ")[1].split(" ")[0])
+    assert f"at iteration {stop_iteration}" in output  # resumed exactly where it stopped
+    assert_complete_run(run_dir, output)
+
+
+def test_sbatch_script_asks_for_requeue_and_an_early_signal() -> None:
+    script = SBATCH.read_text()
+    assert "#SBATCH --requeue" in script and "#SBATCH --signal=B:USR1@" in script
+    assert subprocess.run(["bash", "-n", str(SBATCH)]).returncode == 0
