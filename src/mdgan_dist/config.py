@@ -82,6 +82,12 @@ class CheckpointConfig:
 
 
 @dataclass
+class FaultConfig:
+    tolerate_worker_loss: bool = False  # drop a dead or silent worker and go on with the others
+    kill_worker: str | None = None  # "RANK@ITERATION": that worker kills itself (SIGKILL) there, for tests and demos
+
+
+@dataclass
 class RunConfig:
     dir: str | None = None  # None: runs/<SLURM job id or a start time chosen by rank 0>
 
@@ -97,6 +103,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     run: RunConfig = field(default_factory=RunConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    fault: FaultConfig = field(default_factory=FaultConfig)
     resume: str = "auto"  # auto: newest complete checkpoint in run.dir | never: fresh run only | a path
 
 
@@ -148,12 +155,27 @@ def validate(cfg: Config, world_size: int) -> None:
         cfg.checkpoint.keep >= 2,
         f"checkpoint.keep={cfg.checkpoint.keep}: keep at least 2, so a torn newest one has a fallback",
     )
+    if cfg.fault.kill_worker is not None:
+        kill_point(cfg.fault, num_workers)
     for name in ("g_lr", "d_lr"):
         value = getattr(cfg.optim, name)
         _require(value > 0, f"optim.{name}={value}: must be > 0")
     for name in ("beta1", "beta2"):
         value = getattr(cfg.optim, name)
         _require(0 <= value < 1, f"optim.{name}={value}: must be in [0, 1)")
+
+
+def kill_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:
+    """fault.kill_worker as (rank, iteration), checked against the number of workers."""
+    if cfg.kill_worker is None:
+        return None
+    rank, _, iteration = cfg.kill_worker.partition("@")
+    if not (rank.isdigit() and iteration.isdigit() and 1 <= int(rank) <= num_workers):
+        raise ConfigError(
+            f"fault.kill_worker={cfg.kill_worker!r}: expected RANK@ITERATION with a worker rank in 1..{num_workers}, "
+            "e.g. fault.kill_worker=2@100"
+        )
+    return int(rank), int(iteration)
 
 
 def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
@@ -174,7 +196,7 @@ def digest(cfg: Config) -> int:
 
 
 # What may change when a run is resumed: none of it changes what an iteration computes.
-RESUMABLE_CHANGES = ("resume", "run", "checkpoint", "log", "comm")
+RESUMABLE_CHANGES = ("resume", "run", "checkpoint", "log", "comm", "fault")
 
 
 def trajectory_digest(cfg: Config, num_workers: int) -> int:

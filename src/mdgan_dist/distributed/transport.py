@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from typing import Sequence
@@ -13,6 +14,23 @@ from mdgan_dist.distributed.protocol import HEADER_LEN, Header, Kind
 from mdgan_dist.errors import PeerError
 
 Transfer = tuple[int, torch.Tensor]  # (peer rank, tensor to send or to receive into)
+UNLIMITED = timedelta(days=365)
+
+
+class Limit:
+    """The deadline of one protocol step: patience x comm.timeout_s from now."""
+
+    def __init__(self, timeout_s: float, patience: int) -> None:
+        self.timeout_s = timeout_s
+        self.patience = patience
+        self.deadline = time.monotonic() + timeout_s * patience
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def silence(self) -> str:
+        times = f"{self.patience} x " if self.patience > 1 else ""
+        return f"no answer within {times}comm.timeout_s={self.timeout_s:g}s"
 
 
 class Transport:
@@ -30,16 +48,79 @@ class Transport:
         self.bytes_sent = 0
         self.bytes_recv = 0
 
-    def exchange(self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = ()) -> None:
+    def exchange(
+        self,
+        stage: str,
+        sends: Sequence[Transfer] = (),
+        recvs: Sequence[Transfer] = (),
+        tolerate: bool = False,
+        patience: int = 1,
+    ) -> dict[int, PeerError]:
+        """Posts every transfer, waits for all of them within patience x comm.timeout_s.
+
+        Raises the first peer's failure; with tolerate, waits for every transfer and returns the
+        failures by peer instead, so the caller can go on with the peers that answered.
+        """
         ops = [(peer, dist.isend, tensor) for peer, tensor in sends]
         ops += [(peer, dist.irecv, tensor) for peer, tensor in recvs]
         ops.sort(key=lambda op: op[0])  # stable: per-peer order is kept
         works = dist.batch_isend_irecv([dist.P2POp(fn, tensor, peer) for peer, fn, tensor in ops])
-        deadline = time.monotonic() + self.timeout_s
+        by_peer: dict[int, list[dist.Work]] = {}
         for (peer, _, _), work in zip(ops, works):
-            self._wait(work, peer, stage, deadline)
-        self.bytes_sent += sum(_nbytes(tensor) for _, tensor in sends)
-        self.bytes_recv += sum(_nbytes(tensor) for _, tensor in recvs)
+            by_peer.setdefault(peer, []).append(work)
+        limit = Limit(self.timeout_s, patience)
+        failures = (self._wait_apart if tolerate else self._wait_in_turn)(by_peer, stage, limit)
+        self.bytes_sent += sum(_nbytes(tensor) for peer, tensor in sends if peer not in failures)
+        self.bytes_recv += sum(_nbytes(tensor) for peer, tensor in recvs if peer not in failures)
+        return failures
+
+    def _wait_in_turn(self, by_peer: dict[int, list[dist.Work]], stage: str, limit: Limit) -> dict[int, PeerError]:
+        for peer, works in by_peer.items():
+            for work in works:
+                try:
+                    work.wait(timeout=timedelta(seconds=max(limit.remaining(), 0.001)))
+                except RuntimeError as error:
+                    raise self._failure(peer, stage, error, limit) from error
+        return {}
+
+    def _wait_apart(self, by_peer: dict[int, list[dist.Work]], stage: str, limit: Limit) -> dict[int, PeerError]:
+        """One waiting thread per peer, the deadline kept here: a silent peer fails alone.
+
+        A gloo wait that times out closes every pair of the process group ("Application timeout
+        caused pair closure"), which would take the live peers down with the silent one. So each
+        thread waits without a practical limit, and a peer whose thread is still waiting at the
+        deadline is reported as silent; its thread stays blocked (a daemon) and is never joined.
+        """
+        errors: dict[int, PeerError | None] = {}
+
+        def wait_for(peer: int, works: list[dist.Work]) -> None:
+            try:
+                for work in works:
+                    work.wait(timeout=UNLIMITED)
+                errors[peer] = None
+            except RuntimeError as error:
+                errors[peer] = self._failure(peer, stage, error, limit)
+
+        threads = [threading.Thread(target=wait_for, args=item, daemon=True) for item in by_peer.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(limit.remaining(), 0.0))
+        failures = {}
+        for peer in by_peer:
+            if peer not in errors:  # its thread is still waiting
+                failures[peer] = PeerError(self.rank, peer, stage, limit.silence())
+            elif errors[peer] is not None:
+                failures[peer] = errors[peer]
+        return failures
+
+    def _failure(self, peer: int, stage: str, error: RuntimeError, limit: Limit) -> PeerError:
+        text = str(error)
+        if "timed out" in text.lower():
+            return PeerError(self.rank, peer, stage, limit.silence())
+        return PeerError(
+            self.rank, peer, stage, f"connection lost, the peer process probably died (see its log): {text}"
+        )
 
     def header(self, header: Header) -> torch.Tensor:
         return header.encode(torch.empty(HEADER_LEN, dtype=torch.int64, device=self.device))
@@ -61,18 +142,6 @@ class Transport:
         if iteration is not None and header.iteration != iteration:
             raise PeerError(self.rank, peer, stage, f"out of step: message of iteration {header.iteration}")
         return header
-
-    def _wait(self, work: dist.Work, peer: int, stage: str, deadline: float) -> None:
-        remaining = max(deadline - time.monotonic(), 0.001)
-        try:
-            work.wait(timeout=timedelta(seconds=remaining))
-        except RuntimeError as error:
-            text = str(error)
-            if "timed out" in text.lower():
-                cause = f"no answer within comm.timeout_s={self.timeout_s:g}s"
-            else:
-                cause = f"connection lost, the peer process probably died (see its log): {text}"
-            raise PeerError(self.rank, peer, stage, cause) from error
 
 
 def _nbytes(tensor: torch.Tensor) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from mdgan_dist.algorithms.mdgan.handshake import greet_workers, refuse_workers
+from mdgan_dist.algorithms.mdgan.roster import Roster
 from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, swap_period, training_batch
 from mdgan_dist.algorithms.steps import adam, aggregate_feedback, generator_step
 from mdgan_dist.checkpoint import (
@@ -50,17 +51,17 @@ class Server:
         self.transport = transport
         self.image_shape = image_shape
         self.run_dir = run_dir
-        self.workers = list(range(1, num_workers + 1))
-        self.k = resolved_k(cfg.mdgan, len(self.workers))
+        self.roster = Roster(num_workers, resolved_k(cfg.mdgan, num_workers), cfg.fault.tolerate_worker_loss)
+        workers = self.roster.live
         device = transport.device
         self.generator = build_server_generator(cfg, image_shape).to(device)
         self.optimizer = adam(self.generator, cfg.optim.g_lr, cfg.optim.beta1, cfg.optim.beta2)
         self.noise = generator(cfg.train.seed, "noise")
         batch = cfg.train.batch_size
         # Preallocated once: receive buffers keep their shape for the whole run.
-        self.outgoing = {rank: torch.empty((2, batch, *image_shape), device=device) for rank in self.workers}
-        self.feedback = {rank: torch.empty((batch, *image_shape), device=device) for rank in self.workers}
-        self.replies = {rank: transport.empty_header() for rank in self.workers}
+        self.outgoing = {rank: torch.empty((2, batch, *image_shape), device=device) for rank in workers}
+        self.feedback = {rank: torch.empty((batch, *image_shape), device=device) for rank in workers}
+        self.replies = {rank: transport.empty_header() for rank in workers}
         self.swaps = 0
         self.trajectory = trajectory_digest(cfg, num_workers)
         # `touch <run_dir>/STOP`: checkpoint at the next iteration and end cleanly (SLURM's
@@ -103,7 +104,8 @@ class Server:
                     finished = False
                     break
         stop_order = self.transport.header(Header(Kind.STOP, cfg.train.iterations))
-        self.transport.exchange("stop", sends=[(rank, stop_order) for rank in self.workers])
+        self.exchange("stop", sends=[(rank, stop_order) for rank in self.roster.live])
+        self.roster.write_summary(self.run_dir / "workers.json")
         if finished:
             final = {"generator": self.generator.state_dict(), "iteration": cfg.train.iterations}
             torch.save(final, self.run_dir / "generator.pt")
@@ -114,11 +116,12 @@ class Server:
         try:
             start = self.resume()
         except ConfigError:
-            refuse_workers(self.transport, shapes, self.workers)
+            refuse_workers(self.transport, shapes, self.roster.live)
             raise
-        shard_sizes = greet_workers(self.transport, digest(self.cfg), start, shapes, self.workers)
+        shard_sizes = greet_workers(self.transport, digest(self.cfg), start, shapes, self.roster.live)
         period = swap_period(shard_sizes, self.cfg.train.batch_size, self.cfg.mdgan.swap_every_epochs)
-        log.info(f"{len(self.workers)} workers, shard sizes {shard_sizes}, k={self.k}, swap every {period} iterations")
+        workers = len(self.roster.live)
+        log.info(f"{workers} workers, shard sizes {shard_sizes}, k={self.roster.k}, swap every {period} iterations")
         return start, period
 
     def resume(self) -> int:
@@ -126,13 +129,13 @@ class Server:
         if self.cfg.resume == "never":
             return 0
         if self.cfg.resume == "auto":
-            found, refused = newest_complete(self.run_dir, self.trajectory, len(self.workers))
+            found, refused = newest_complete(self.run_dir, self.trajectory, len(self.roster.live))
             for reason in refused:
                 log.warning(f"not resuming from it: {reason}")
             if found is None:
                 return 0
         else:
-            found = verify(Path(self.cfg.resume), self.trajectory, len(self.workers))
+            found = verify(Path(self.cfg.resume), self.trajectory, len(self.roster.live))
         state = load_checkpoint(found.directory / SERVER_FILE, self.transport.device)
         self.generator.load_state_dict(state["generator"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -146,8 +149,11 @@ class Server:
         """Workers write their state first; the server's file and then the manifest complete it."""
         stage = f"checkpoint at iteration {done}"
         order = self.transport.header(Header(Kind.CHECKPOINT, done))
-        self.transport.exchange(stage, sends=[(rank, order) for rank in self.workers], recvs=list(self.replies.items()))
-        for rank in self.workers:
+        live = self.roster.live
+        self.exchange(
+            stage, sends=[(rank, order) for rank in live], recvs=[(rank, self.replies[rank]) for rank in live]
+        )
+        for rank in self.roster.live:
             self.transport.expect(self.replies[rank], rank, stage, [Kind.CHECKPOINT], done)
         state = {
             "iteration": done,
@@ -165,42 +171,43 @@ class Server:
 
     def train_iteration(self, iteration: int) -> tuple[list[float], list[float]]:
         """Paper's Algorithm 1, server side: returns the workers' D losses and generator losses."""
-        batch = self.cfg.train.batch_size
-        noise = torch.randn(self.k * batch, self.cfg.model.z_dim, generator=self.noise).to(self.transport.device)
-        generated = self.generator(noise).view(self.k, batch, *self.image_shape)
+        batch, k, live = self.cfg.train.batch_size, self.roster.k, self.roster.live
+        noise = torch.randn(k * batch, self.cfg.model.z_dim, generator=self.noise).to(self.transport.device)
+        generated = self.generator(noise).view(k, batch, *self.image_shape)
         samples = generated.detach()
-        train = self.transport.header(Header(Kind.TRAIN, iteration, numel=self.outgoing[self.workers[0]].numel()))
-        for rank in self.workers:
-            worker = rank - 1
-            self.outgoing[rank][0].copy_(samples[training_batch(worker, self.k)])
-            self.outgoing[rank][1].copy_(samples[feedback_batch(worker, self.k)])
-        sends = [transfer for rank in self.workers for transfer in ((rank, train), (rank, self.outgoing[rank]))]
-        recvs = [
-            transfer for rank in self.workers for transfer in ((rank, self.replies[rank]), (rank, self.feedback[rank]))
-        ]
-        self.transport.exchange(f"training iteration {iteration}", sends=sends, recvs=recvs)
+        train = self.transport.header(Header(Kind.TRAIN, iteration, numel=self.outgoing[live[0]].numel()))
+        sends, recvs = [], []
+        for worker, rank in enumerate(live):
+            self.outgoing[rank][0].copy_(samples[training_batch(worker, k)])
+            self.outgoing[rank][1].copy_(samples[feedback_batch(worker, k)])
+            sends += [(rank, train), (rank, self.outgoing[rank])]
+            recvs += [(rank, self.replies[rank]), (rank, self.feedback[rank])]
+        assignment = {rank: feedback_batch(worker, k) for worker, rank in enumerate(live)}
+        self.exchange(f"training iteration {iteration}", sends=sends, recvs=recvs)
         stage = f"feedback of iteration {iteration}"
-        answers = [
-            self.transport.expect(self.replies[rank], rank, stage, [Kind.FEEDBACK], iteration) for rank in self.workers
-        ]
-        upstream = aggregate_feedback(
-            [self.feedback[rank] for rank in self.workers],
-            [feedback_batch(rank - 1, self.k) for rank in self.workers],
-            self.k,
-        )
+        live = self.roster.live  # without the workers dropped just now
+        answers = [self.transport.expect(self.replies[rank], rank, stage, [Kind.FEEDBACK], iteration) for rank in live]
+        upstream = aggregate_feedback([self.feedback[rank] for rank in live], [assignment[rank] for rank in live], k)
         generator_step(self.optimizer, generated, upstream)
         return [answer.value0 for answer in answers], [answer.value1 for answer in answers]
 
     def order_swap(self, iteration: int) -> None:
-        """Tells every worker where to send its D and where the next one comes from."""
-        targets = derangement(len(self.workers), self.cfg.train.seed, self.swaps)
+        """Tells every live worker where to send its D and where the next one comes from."""
+        live = self.roster.live
+        if len(live) < 2:
+            return
+        targets = derangement(len(live), self.cfg.train.seed, self.swaps)
         sources = {target: worker for worker, target in enumerate(targets)}
         sends = []
-        for worker, rank in enumerate(self.workers):
-            order = Header(Kind.SWAP, iteration, arg0=targets[worker] + 1, arg1=sources[worker] + 1)
+        for worker, rank in enumerate(live):
+            order = Header(Kind.SWAP, iteration, arg0=live[targets[worker]], arg1=live[sources[worker]])
             sends.append((rank, self.transport.header(order)))
-        self.transport.exchange(f"swap order after iteration {iteration}", sends=sends)
+        self.exchange(f"swap order after iteration {iteration}", sends=sends)
         self.swaps += 1
+
+    def exchange(self, stage: str, sends: list = (), recvs: list = ()) -> None:
+        """The transport's exchange; a worker that fails is dropped if fault.tolerate_worker_loss."""
+        self.roster.drop(self.transport.exchange(stage, sends, recvs, tolerate=self.roster.tolerant))
 
     @torch.no_grad()
     def sample(self, noise: torch.Tensor) -> torch.Tensor:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from mdgan_dist.algorithms.mdgan.handshake import answer_server, mismatch_message
 from mdgan_dist.algorithms.mdgan.server import message_shapes
@@ -12,13 +16,15 @@ from mdgan_dist.algorithms.mdgan.swap import swap_discriminator
 from mdgan_dist.algorithms.steps import adam, discriminator_step, generator_feedback
 from mdgan_dist.checkpoint import atomic_save, checkpoint_dir, find_worker_file, resume_directory, worker_file
 from mdgan_dist.checkpoint import load as load_checkpoint
-from mdgan_dist.config import Config, digest
+from mdgan_dist.config import Config, digest, kill_point
 from mdgan_dist.data import ShardSampler
 from mdgan_dist.distributed.protocol import Header, Kind
 from mdgan_dist.distributed.transport import Transport
-from mdgan_dist.errors import ConfigError
+from mdgan_dist.errors import ConfigError, PeerError
 from mdgan_dist.models import build_discriminator
 from mdgan_dist.seeding import derive_seed, seeded
+
+log = logging.getLogger("mdgan_dist")
 
 
 def build_worker_discriminator(cfg: Config, image_shape: tuple[int, int, int], worker: int) -> torch.nn.Module:
@@ -50,6 +56,7 @@ class Worker:
         self.optimizer = adam(self.discriminator, cfg.optim.d_lr, cfg.optim.beta1, cfg.optim.beta2)
         self.batches = torch.empty((2, cfg.train.batch_size, *image_shape), device=device)
         self.holds = self.worker  # which D this worker holds: the worker it was born on
+        self.kill_at = kill_point(cfg.fault, dist.get_world_size() - 1)
 
     def run(self, run_dir: Path) -> None:
         shapes = message_shapes(self.cfg, self.image_shape).to(self.transport.device)
@@ -60,21 +67,13 @@ class Worker:
         expected = [Kind.TRAIN, Kind.SWAP, Kind.CHECKPOINT, Kind.STOP, Kind.ABORT]
         while True:
             stage = "waiting for the server's next instruction"
-            self.transport.exchange(stage, recvs=[(0, instruction)])
+            # The server may itself wait comm.timeout_s for a silent worker before it goes on.
+            self.transport.exchange(stage, recvs=[(0, instruction)], patience=2)
             header = self.transport.expect(instruction, 0, stage, expected)
             if header.kind == Kind.TRAIN:
                 self.train_iteration(header.iteration)
             elif header.kind == Kind.SWAP:
-                self.holds = swap_discriminator(
-                    self.transport,
-                    self.discriminator,
-                    self.optimizer,
-                    self.cfg.mdgan.swap_optimizer_state,
-                    header.iteration,
-                    self.holds,
-                    target=header.arg0,
-                    source=header.arg1,
-                )
+                self.swap(header)
             elif header.kind == Kind.CHECKPOINT:
                 self.checkpoint(run_dir, header.iteration)
             elif header.kind == Kind.ABORT:
@@ -83,6 +82,24 @@ class Worker:
                 break
         final = run_dir / f"discriminator_rank{self.transport.rank}.pt"
         torch.save({"discriminator": self.discriminator.state_dict(), "holds": self.holds}, final)
+
+    def swap(self, order: Header) -> None:
+        try:
+            self.holds = swap_discriminator(
+                self.transport,
+                self.discriminator,
+                self.optimizer,
+                self.cfg.mdgan.swap_optimizer_state,
+                order.iteration,
+                self.holds,
+                target=order.arg0,
+                source=order.arg1,
+            )
+        except PeerError as error:
+            if not self.cfg.fault.tolerate_worker_loss:
+                raise
+            # The partner died during the swap; the server drops it. Keep training this D.
+            log.warning(f"{error}; keeping discriminator D{self.holds}")
 
     def checkpoint(self, run_dir: Path, iteration: int) -> None:
         """Writes this worker's state, then tells the server, which writes the manifest last."""
@@ -108,6 +125,9 @@ class Worker:
 
     def train_iteration(self, iteration: int) -> None:
         """Paper's Algorithm 1, worker side: L discriminator steps, then the feedback on X_g."""
+        if self.kill_at == (self.transport.rank, iteration):
+            log.warning(f"fault.kill_worker: rank {self.transport.rank} kills itself at iteration {iteration}")
+            os.kill(os.getpid(), signal.SIGKILL)  # a real crash: no exception, no clean-up
         self.transport.exchange(f"receiving the generated batches of iteration {iteration}", recvs=[(0, self.batches)])
         for_training, for_feedback = self.batches[0], self.batches[1]
         real = None

@@ -1,0 +1,50 @@
+"""Which workers the server still trains with, and who was dropped when (fault.tolerate_worker_loss)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mdgan_dist.errors import PeerError
+
+log = logging.getLogger("mdgan_dist")
+
+
+@dataclass(frozen=True)
+class Dropped:
+    rank: int
+    stage: str
+    cause: str
+
+
+class Roster:
+    """The live worker ranks in rank order. Position in this list is the worker index that the
+    batch assignment and the swaps use, so with nobody dropped it is rank - 1."""
+
+    def __init__(self, num_workers: int, k: int, tolerant: bool) -> None:
+        self.live = list(range(1, num_workers + 1))
+        self.configured_k = k
+        self.tolerant = tolerant
+        self.dropped: list[Dropped] = []
+
+    @property
+    def k(self) -> int:
+        """Generated batches per iteration: the configured k while enough workers are left."""
+        return min(self.configured_k, len(self.live))
+
+    def drop(self, failures: dict[int, PeerError]) -> None:
+        """Drops the workers whose messages failed (only ever called in tolerant mode)."""
+        for rank, error in sorted(failures.items()):
+            self.live.remove(rank)
+            self.dropped.append(Dropped(rank, error.stage, str(error)))
+            log.warning(f"dropped worker rank {rank} during {error.stage}: {len(self.live)} workers left ({error})")
+        if failures and not self.live:
+            raise PeerError(0, min(failures), "training", "every worker was lost")
+
+    def write_summary(self, path: Path) -> None:
+        if self.dropped:
+            summary = ", ".join(f"rank {d.rank} during {d.stage}" for d in self.dropped)
+            log.warning(f"finished with {len(self.live)} workers; dropped: {summary}")
+        path.write_text(json.dumps({"live": self.live, "dropped": [asdict(d) for d in self.dropped]}, indent=2))

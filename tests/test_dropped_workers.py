@@ -1,0 +1,66 @@
+"""The paper's crash scenario: with fault.tolerate_worker_loss the server drops a dead or silent
+worker and trains on with the others; without it the job fails fast. Real processes, real kills."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from pathlib import Path
+
+from multiproc import TINY, train_job, wait_for_iteration
+
+ITERATIONS = 25
+B, D, VALUE, HEADER = 16, 28 * 28, 4, 64
+# Swaps every 2 iterations (shards of 1,125, b = 16), a checkpoint every 10.
+COMMON = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "mdgan.swap_every_epochs=0.02", "checkpoint.every=10"]
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+
+
+def test_killed_worker_is_dropped_and_training_goes_on(tmp_path: Path) -> None:
+    job = train_job(tmp_path, 5, [*COMMON, "fault.tolerate_worker_loss=true", "fault.kill_worker=2@8"])
+    codes = job.wait(180)
+    assert codes == [0, 0, -signal.SIGKILL, 0, 0], job.outputs()
+    assert re.search(r"dropped worker rank 2 during training iteration 8: 3 workers left", job.ranks[0].output)
+    run = records(tmp_path / "run")
+    assert [r["iteration"] for r in run] == list(range(1, ITERATIONS + 1))
+    for r in run:
+        live = 4 if r["iteration"] <= 8 else 3  # iteration 8 (0-based) is the 9th
+        assert len(r["d_loss_per_worker"]) == live, r
+        assert r["server_bytes_recv"] == live * (B * D * VALUE + HEADER), r
+    # Swaps went on among the three live workers.
+    assert run[-1]["swaps"] > run[8]["swaps"] > 0
+    summary = json.loads((tmp_path / "run" / "workers.json").read_text())
+    assert summary["live"] == [1, 3, 4] and [d["rank"] for d in summary["dropped"]] == [2]
+    assert "training iteration 8" in summary["dropped"][0]["stage"]
+    assert (tmp_path / "run" / "generator.pt").exists()
+    last_checkpoint = tmp_path / "run" / "checkpoints" / "iteration_00000025"
+    assert sorted(p.name.split("-")[0] for p in last_checkpoint.glob("rank*.pt")) == ["rank1", "rank3", "rank4"]
+
+
+def test_without_tolerance_a_killed_worker_fails_the_job_fast(tmp_path: Path) -> None:
+    job = train_job(tmp_path, 4, [*COMMON, "fault.kill_worker=3@5"])
+    codes = job.wait(60)
+    assert codes == [1, 1, 1, -signal.SIGKILL], job.outputs()
+    assert "rank 0: peer rank 3 failed during" in job.ranks[0].output
+    assert not (tmp_path / "run" / "generator.pt").exists()
+
+
+def test_silent_worker_is_dropped_at_the_timeout(tmp_path: Path) -> None:
+    timeout_s = 8
+    overrides = [*COMMON, "train.iterations=400", "fault.tolerate_worker_loss=true", f"comm.timeout_s={timeout_s}"]
+    job = train_job(tmp_path, 4, overrides)
+    try:
+        wait_for_iteration(tmp_path / "run" / "metrics.jsonl", 5, timeout_s=120)
+        job.signal(3, signal.SIGSTOP)
+        codes = [rank.process.wait(timeout=240) for rank in job.ranks[:3]]
+    finally:
+        job.kill()
+    assert codes == [0, 0, 0], job.outputs()
+    assert re.search(
+        rf"dropped worker rank 3 during .*no answer within comm.timeout_s={timeout_s}s", job.ranks[0].output
+    )
+    assert records(tmp_path / "run")[-1]["iteration"] == 400
