@@ -20,6 +20,8 @@ ClusterName=mdgantest
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ctld_port}
 AuthType=auth/munge
+# A requeued job may start again only when its old credential has expired (120 s by default).
+AuthInfo=cred_expire=10
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation={root}/state

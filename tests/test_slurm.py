@@ -46,13 +46,6 @@ def wait_until_logged(run_dir: Path, iteration: int, timeout_s: float) -> None:
         time.sleep(0.5)
 
 
-def release_when_pending(cluster: SlurmCluster, job: int, timeout_s: float = 120) -> None:
-    """A requeued job waits about two minutes (Reason=BeginTime) before it may start again;
-    the test lets it start at once."""
-    cluster.wait_for(job, ("PENDING",), timeout_s)
-    cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
-
-
 def assert_complete_run(run_dir: Path, output: str) -> None:
     assert "2 nodes x 2 ranks" in output
     assert logged_iterations(run_dir) == list(range(1, ITERATIONS + 1)), output[-3000:]
@@ -73,7 +66,6 @@ def test_requeued_job_resumes_in_its_own_run_directory(cluster: SlurmCluster, tm
     job, run_dir = submit(cluster, tmp_path)
     wait_until_logged(run_dir, 30, timeout_s=180)
     assert cluster.run("scontrol", "requeue", str(job)).returncode == 0
-    release_when_pending(cluster, job)
     cluster.wait_for(job, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout_s=300)
     output = (tmp_path / f"slurm-{job}.out").read_text(errors="replace")
     assert cluster.job_state(job) == "COMPLETED", output[-3000:]
@@ -86,7 +78,6 @@ def test_signal_before_time_limit_checkpoints_requeues_and_resumes(cluster: Slur
     job, run_dir = submit(cluster, tmp_path)
     wait_until_logged(run_dir, 30, timeout_s=180)
     assert cluster.run("scancel", "--batch", "--signal=USR1", str(job)).returncode == 0
-    release_when_pending(cluster, job)
     cluster.wait_for(job, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout_s=300)
     output = (tmp_path / f"slurm-{job}.out").read_text(errors="replace")
     assert cluster.job_state(job) == "COMPLETED", output[-3000:]

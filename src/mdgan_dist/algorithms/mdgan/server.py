@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ from mdgan_dist.checkpoint import (
 from mdgan_dist.checkpoint import load as load_checkpoint
 from mdgan_dist.config import Config, digest, resolved_k, to_dict, trajectory_digest
 from mdgan_dist.distributed.protocol import Header, Kind
-from mdgan_dist.distributed.transport import Transport
+from mdgan_dist.distributed.transport import Transfer, Transport
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.models import build_generator
 from mdgan_dist.run_logging import RunLogger
@@ -205,7 +206,7 @@ class Server:
         self.exchange(f"swap order after iteration {iteration}", sends=sends)
         self.swaps += 1
 
-    def exchange(self, stage: str, sends: list = (), recvs: list = ()) -> None:
+    def exchange(self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = ()) -> None:
         """The transport's exchange; a worker that fails is dropped if fault.tolerate_worker_loss."""
         self.roster.drop(self.transport.exchange(stage, sends, recvs, tolerate=self.roster.tolerant))
 
