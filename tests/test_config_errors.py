@@ -24,6 +24,13 @@ CASES = {
     "bad loss": ({"WORLD_SIZE": "3"}, ["mdgan.loss=wasserstein"], 2, "mdgan.loss='wasserstein' is not one of"),
     "wrong type": ({"WORLD_SIZE": "3"}, ["train.iterations=many"], 1, "train.iterations"),
     "nccl without gpus": ({"WORLD_SIZE": "3"}, ["comm.backend=nccl"], 2, "comm.backend=nccl needs one GPU per rank"),
+    "cuda without gpus": ({"WORLD_SIZE": "3"}, ["train.device=cuda"], 2, "train.device=cuda but no GPU is visible"),
+    "bad kill point": (
+        {"WORLD_SIZE": "3"},
+        ["fault.kill_worker=5@3"],
+        2,
+        "expected RANK@ITERATION with a worker rank in 1..2",
+    ),
 }
 
 

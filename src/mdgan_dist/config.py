@@ -59,6 +59,7 @@ class TrainConfig:
     iterations: int = 6000  # I: global iterations (generator steps)
     batch_size: int = 64  # b
     seed: int = 0
+    device: str = "auto"  # auto (GPU with NCCL, CPU with gloo) | cuda | cpu
 
 
 @dataclass
@@ -110,6 +111,7 @@ class Config:
 LOSSES = ("non_saturating", "saturating")
 SPLITS = ("iid", "dirichlet")
 BACKENDS = ("auto", "gloo", "nccl")
+DEVICES = ("auto", "cuda", "cpu")
 
 
 def resolved_k(cfg: MDGANConfig, num_workers: int) -> int:
@@ -142,6 +144,7 @@ def validate(cfg: Config, world_size: int) -> None:
     _require(0 < cfg.mdgan.real_label <= 1, f"mdgan.real_label={cfg.mdgan.real_label}: must be in (0, 1]")
     _require_choice("data.split", cfg.data.split, SPLITS)
     _require_choice("comm.backend", cfg.comm.backend, BACKENDS)
+    _require_choice("train.device", cfg.train.device, DEVICES)
     _require(cfg.data.alpha > 0, f"data.alpha={cfg.data.alpha}: the Dirichlet concentration must be > 0")
     _require(cfg.train.iterations >= 1, f"train.iterations={cfg.train.iterations}: must be >= 1")
     _require(cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size}: must be >= 1")
@@ -202,7 +205,7 @@ RESUMABLE_CHANGES = ("resume", "run", "checkpoint", "log", "comm", "fault")
 def trajectory_digest(cfg: Config, num_workers: int) -> int:
     """A fingerprint of everything that determines the training trajectory, checked on resume."""
     fields = {key: value for key, value in dataclasses.asdict(cfg).items() if key not in RESUMABLE_CHANGES}
-    fields["train"] = {key: value for key, value in fields["train"].items() if key != "iterations"}
+    fields["train"] = {key: value for key, value in fields["train"].items() if key not in ("iterations", "device")}
     return _fingerprint({**fields, "num_workers": num_workers})
 
 

@@ -27,7 +27,13 @@ from mdgan_dist.config import Config, validate
 from mdgan_dist.config import save as save_config
 from mdgan_dist.data import load_shard
 from mdgan_dist.distributed.env import LaunchEnv, job_id
-from mdgan_dist.distributed.process_group import choose_backend, device_for, init_process_group
+from mdgan_dist.distributed.process_group import (
+    choose_backend,
+    choose_device,
+    init_process_group,
+    visible_gpus,
+    wire_device,
+)
 from mdgan_dist.distributed.transport import Transport
 from mdgan_dist.errors import ConfigError, PeerError
 from mdgan_dist.job import DataPlan, check_run_dir_is_new, plan_data
@@ -81,11 +87,14 @@ def run(raw: DictConfig) -> int:
         validate(cfg, env.world_size)
         check_run_dir_is_new(cfg)
         plan = plan_data(cfg, env.world_size - 1)
-        backend = choose_backend(cfg.comm.backend, env)
+        gpus = visible_gpus()
+        backend = choose_backend(cfg.comm.backend, env, gpus)
+        device = choose_device(cfg.train.device, backend, env, gpus)
         torch.set_num_threads(env.threads_per_process())
-        device = device_for(backend, env)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
         init_process_group(backend, env, device, cfg.comm.timeout_s)
-        run_role(cfg, env, plan, Transport(env.rank, cfg.comm.timeout_s, device))
+        run_role(cfg, env, plan, Transport(env.rank, cfg.comm.timeout_s, device, wire_device(backend, device)))
     except ConfigError as error:
         log.error(f"config error: {error}")
         return 2

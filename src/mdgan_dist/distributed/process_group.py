@@ -12,9 +12,12 @@ from mdgan_dist.distributed.env import LaunchEnv
 from mdgan_dist.errors import ConfigError
 
 
-def choose_backend(requested: str, env: LaunchEnv) -> str:
+def visible_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def choose_backend(requested: str, env: LaunchEnv, gpus: int) -> str:
     """auto: NCCL only when every local rank can own a GPU, gloo otherwise."""
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if requested == "auto":
         return "nccl" if gpus >= env.local_world_size else "gloo"
     if requested == "nccl" and gpus < env.local_world_size:
@@ -25,11 +28,23 @@ def choose_backend(requested: str, env: LaunchEnv) -> str:
     return requested
 
 
-def device_for(backend: str, env: LaunchEnv) -> torch.device:
+def choose_device(requested: str, backend: str, env: LaunchEnv, gpus: int) -> torch.device:
+    """Where models and data live. auto: the rank's own GPU with NCCL, the CPU with gloo; cuda
+    also over gloo (ranks may then share GPUs, and the transport stages tensors through the CPU)."""
+    if requested == "cpu" and backend == "nccl":
+        raise ConfigError("train.device=cpu with comm.backend=nccl: NCCL moves GPU tensors only; use comm.backend=gloo")
+    if requested == "cuda" and gpus == 0:
+        raise ConfigError("train.device=cuda but no GPU is visible: use train.device=auto or cpu")
     if backend == "nccl":
-        torch.cuda.set_device(env.local_rank)
         return torch.device("cuda", env.local_rank)
+    if requested == "cuda":
+        return torch.device("cuda", env.local_rank % gpus)
     return torch.device("cpu")
+
+
+def wire_device(backend: str, device: torch.device) -> torch.device:
+    """Where tensors must be to travel: NCCL sends GPU memory, gloo CPU memory."""
+    return device if backend == "nccl" else torch.device("cpu")
 
 
 def restart_safe_store(env: LaunchEnv, timeout: timedelta) -> dist.Store | None:
@@ -58,7 +73,7 @@ def init_process_group(backend: str, env: LaunchEnv, device: torch.device, timeo
         rank=env.rank,
         world_size=env.world_size,
         timeout=timeout,
-        device_id=device if device.type == "cuda" else None,
+        device_id=device if backend == "nccl" else None,
     )
     # Every rank is up before any point-to-point message; NCCL also wants its first operation to
     # involve the whole group, which batch_isend_irecv between two ranks does not.

@@ -41,10 +41,12 @@ class Transport:
     every rank sees the same sequence.
     """
 
-    def __init__(self, rank: int, timeout_s: float, device: torch.device) -> None:
+    def __init__(self, rank: int, timeout_s: float, device: torch.device, wire: torch.device | None = None) -> None:
+        """device: where the caller's tensors live; wire: where the backend needs them (gloo: CPU)."""
         self.rank = rank
         self.timeout_s = timeout_s
         self.device = device
+        self.wire = wire or device
         self.bytes_sent = 0
         self.bytes_recv = 0
 
@@ -61,8 +63,10 @@ class Transport:
         Raises the first peer's failure; with tolerate, waits for every transfer and returns the
         failures by peer instead, so the caller can go on with the peers that answered.
         """
-        ops = [(peer, dist.isend, tensor) for peer, tensor in sends]
-        ops += [(peer, dist.irecv, tensor) for peer, tensor in recvs]
+        # Tensors not on the wire device travel through a staging copy (GPU compute over gloo).
+        staged_recvs = [(peer, tensor, self._on_wire(tensor)) for peer, tensor in recvs]
+        ops = [(peer, dist.isend, tensor.to(self.wire)) for peer, tensor in sends]
+        ops += [(peer, dist.irecv, staged) for peer, _, staged in staged_recvs]
         ops.sort(key=lambda op: op[0])  # stable: per-peer order is kept
         works = dist.batch_isend_irecv([dist.P2POp(fn, tensor, peer) for peer, fn, tensor in ops])
         by_peer: dict[int, list[dist.Work]] = {}
@@ -70,6 +74,9 @@ class Transport:
             by_peer.setdefault(peer, []).append(work)
         limit = Limit(self.timeout_s, patience)
         failures = (self._wait_apart if tolerate else self._wait_in_turn)(by_peer, stage, limit)
+        for peer, tensor, staged in staged_recvs:
+            if staged is not tensor and peer not in failures:
+                tensor.copy_(staged)
         self.bytes_sent += sum(_nbytes(tensor) for peer, tensor in sends if peer not in failures)
         self.bytes_recv += sum(_nbytes(tensor) for peer, tensor in recvs if peer not in failures)
         return failures
@@ -123,10 +130,13 @@ class Transport:
         )
 
     def header(self, header: Header) -> torch.Tensor:
-        return header.encode(torch.empty(HEADER_LEN, dtype=torch.int64, device=self.device))
+        return header.encode(torch.empty(HEADER_LEN, dtype=torch.int64, device=self.wire))
 
     def empty_header(self) -> torch.Tensor:
-        return torch.zeros(HEADER_LEN, dtype=torch.int64, device=self.device)
+        return torch.zeros(HEADER_LEN, dtype=torch.int64, device=self.wire)
+
+    def _on_wire(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if tensor.device == self.wire else torch.empty_like(tensor, device=self.wire)
 
     def expect(
         self, buffer: torch.Tensor, peer: int, stage: str, kinds: Sequence[Kind], iteration: int | None = None

@@ -63,6 +63,8 @@ class Worker:
         start = answer_server(self.transport, digest(self.cfg), shapes, self.shard_size)
         if start > 0:
             self.load(find_worker_file(resume_directory(self.cfg, run_dir, start), self.transport.rank))
+        if self.cfg.mdgan.swap_every_epochs:
+            self.warm_up_swap_pairs()
         instruction = self.transport.empty_header()
         expected = [Kind.TRAIN, Kind.SWAP, Kind.CHECKPOINT, Kind.STOP, Kind.ABORT]
         while True:
@@ -82,6 +84,20 @@ class Worker:
                 break
         final = run_dir / f"discriminator_rank{self.transport.rank}.pt"
         torch.save({"discriminator": self.discriminator.state_dict(), "holds": self.holds}, final)
+
+    def warm_up_swap_pairs(self) -> None:
+        """Every pair of workers trades a header once before training: NCCL connects a pair on its
+        first message (the first swap would pay for it), and a worker that cannot reach another
+        fails here, at start, instead of at the first swap."""
+        me = self.transport.rank
+        others = [rank for rank in range(1, dist.get_world_size()) if rank != me]
+        inbox = {rank: self.transport.empty_header() for rank in others}
+        greeting = self.transport.header(Header(Kind.HELLO, arg0=me))
+        stage = "warm-up of the worker pairs"
+        self.transport.exchange(stage, sends=[(rank, greeting) for rank in others], recvs=list(inbox.items()))
+        for rank, buffer in inbox.items():
+            if self.transport.expect(buffer, rank, stage, [Kind.HELLO]).arg0 != rank:
+                raise PeerError(me, rank, stage, "the greeting names another rank")
 
     def swap(self, order: Header) -> None:
         try:
