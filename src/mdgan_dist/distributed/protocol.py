@@ -15,13 +15,13 @@ HEADER_LEN = 8
 
 
 class Kind(IntEnum):
-    HELLO = 1  # server -> worker: config digest, start iteration, shapes; worker -> server: shard size
+    HELLO = 1  # server -> worker: digest, start iteration, shapes, then the verdict; worker -> server: shard size
     TRAIN = 2  # server -> worker: one packed tensor (X_d, X_g) follows
     FEEDBACK = 3  # worker -> server: the error feedback F_n follows; values: d_loss, g_loss
     SWAP = 4  # server -> worker: arg0 = rank to send D to, arg1 = rank to receive D from
     DISCRIMINATOR = 5  # worker -> worker: arg0 = which D (the worker it was born on); its flat state follows
     STOP = 6  # server -> worker: training is over
-    ABORT = 7  # either way: the start-up handshake failed; arg0 = the rank that failed
+    ABORT = 7  # either way: the start-up handshake failed; arg0 = the worker rank that disagreed
     CHECKPOINT = 8  # server -> worker: write your state for this iteration; worker -> server: written
 
 

@@ -34,10 +34,10 @@ def greet_workers(
         rank: transport.expect(buffer, rank, STAGE, [Kind.HELLO, Kind.ABORT]) for rank, buffer in replies.items()
     }
     refused = [rank for rank, answer in answers.items() if answer.kind == Kind.ABORT]
+    # The verdict, to the workers that agreed: they start (or stop) together, never on their own.
+    verdict = Header(Kind.ABORT, arg0=refused[0]) if refused else Header(Kind.HELLO)
+    transport.exchange(STAGE, sends=[(rank, transport.header(verdict)) for rank in workers if rank not in refused])
     if refused:
-        # The workers that agreed would otherwise wait for an instruction until the timeout.
-        abort = transport.header(Header(Kind.ABORT, arg0=refused[0]))
-        transport.exchange(STAGE, sends=[(rank, abort) for rank in workers if rank not in refused])
         raise ConfigError(mismatch_message(refused[0]))
     return [answers[rank].arg0 for rank in workers]
 
@@ -56,7 +56,7 @@ def _hellos(
 
 def answer_server(transport: Transport, config_digest: int, shapes: torch.Tensor, shard_size: int) -> int:
     """Worker side: checks the server's digest and shapes against its own, answers with its shard
-    size, and returns the iteration to start from."""
+    size, waits for the server's verdict on all workers, and returns the iteration to start from."""
     hello, server_shapes = transport.empty_header(), torch.empty_like(shapes)
     transport.exchange(STAGE, recvs=[(0, hello), (0, server_shapes)])
     header = transport.expect(hello, 0, STAGE, [Kind.HELLO])
@@ -67,4 +67,9 @@ def answer_server(transport: Transport, config_digest: int, shapes: torch.Tensor
     transport.exchange(STAGE, sends=[(0, transport.header(reply))])
     if not agrees:
         raise ConfigError(mismatch_message(transport.rank))
+    verdict_buffer = transport.empty_header()
+    transport.exchange(STAGE, recvs=[(0, verdict_buffer)])
+    verdict = transport.expect(verdict_buffer, 0, STAGE, [Kind.HELLO, Kind.ABORT])
+    if verdict.kind == Kind.ABORT:
+        raise ConfigError(mismatch_message(verdict.arg0))
     return header.arg1

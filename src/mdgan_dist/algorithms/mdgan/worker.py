@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from mdgan_dist.algorithms.mdgan.handshake import answer_server, mismatch_message
+from mdgan_dist.algorithms.mdgan.handshake import answer_server
 from mdgan_dist.algorithms.mdgan.server import message_shapes
 from mdgan_dist.algorithms.mdgan.swap import swap_discriminator
 from mdgan_dist.algorithms.steps import adam, discriminator_step, generator_feedback
@@ -20,7 +20,7 @@ from mdgan_dist.config import Config, digest, kill_point
 from mdgan_dist.data import ShardSampler
 from mdgan_dist.distributed.protocol import Header, Kind
 from mdgan_dist.distributed.transport import Transport
-from mdgan_dist.errors import ConfigError, PeerError
+from mdgan_dist.errors import PeerError
 from mdgan_dist.models import build_discriminator
 from mdgan_dist.seeding import derive_seed, seeded
 
@@ -66,7 +66,7 @@ class Worker:
         if self.cfg.mdgan.swap_every_epochs:
             self.warm_up_swap_pairs()
         instruction = self.transport.empty_header()
-        expected = [Kind.TRAIN, Kind.SWAP, Kind.CHECKPOINT, Kind.STOP, Kind.ABORT]
+        expected = [Kind.TRAIN, Kind.SWAP, Kind.CHECKPOINT, Kind.STOP]
         while True:
             stage = "waiting for the server's next instruction"
             # The server may itself wait comm.timeout_s for a silent worker before it goes on.
@@ -78,8 +78,6 @@ class Worker:
                 self.swap(header)
             elif header.kind == Kind.CHECKPOINT:
                 self.checkpoint(run_dir, header.iteration)
-            elif header.kind == Kind.ABORT:
-                raise ConfigError(mismatch_message(header.arg0))
             else:
                 break
         final = run_dir / f"discriminator_rank{self.transport.rank}.pt"
