@@ -6,6 +6,7 @@ output, and kill or stop one rank precisely. Each job gets a free port of its ow
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 # Small enough that 1 server + 4 workers share 2 cores in seconds.
 TINY = ["model.width=0.0625", "log.progress=false", "train.batch_size=16"]
@@ -156,6 +159,22 @@ class Torchrun:
             if "mdgan_dist.train" in cmdline and str(self.run_dir) in cmdline and f"RANK={rank}".encode() in environ:
                 return int(entry.name)
         raise AssertionError(f"no trainer process with RANK={rank} for {self.run_dir}")
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+
+
+def assert_same_final_models(run_dir: Path, reference: Path) -> None:
+    """The final generator and every final discriminator of two runs are equal bit for bit."""
+    files = sorted(path.name for path in reference.glob("*.pt"))
+    assert files == sorted(path.name for path in run_dir.glob("*.pt")) and "generator.pt" in files
+    for name in files:
+        got, want = torch.load(run_dir / name), torch.load(reference / name)
+        key = "generator" if name == "generator.pt" else "discriminator"
+        assert got[key].keys() == want[key].keys()
+        assert all(torch.equal(got[key][p], want[key][p]) for p in want[key]), f"{name} differs"
 
 
 def wait_for_iteration(metrics: Path, iteration: int, timeout_s: float) -> None:

@@ -8,7 +8,7 @@ import re
 import signal
 from pathlib import Path
 
-from multiproc import TINY, train_job, wait_for_iteration
+from multiproc import TINY, metrics, train_job, wait_for_iteration
 
 ITERATIONS = 25
 B, D, VALUE, HEADER = 16, 28 * 28, 4, 64
@@ -16,16 +16,12 @@ B, D, VALUE, HEADER = 16, 28 * 28, 4, 64
 COMMON = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "mdgan.swap_every_epochs=0.02", "checkpoint.every=10"]
 
 
-def records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
-
-
 def test_killed_worker_is_dropped_and_training_goes_on(tmp_path: Path) -> None:
     job = train_job(tmp_path, 5, [*COMMON, "fault.tolerate_worker_loss=true", "fault.kill_worker=2@8"])
     codes = job.wait(180)
     assert codes == [0, 0, -signal.SIGKILL, 0, 0], job.outputs()
     assert re.search(r"dropped worker rank 2 during training iteration 8: 3 workers left", job.ranks[0].output)
-    run = records(tmp_path / "run")
+    run = metrics(tmp_path / "run")
     assert [r["iteration"] for r in run] == list(range(1, ITERATIONS + 1))
     for r in run:
         live = 4 if r["iteration"] <= 8 else 3  # iteration 8 (0-based) is the 9th
@@ -61,6 +57,6 @@ def test_silent_worker_is_dropped_at_the_timeout(tmp_path: Path) -> None:
         job.kill()
     assert codes == [0, 0, 0], job.outputs()
     assert re.search(
-        rf"dropped worker rank 3 during .*no answer within comm.timeout_s={timeout_s}s", job.ranks[0].output
+        rf"dropped worker rank 3 during .*no answer within (2 x )?comm.timeout_s={timeout_s}s", job.ranks[0].output
     )
-    assert records(tmp_path / "run")[-1]["iteration"] == 400
+    assert metrics(tmp_path / "run")[-1]["iteration"] == 400

@@ -3,27 +3,18 @@ its newest complete checkpoint and ends exactly where an uninterrupted run ends.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
-import torch
 
-from multiproc import TINY, Torchrun, run_job, train_job, wait_for_iteration
+from multiproc import TINY, Torchrun, assert_same_final_models, metrics, run_job, train_job, wait_for_iteration
 
 ITERATIONS = 40
 # Slow enough (L = 4) that a kill lands mid-run; a checkpoint every 5 iterations.
 COMMON = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "checkpoint.every=5", "mdgan.disc_steps=4",
           "mdgan.swap_every_epochs=0.05", "comm.timeout_s=30"]  # fmt: skip
-
-
-def assert_same_final_models(run_dir: Path, reference: Path) -> None:
-    for name in ["generator.pt", *(f"discriminator_rank{r}.pt" for r in (1, 2, 3))]:
-        got, want = torch.load(run_dir / name), torch.load(reference / name)
-        key = "generator" if name == "generator.pt" else "discriminator"
-        assert all(torch.equal(got[key][p], want[key][p]) for p in want[key]), f"{name} differs"
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +38,7 @@ def test_sigkill_restarts_the_group_and_the_run_resumes_exactly(
     assert len(resumed_at) == 1 and "at iteration" in resumed_at[0], job.output[-5000:]
     start = int(resumed_at[0].rsplit(" ", 1)[1])
     assert start >= 10 and start % 5 == 0  # nothing in a complete checkpoint was lost
-    iterations = [json.loads(line)["iteration"] for line in (job.run_dir / "metrics.jsonl").open()]
+    iterations = [record["iteration"] for record in metrics(job.run_dir)]
     assert iterations == list(range(1, ITERATIONS + 1))  # each once: the replayed ones replaced
     assert_same_final_models(job.run_dir, uninterrupted)
 
@@ -62,7 +53,7 @@ def test_stop_request_checkpoints_and_ends_cleanly_then_resumes(tmp_path: Path, 
     finally:
         job.kill()
     assert codes == [0] * 4, job.outputs()
-    stopped = [json.loads(line)["iteration"] for line in (tmp_path / "run" / "metrics.jsonl").open()][-1]
+    stopped = metrics(tmp_path / "run")[-1]["iteration"]
     assert 12 <= stopped < ITERATIONS
     assert f"stop requested: checkpoint of iteration {stopped} written" in job.ranks[0].output
     assert (tmp_path / "run" / "checkpoints" / f"iteration_{stopped:08d}" / "MANIFEST.json").exists()

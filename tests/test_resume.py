@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from mdgan_dist.checkpoint import MANIFEST, SERVER_FILE, checkpoint_dir
-from multiproc import TINY, run_job, train_job
+from multiproc import TINY, assert_same_final_models, metrics, run_job, train_job
 
 WORKERS = 3
 T = 6
 # Swaps every 2 iterations (shards of 1,500, b = 16), a checkpoint every 3: both fall inside each half.
 COMMON = [*TINY, "log.every=1", "mdgan.swap_every_epochs=0.02", "checkpoint.every=3"]
-
-
-def final_states(run_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
-    states = {"generator": torch.load(run_dir / "generator.pt")["generator"]}
-    for rank in range(1, WORKERS + 1):
-        states[f"rank{rank}"] = torch.load(run_dir / f"discriminator_rank{rank}.pt")["discriminator"]
-    return states
-
-
-def assert_bit_identical(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for role in a:
-        for name in a[role]:
-            assert torch.equal(a[role][name], b[role][name]), f"{role} {name} differs"
-
-
-def metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +38,7 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(
     tmp_path: Path, uninterrupted: Path, first_half: Path
 ) -> None:
     resumed = resume(tmp_path, first_half)
-    assert_bit_identical(final_states(resumed), final_states(uninterrupted))
+    assert_same_final_models(resumed, uninterrupted)
     # The second half logged the same losses, swaps and bytes; the first half's records were kept.
     strip = [
         {k: v for k, v in r.items() if k not in ("iteration_seconds", "elapsed_seconds")} for r in metrics(resumed)
@@ -97,7 +77,7 @@ def test_torn_newest_checkpoint_falls_back_to_the_previous_one(
         in server
     )
     assert f"resuming from {checkpoint_dir(tmp_path / 'run', T // 2)} at iteration {T // 2}" in server
-    assert_bit_identical(final_states(tmp_path / "run"), final_states(uninterrupted))
+    assert_same_final_models(tmp_path / "run", uninterrupted)
 
 
 def test_resume_from_a_torn_path_stops_every_rank(tmp_path: Path, first_half: Path) -> None:

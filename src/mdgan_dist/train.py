@@ -94,7 +94,10 @@ def run(raw: DictConfig) -> int:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         init_process_group(backend, env, device, cfg.comm.timeout_s)
-        run_role(cfg, env, plan, Transport(env.rank, cfg.comm.timeout_s, device, wire_device(backend, device)))
+        transport = Transport(
+            env.rank, cfg.comm.timeout_s, device, wire_device(backend, device), cfg.fault.tolerate_worker_loss
+        )
+        run_role(cfg, env, plan, transport)
     except ConfigError as error:
         log.error(f"config error: {error}")
         return 2

@@ -41,9 +41,18 @@ class Transport:
     every rank sees the same sequence.
     """
 
-    def __init__(self, rank: int, timeout_s: float, device: torch.device, wire: torch.device | None = None) -> None:
-        """device: where the caller's tensors live; wire: where the backend needs them (gloo: CPU)."""
+    def __init__(
+        self,
+        rank: int,
+        timeout_s: float,
+        device: torch.device,
+        wire: torch.device | None = None,
+        isolate_peers: bool = False,
+    ) -> None:
+        """device: where the caller's tensors live; wire: where the backend needs them (gloo: CPU).
+        isolate_peers: a silent peer must not take the others down (see _wait_apart)."""
         self.rank = rank
+        self.isolate_peers = isolate_peers
         self.timeout_s = timeout_s
         self.device = device
         self.wire = wire or device
@@ -73,12 +82,14 @@ class Transport:
         for (peer, _, _), work in zip(ops, works):
             by_peer.setdefault(peer, []).append(work)
         limit = Limit(self.timeout_s, patience)
-        failures = (self._wait_apart if tolerate else self._wait_in_turn)(by_peer, stage, limit)
+        failures = (self._wait_apart if self.isolate_peers or tolerate else self._wait_in_turn)(by_peer, stage, limit)
         for peer, tensor, staged in staged_recvs:
             if staged is not tensor and peer not in failures:
                 tensor.copy_(staged)
         self.bytes_sent += sum(_nbytes(tensor) for peer, tensor in sends if peer not in failures)
         self.bytes_recv += sum(_nbytes(tensor) for peer, tensor in recvs if peer not in failures)
+        if failures and not tolerate:
+            raise failures[min(failures)]
         return failures
 
     def _wait_in_turn(self, by_peer: dict[int, list[dist.Work]], stage: str, limit: Limit) -> dict[int, PeerError]:

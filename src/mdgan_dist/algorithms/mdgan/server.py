@@ -184,7 +184,9 @@ class Server:
             sends += [(rank, train), (rank, self.outgoing[rank])]
             recvs += [(rank, self.replies[rank]), (rank, self.feedback[rank])]
         assignment = {rank: feedback_batch(worker, k) for worker, rank in enumerate(live)}
-        self.exchange(f"training iteration {iteration}", sends=sends, recvs=recvs)
+        # A worker may first spend timeout_s in a swap with a partner that went silent.
+        patience = 2 if self.roster.tolerant else 1
+        self.exchange(f"training iteration {iteration}", sends=sends, recvs=recvs, patience=patience)
         stage = f"feedback of iteration {iteration}"
         live = self.roster.live  # without the workers dropped just now
         answers = [self.transport.expect(self.replies[rank], rank, stage, [Kind.FEEDBACK], iteration) for rank in live]
@@ -206,9 +208,11 @@ class Server:
         self.exchange(f"swap order after iteration {iteration}", sends=sends)
         self.swaps += 1
 
-    def exchange(self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = ()) -> None:
+    def exchange(
+        self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = (), patience: int = 1
+    ) -> None:
         """The transport's exchange; a worker that fails is dropped if fault.tolerate_worker_loss."""
-        self.roster.drop(self.transport.exchange(stage, sends, recvs, tolerate=self.roster.tolerant))
+        self.roster.drop(self.transport.exchange(stage, sends, recvs, tolerate=self.roster.tolerant, patience=patience))
 
     @torch.no_grad()
     def sample(self, noise: torch.Tensor) -> torch.Tensor:

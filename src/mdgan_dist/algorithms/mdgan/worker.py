@@ -57,6 +57,9 @@ class Worker:
         self.batches = torch.empty((2, cfg.train.batch_size, *image_shape), device=device)
         self.holds = self.worker  # which D this worker holds: the worker it was born on
         self.kill_at = kill_point(cfg.fault, dist.get_world_size() - 1)
+        # The server may itself be waiting for a silent worker (timeout_s), and, with lost workers
+        # tolerated, for a worker stuck in a swap with a silent partner (2 x timeout_s).
+        self.server_patience = 3 if cfg.fault.tolerate_worker_loss else 2
 
     def run(self, run_dir: Path) -> None:
         shapes = message_shapes(self.cfg, self.image_shape).to(self.transport.device)
@@ -69,8 +72,7 @@ class Worker:
         expected = [Kind.TRAIN, Kind.SWAP, Kind.CHECKPOINT, Kind.STOP]
         while True:
             stage = "waiting for the server's next instruction"
-            # The server may itself wait comm.timeout_s for a silent worker before it goes on.
-            self.transport.exchange(stage, recvs=[(0, instruction)], patience=2)
+            self.transport.exchange(stage, recvs=[(0, instruction)], patience=self.server_patience)
             header = self.transport.expect(instruction, 0, stage, expected)
             if header.kind == Kind.TRAIN:
                 self.train_iteration(header.iteration)
