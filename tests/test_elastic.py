@@ -34,7 +34,7 @@ def test_sigkill_restarts_the_group_and_the_run_resumes_exactly(
     finally:
         job.kill()
     assert code == 0, job.output[-5000:]
-    resumed_at = [line for line in job.output.splitlines() if "resuming from" in line]
+    resumed_at = [line for line in job.output.splitlines() if "INFO resuming from" in line]
     assert len(resumed_at) == 1 and "at iteration" in resumed_at[0], job.output[-5000:]
     start = int(resumed_at[0].rsplit(" ", 1)[1])
     assert start >= 10 and start % 5 == 0  # nothing in a complete checkpoint was lost

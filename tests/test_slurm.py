@@ -57,7 +57,7 @@ def assert_complete_run(run_dir: Path, output: str) -> None:
         *(f"discriminator_rank{r}.pt" for r in (1, 2, 3)),
     ):
         assert (run_dir / name).exists(), name
-    resumed = [line for line in output.splitlines() if "resuming from" in line]
+    resumed = [line for line in output.splitlines() if "INFO resuming from" in line]
     assert len(resumed) == 1, output[-3000:]
     assert f"resuming from runs/{run_dir.name}/checkpoints/iteration_" in resumed[0]
 
