@@ -121,6 +121,35 @@ def test_dirichlet_split_is_a_skewed_partition(mnist5k: dict[str, ImageDataset])
     assert largest_share > 0.4  # iid shards hold about 10% of each class
 
 
+@pytest.mark.parametrize("workers, per_worker", [(4, 3), (5, 2), (10, 1), (3, 10)])
+def test_class_split_gives_each_worker_only_its_classes(
+    mnist5k: dict[str, ImageDataset], workers: int, per_worker: int
+) -> None:
+    labels = mnist5k["train"].labels
+    cfg = DataConfig(split="classes", classes_per_worker=per_worker)
+    shards = split_indices(labels, workers, cfg, seed=0)
+    _assert_partition(shards, len(labels))
+    held = [set(labels[shard].tolist()) for shard in shards]
+    assert all(len(classes) == per_worker for classes in held)
+    assert set().union(*held) == set(range(10))
+    # A class is cut evenly among the workers that hold it.
+    for label in range(10):
+        counts = [int((labels[shard] == label).sum()) for shard in shards if label in set(labels[shard].tolist())]
+        assert max(counts) - min(counts) <= 1
+
+
+@pytest.mark.parametrize(
+    "workers, per_worker, message",
+    [(4, 2, "covers only 8 of 10 classes: set data.classes_per_worker >= 3"), (2, 11, "has 10 classes")],
+)
+def test_class_split_refuses_what_it_cannot_do(
+    mnist5k: dict[str, ImageDataset], workers: int, per_worker: int, message: str
+) -> None:
+    cfg = DataConfig(split="classes", classes_per_worker=per_worker)
+    with pytest.raises(ConfigError, match=message):
+        split_indices(mnist5k["train"].labels, workers, cfg, seed=0)
+
+
 def test_unknown_split() -> None:
     with pytest.raises(ConfigError, match="iid, dirichlet"):
         split_indices(torch.zeros(10, dtype=torch.int64), 2, DataConfig(split="random"), seed=0)

@@ -22,8 +22,9 @@ from mdgan_dist.errors import ConfigError
 class DataConfig:
     name: str = "mnist5k"  # mnist5k | mnist | fashion_mnist | cifar10 | imagefolder
     root: str = "data"  # local root in torchvision's layout; never downloaded into
-    split: str = "iid"  # iid (equal shards) | dirichlet (non-iid label skew)
+    split: str = "iid"  # iid (equal shards) | dirichlet (non-iid label skew) | classes (c classes per worker)
     alpha: float = 0.5  # Dirichlet concentration for split=dirichlet; smaller is more skewed
+    classes_per_worker: int = 2  # c for split=classes: each worker holds only c of the classes
     image_size: int | None = None  # resize to image_size x image_size; required for imagefolder
     channels: int = 3  # imagefolder only: 1 (grey) or 3 (RGB)
 
@@ -33,6 +34,7 @@ class ModelConfig:
     name: str = "mnist_mlp"  # mnist_mlp | mnist_cnn | cifar10_cnn | dcgan
     z_dim: int = 100
     width: float = 1.0  # scales hidden sizes and channels; 1.0 is the paper's architecture
+    conditional: bool = False  # ACGAN: G takes class labels, D adds class logits (the paper's 11 outputs)
 
 
 @dataclass
@@ -44,6 +46,11 @@ class MDGANConfig:
     loss: str = "non_saturating"  # non_saturating | saturating (the paper's log(1 - D(G(z))))
     real_label: float = 0.9  # D's target for real samples: 0.9 is one-sided label smoothing, 1 none
     reuse_real_batch: bool = False  # one real batch for all L steps instead of a fresh one each
+
+
+@dataclass
+class FLGANConfig:
+    sync_every_epochs: float = 1.0  # E: local epochs between two averagings of G and D by the server
 
 
 @dataclass
@@ -89,15 +96,25 @@ class FaultConfig:
 
 
 @dataclass
+class EvalConfig:
+    every: int = 1000  # iterations between scores (and one at the end); 0 disables scoring
+    num_samples: int = 500  # generated samples per score
+    classifier_dir: str = "~/.cache/mdgan_dist/classifiers"  # where `mdgan-eval train-classifier` caches
+    inception_weights: str | None = None  # local Inception weights file: adds IS and FID
+
+
+@dataclass
 class RunConfig:
     dir: str | None = None  # None: runs/<SLURM job id or a start time chosen by rank 0>
 
 
 @dataclass
 class Config:
+    algorithm: str = "mdgan"  # mdgan | flgan | standalone (one process, whole dataset)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     mdgan: MDGANConfig = field(default_factory=MDGANConfig)
+    flgan: FLGANConfig = field(default_factory=FLGANConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     comm: CommConfig = field(default_factory=CommConfig)
@@ -105,11 +122,13 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     fault: FaultConfig = field(default_factory=FaultConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     resume: str = "auto"  # auto: newest complete checkpoint in run.dir | never: fresh run only | a path
 
 
 LOSSES = ("non_saturating", "saturating")
-SPLITS = ("iid", "dirichlet")
+ALGORITHMS = ("mdgan", "flgan", "standalone")
+SPLITS = ("iid", "dirichlet", "classes")
 BACKENDS = ("auto", "gloo", "nccl")
 DEVICES = ("auto", "cuda", "cpu")
 
@@ -123,18 +142,37 @@ def resolved_k(cfg: MDGANConfig, num_workers: int) -> int:
 
 def validate(cfg: Config, world_size: int) -> None:
     """Checks what can be checked without data or peers; raises ConfigError saying what to do."""
-    if world_size < 2:
-        raise ConfigError(
-            f"MD-GAN needs at least 2 processes (1 server + 1 worker), got WORLD_SIZE={world_size}: "
-            "launch with `torchrun --nproc_per_node=N+1 -m mdgan_dist.train` and N >= 1"
+    _require_choice("algorithm", cfg.algorithm, ALGORITHMS)
+    if cfg.algorithm == "standalone":
+        _require(
+            world_size == 1,
+            f"algorithm=standalone runs in one process, got WORLD_SIZE={world_size}: "
+            "launch it with `python -m mdgan_dist.train algorithm=standalone` (or torchrun --nproc_per_node=1)",
         )
-    num_workers = world_size - 1
-    k = resolved_k(cfg.mdgan, num_workers)
-    if not 1 <= k <= num_workers:
+    elif world_size < 2:
         raise ConfigError(
-            f"mdgan.k={k} is outside 1..N with N={num_workers} workers: "
-            f"set mdgan.k between 1 and {num_workers}, or leave it unset for ceil(log2 N)"
+            f"algorithm={cfg.algorithm} needs at least 2 processes (1 server + 1 worker), got WORLD_SIZE={world_size}: "
+            "launch with `torchrun --nproc_per_node=N+1 -m mdgan_dist.train` and N >= 1, "
+            "or use algorithm=standalone for one process"
         )
+    if cfg.algorithm == "mdgan":
+        num_workers = world_size - 1
+        k = resolved_k(cfg.mdgan, num_workers)
+        if not 1 <= k <= num_workers:
+            raise ConfigError(
+                f"mdgan.k={k} is outside 1..N with N={num_workers} workers: "
+                f"set mdgan.k between 1 and {num_workers}, or leave it unset for ceil(log2 N)"
+            )
+    _require(
+        cfg.flgan.sync_every_epochs > 0,
+        f"flgan.sync_every_epochs={cfg.flgan.sync_every_epochs}: must be > 0 (FL-GAN averages G and D every E epochs)",
+    )
+    _require(cfg.eval.every >= 0, f"eval.every={cfg.eval.every}: must be >= 0 (0 disables scoring)")
+    _require(cfg.eval.num_samples >= 2, f"eval.num_samples={cfg.eval.num_samples}: need at least 2 samples")
+    _require(
+        cfg.data.classes_per_worker >= 1,
+        f"data.classes_per_worker={cfg.data.classes_per_worker}: each worker must hold at least one class",
+    )
     _require(cfg.mdgan.disc_steps >= 1, f"mdgan.disc_steps={cfg.mdgan.disc_steps}: must be >= 1")
     _require(
         cfg.mdgan.swap_every_epochs >= 0,
@@ -159,7 +197,7 @@ def validate(cfg: Config, world_size: int) -> None:
         f"checkpoint.keep={cfg.checkpoint.keep}: keep at least 2, so a torn newest one has a fallback",
     )
     if cfg.fault.kill_worker is not None:
-        kill_point(cfg.fault, num_workers)
+        kill_point(cfg.fault, world_size - 1)
     for name in ("g_lr", "d_lr"):
         value = getattr(cfg.optim, name)
         _require(value > 0, f"optim.{name}={value}: must be > 0")
@@ -199,7 +237,7 @@ def digest(cfg: Config) -> int:
 
 
 # What may change when a run is resumed: none of it changes what an iteration computes.
-RESUMABLE_CHANGES = ("resume", "run", "checkpoint", "log", "comm", "fault")
+RESUMABLE_CHANGES = ("resume", "run", "checkpoint", "log", "comm", "fault", "eval")
 
 
 def trajectory_digest(cfg: Config, num_workers: int) -> int:

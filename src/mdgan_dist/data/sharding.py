@@ -15,7 +15,9 @@ def split_indices(labels: torch.Tensor, num_workers: int, cfg: DataConfig, seed:
 
     Depends only on its arguments, so every process computes the same shards without communicating.
     `iid`: a seeded permutation cut into near-equal parts. `dirichlet`: each class is divided among
-    the workers in proportions drawn from Dirichlet(alpha), the usual non-iid label skew.
+    the workers in proportions drawn from Dirichlet(alpha), the usual non-iid label skew. `classes`:
+    each worker holds only `classes_per_worker` classes, and each class is cut evenly among the
+    workers that hold it.
     """
     if num_workers < 1:
         raise ValueError(f"num_workers={num_workers}: need at least one worker")
@@ -24,6 +26,8 @@ def split_indices(labels: torch.Tensor, num_workers: int, cfg: DataConfig, seed:
         shards = torch.randperm(len(labels), generator=generator).tensor_split(num_workers)
     elif cfg.split == "dirichlet":
         shards = _dirichlet_shards(labels, num_workers, cfg.alpha, seed)
+    elif cfg.split == "classes":
+        shards = _class_shards(labels, num_workers, cfg.classes_per_worker, seed)
     else:
         raise ConfigError(f"data.split={cfg.split!r} is not one of {', '.join(SPLITS)}")
     return [shard.sort().values for shard in shards]
@@ -40,6 +44,35 @@ def _dirichlet_shards(labels: torch.Tensor, num_workers: int, alpha: float, seed
         proportions = rng.dirichlet(np.full(num_workers, alpha))
         cuts = np.round(np.cumsum(proportions)[:-1] * len(members)).astype(np.int64)
         for worker, piece in enumerate(members.tensor_split(cuts.tolist())):
+            pieces[worker].append(piece)
+    return [torch.cat(parts) for parts in pieces]
+
+
+def _class_shards(labels: torch.Tensor, num_workers: int, per_worker: int, seed: int) -> list[torch.Tensor]:
+    classes = labels.unique()
+    if per_worker > len(classes):
+        raise ConfigError(
+            f"data.classes_per_worker={per_worker} but the dataset has {len(classes)} classes: "
+            f"set data.classes_per_worker between 1 and {len(classes)}"
+        )
+    if num_workers * per_worker < len(classes):
+        raise ConfigError(
+            f"data.split=classes with {num_workers} workers x data.classes_per_worker={per_worker} covers only "
+            f"{num_workers * per_worker} of {len(classes)} classes: set data.classes_per_worker >= "
+            f"{-(-len(classes) // num_workers)} so that no class is left out"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    # Slots dealt in a seeded class order, c consecutive ones per worker: every class is held by
+    # ceil or floor of N*c/C workers and no worker holds a class twice.
+    order = classes[torch.randperm(len(classes), generator=generator)]
+    holders: dict[int, list[int]] = {int(label): [] for label in classes}
+    for slot in range(num_workers * per_worker):
+        holders[int(order[slot % len(classes)])].append(slot // per_worker)
+    pieces = [[torch.empty(0, dtype=torch.int64)] for _ in range(num_workers)]
+    for label, workers in holders.items():
+        members = (labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        for worker, piece in zip(workers, members.tensor_split(len(workers))):
             pieces[worker].append(piece)
     return [torch.cat(parts) for parts in pieces]
 
