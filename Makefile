@@ -16,7 +16,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# Scores need the evaluation classifier of the dataset: trained once (about a minute), then cached.
 train: install
+	$(BIN)/mdgan-eval train-classifier $(ARGS)
 	$(BIN)/torchrun --nproc_per_node=$(NPROC) --master-port=$(PORT) -m mdgan_dist.train $(ARGS)
 
 test: install

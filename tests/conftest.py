@@ -24,17 +24,23 @@ CASES = {
             "mdgan.k=4",
             "mdgan.swap_every_epochs=0.03",
             "mdgan.swap_optimizer_state=false",
-            "mdgan.disc_steps=2",
-            "mdgan.loss=saturating",
-            "mdgan.real_label=1.0",
+            "gan.disc_steps=2",
+            "gan.loss=saturating",
+            "gan.real_label=1.0",
         ],
     ),
     "N2-k2-reuse-real": (
         2,
-        ["mdgan.k=2", "mdgan.disc_steps=3", "mdgan.reuse_real_batch=true", "mdgan.swap_every_epochs=0.015"],
+        ["mdgan.k=2", "gan.disc_steps=3", "gan.reuse_real_batch=true", "mdgan.swap_every_epochs=0.015"],
     ),
     # Convolutions, BatchNorm in G and minibatch discrimination in D take the same path.
     "N2-k2-mnist-cnn-swaps": (2, ["model=mnist_cnn", "mdgan.k=2", "mdgan.swap_every_epochs=0.015"]),
+    # ACGAN: labels travel with the batches, the class loss is in D's loss and in the feedback.
+    "N3-k2-acgan-swaps": (3, ["model.conditional=true", "mdgan.k=2", "mdgan.swap_every_epochs=0.02"]),
+    "N2-k1-acgan-mnist-cnn-class-split": (
+        2,
+        ["model=mnist_cnn", "model.conditional=true", "mdgan.k=1", "data.split=classes", "data.classes_per_worker=5"],
+    ),
 }
 
 

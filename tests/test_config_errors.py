@@ -13,7 +13,17 @@ from multiproc import TINY, train_job
 
 # (launcher environment, overrides, exit code, text the message must contain)
 CASES = {
-    "one process": ({}, [], 2, "MD-GAN needs at least 2 processes"),
+    "one process": ({}, [], 2, "algorithm=mdgan needs at least 2 processes"),
+    "standalone in a group": ({"WORLD_SIZE": "3"}, ["algorithm=standalone"], 2, "algorithm=standalone runs in one"),
+    "unknown algorithm": ({"WORLD_SIZE": "3"}, ["algorithm=gossip"], 2, "algorithm='gossip' is not one of"),
+    "faults of flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "fault.kill_worker=1@3"], 2, "are MD-GAN's"),
+    "no classifier": (
+        {"WORLD_SIZE": "3"},
+        ["eval.every=5", "eval.classifier_dir=empty"],
+        2,
+        "mdgan-eval train-classifier data=mnist5k",
+    ),
+    "classes left out": ({"WORLD_SIZE": "3"}, ["data.split=classes"], 2, "covers only 4 of 10 classes"),
     "k above N": ({"WORLD_SIZE": "3"}, ["mdgan.k=3"], 2, "mdgan.k=3 is outside 1..N with N=2 workers"),
     "batch above shard": ({"WORLD_SIZE": "3"}, ["train.batch_size=3000"], 2, "larger than the shard of worker"),
     "unknown dataset": ({"WORLD_SIZE": "3"}, ["data=imagenet"], 1, "Could not find 'data/imagenet'"),
@@ -21,7 +31,7 @@ CASES = {
     "unknown model": ({"WORLD_SIZE": "3"}, ["model=resnet"], 1, "Could not find 'model/resnet'"),
     "model vs images": ({"WORLD_SIZE": "3"}, ["model=dcgan"], 2, "model dcgan expects"),
     "missing mnist": ({"WORLD_SIZE": "3"}, ["data=mnist", "data.root=nowhere"], 2, "train-images-idx3-ubyte"),
-    "bad loss": ({"WORLD_SIZE": "3"}, ["mdgan.loss=wasserstein"], 2, "mdgan.loss='wasserstein' is not one of"),
+    "bad loss": ({"WORLD_SIZE": "3"}, ["gan.loss=wasserstein"], 2, "gan.loss='wasserstein' is not one of"),
     "wrong type": ({"WORLD_SIZE": "3"}, ["train.iterations=many"], 1, "train.iterations"),
     "nccl without gpus": ({"WORLD_SIZE": "3"}, ["comm.backend=nccl"], 2, "comm.backend=nccl needs one GPU per rank"),
     "cuda without gpus": ({"WORLD_SIZE": "3"}, ["train.device=cuda"], 2, "train.device=cuda but no GPU is visible"),
@@ -55,7 +65,7 @@ def test_config_error_is_reported_before_training(tmp_path: Path, case: str) -> 
 
 
 def test_worker_with_another_config_fails_on_every_rank(tmp_path: Path) -> None:
-    job = train_job(tmp_path, 3, [*TINY, "train.iterations=5"], rank_overrides={2: ["mdgan.disc_steps=2"]})
+    job = train_job(tmp_path, 3, [*TINY, "train.iterations=5"], rank_overrides={2: ["gan.disc_steps=2"]})
     codes = job.wait(90)
     assert codes == [2, 2, 2], job.outputs()
     for rank in job.ranks:

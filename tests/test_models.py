@@ -3,10 +3,13 @@ discrimination, shape checks and seeded determinism. `pytest -s` prints the para
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
 
+from mdgan_dist.algorithms.steps import generator_input
 from mdgan_dist.config import ModelConfig
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.models import (
@@ -21,6 +24,7 @@ from mdgan_dist.models.minibatch import MinibatchDiscrimination
 Shape = tuple[int, int, int]
 TINY = 0.0625
 Z_DIM = 100
+CLASSES = 10
 
 # (model, image shape) pairs the models must take; mnist_mlp takes any shape.
 CASES = [
@@ -39,10 +43,12 @@ def case_id(value: object) -> str | None:
     return "x".join(map(str, value)) if isinstance(value, tuple) else None
 
 
-def build(name: str, shape: Shape, width: float, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+def build(
+    name: str, shape: Shape, width: float, seed: int = 0, conditional: bool = False
+) -> tuple[nn.Module, nn.Module]:
     torch.manual_seed(seed)
-    cfg = ModelConfig(name=name, z_dim=Z_DIM, width=width)
-    return build_generator(cfg, shape), build_discriminator(cfg, shape)
+    cfg = ModelConfig(name=name, z_dim=Z_DIM, width=width, conditional=conditional)
+    return build_generator(cfg, shape, CLASSES), build_discriminator(cfg, shape, CLASSES)
 
 
 def images(batch: int, shape: Shape, seed: int) -> torch.Tensor:
@@ -139,6 +145,23 @@ def test_shapes_and_ranges(name: str, shape: Shape, width: float) -> None:
         assert torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize(("name", "shape"), CASES, ids=case_id)
+def test_acgan_pairs_take_labels_and_give_class_logits(name: str, shape: Shape) -> None:
+    """model.conditional: G takes z and a one-hot label, D gives 1 real/fake + CLASSES class logits
+    (the paper's 11 outputs on MNIST); the unconditional pair keeps its sizes."""
+    generator, discriminator = build(name, shape, TINY, conditional=True)
+    plain_generator, plain_discriminator = build(name, shape, TINY)
+    z = torch.randn(5, Z_DIM)
+    fake = generator(generator_input(z, torch.arange(5), CLASSES))
+    assert fake.shape == (5, *shape)
+    assert discriminator(fake).shape == (5, 1 + CLASSES)
+    extra_inputs = parameter_count(generator) - parameter_count(plain_generator)
+    extra_outputs = parameter_count(discriminator) - parameter_count(plain_discriminator)
+    first_generator_layer = next(m for m in generator.modules() if isinstance(m, nn.Linear))
+    assert extra_inputs == CLASSES * first_generator_layer.out_features
+    assert extra_outputs > 0 and extra_outputs % CLASSES == 0  # CLASSES more output units
+
+
 @pytest.mark.parametrize("width", [1.0, TINY])
 @pytest.mark.parametrize(("name", "shape"), CASES, ids=case_id)
 def test_differentiable_end_to_end(name: str, shape: Shape, width: float) -> None:
@@ -222,7 +245,11 @@ def test_seeded_builds_are_identical(name: str, shape: Shape) -> None:
 )
 def test_shape_mismatch_says_what_to_do(name: str, shape: Shape, message: str) -> None:
     cfg = ModelConfig(name=name, width=TINY)
-    for check in (check_image_shape, build_generator, build_discriminator):
+    for check in (
+        check_image_shape,
+        partial(build_generator, num_classes=CLASSES),
+        partial(build_discriminator, num_classes=CLASSES),
+    ):
         with pytest.raises(ConfigError) as error:
             check(cfg, shape)
         assert str(error.value) == message

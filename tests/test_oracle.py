@@ -15,10 +15,17 @@ from pathlib import Path
 import torch
 
 from conftest import ITERATIONS, load_config
+from mdgan_dist.algorithms.components import label_classes, make_discriminator, make_generator, make_sampler
 from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, swap_period, training_batch
-from mdgan_dist.algorithms.mdgan.server import build_server_generator
-from mdgan_dist.algorithms.mdgan.worker import build_sampler, build_worker_discriminator
-from mdgan_dist.algorithms.steps import adam, aggregate_feedback, discriminator_step, generator_feedback, generator_step
+from mdgan_dist.algorithms.steps import (
+    adam,
+    aggregate_feedback,
+    discriminator_step,
+    generator_feedback,
+    generator_input,
+    generator_step,
+    sample_latent,
+)
 from mdgan_dist.config import Config, resolved_k
 from mdgan_dist.data import load_shard
 from mdgan_dist.job import plan_data
@@ -29,26 +36,35 @@ def reference_run(cfg: Config, num_workers: int, iterations: int) -> tuple[dict,
     """Single-process MD-GAN: returns G's state, every worker's final D state and the swap count."""
     plan = plan_data(cfg, num_workers)
     shape, batch, k = plan.image_shape, cfg.train.batch_size, resolved_k(cfg.mdgan, num_workers)
-    gen = build_server_generator(cfg, shape)
+    classes = plan.num_classes
+    conditional = cfg.model.conditional
+    gen = make_generator(cfg, shape, classes)
     gen_opt = adam(gen, cfg.optim.g_lr, cfg.optim.beta1, cfg.optim.beta2)
-    discs = [build_worker_discriminator(cfg, shape, n) for n in range(num_workers)]
+    discs = [make_discriminator(cfg, shape, classes, n) for n in range(num_workers)]
     disc_opts = [adam(d, cfg.optim.d_lr, cfg.optim.beta1, cfg.optim.beta2) for d in discs]
-    samplers = [build_sampler(cfg, *load_shard(plan.train, plan.shards[n]), n) for n in range(num_workers)]
+    samplers = [make_sampler(cfg, *load_shard(plan.train, plan.shards[n]), n) for n in range(num_workers)]
     noise = generator(cfg.train.seed, "noise")
     period = swap_period(plan.shard_sizes, batch, cfg.mdgan.swap_every_epochs)
     swaps = 0
     for iteration in range(iterations):
-        generated = gen(torch.randn(k * batch, cfg.model.z_dim, generator=noise)).view(k, batch, *shape)
+        z, labels = sample_latent(noise, k * batch, cfg.model.z_dim, label_classes(cfg, classes))
+        generated = gen(generator_input(z, labels, classes)).view(k, batch, *shape)
+        labels = None if labels is None else labels.view(k, batch)
+
+        def labels_of(index: int) -> torch.Tensor | None:
+            return None if labels is None else labels[index]
+
         feedbacks = []
         for n in range(num_workers):
             real = None
-            for _ in range(cfg.mdgan.disc_steps):
-                if real is None or not cfg.mdgan.reuse_real_batch:
-                    real, _ = samplers[n].next_batch()
-                discriminator_step(
-                    discs[n], disc_opts[n], real, generated[training_batch(n, k)].detach(), cfg.mdgan.real_label
-                )
-            feedbacks.append(generator_feedback(discs[n], generated[feedback_batch(n, k)], cfg.mdgan.loss)[0])
+            for _ in range(cfg.gan.disc_steps):
+                if real is None or not cfg.gan.reuse_real_batch:
+                    images, real_classes = samplers[n].next_batch()
+                    real = (images, real_classes if conditional else None)
+                fake = (generated[training_batch(n, k)].detach(), labels_of(training_batch(n, k)))
+                discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan.real_label)
+            fb = feedback_batch(n, k)
+            feedbacks.append(generator_feedback(discs[n], generated[fb], cfg.gan.loss, labels_of(fb))[0])
         generator_step(
             gen_opt, generated, aggregate_feedback(feedbacks, [feedback_batch(n, k) for n in range(num_workers)], k)
         )
@@ -79,22 +95,23 @@ def test_distributed_round_equals_single_process(finished_run: tuple[Path, int])
     assert [r["iteration"] for r in records] == list(range(1, ITERATIONS + 1))
     assert records[-1]["swaps"] == expected_swaps
     # The parameters must have moved, or the comparison above proves nothing.
-    initial = build_server_generator(cfg, (1, 28, 28)).state_dict()
+    initial = make_generator(cfg, (1, 28, 28), 10).state_dict()
     assert any(not torch.equal(initial[name], actual_g[name]) for name in initial)
 
 
 def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, int]) -> None:
-    """3*b*d*N float32 values per iteration, plus one 64-byte header per message; a swap order
-    adds one header per worker."""
+    """3*b*d*N float32 values per iteration (plus the 2*b*N labels of the generated batches for
+    ACGAN), plus one 64-byte header per message; a swap order adds one header per worker."""
     run_dir, num_workers = finished_run
     cfg = load_config(run_dir)
     b, d, value, header = cfg.train.batch_size, 28 * 28, 4, 8 * 8
+    labels = 2 * b * value if cfg.model.conditional else 0
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     swaps_before = 0
     for record in records:
         swap_orders = num_workers * header * (record["swaps"] - swaps_before)
         swaps_before = record["swaps"]
-        assert record["server_bytes_sent"] == num_workers * (2 * b * d * value + header) + swap_orders
+        assert record["server_bytes_sent"] == num_workers * (2 * b * d * value + labels + header) + swap_orders
         assert record["server_bytes_recv"] == num_workers * (b * d * value + header)
         payload = record["server_bytes_sent"] + record["server_bytes_recv"] - swap_orders - 2 * num_workers * header
-        assert payload == 3 * b * d * num_workers * value
+        assert payload == 3 * b * d * num_workers * value + num_workers * labels

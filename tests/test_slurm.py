@@ -16,7 +16,7 @@ from slurm_cluster import SlurmCluster, install_if_missing
 
 SBATCH = Path(__file__).resolve().parents[1] / "launch" / "slurm.sbatch"
 ITERATIONS = 150
-OVERRIDES = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "checkpoint.every=10", "mdgan.disc_steps=4"]
+OVERRIDES = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "checkpoint.every=10", "gan.disc_steps=4"]
 
 
 @pytest.fixture(scope="module")

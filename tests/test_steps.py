@@ -6,31 +6,52 @@ import pytest
 import torch
 
 from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, swap_period, training_batch
-from mdgan_dist.algorithms.steps import aggregate_feedback, discriminator_loss, generator_feedback, generator_loss
+from mdgan_dist.algorithms.steps import (
+    aggregate_feedback,
+    discriminator_loss,
+    generator_feedback,
+    generator_input,
+    generator_loss,
+    sample_latent,
+)
 from mdgan_dist.config import MDGANConfig, ModelConfig, resolved_k
 from mdgan_dist.models import build_discriminator, build_generator
 
 SHAPE = (1, 28, 28)
+CLASSES = 10
 
 
+@pytest.mark.parametrize("conditional", [False, True], ids=["plain", "acgan"])
 @pytest.mark.parametrize("loss", ["non_saturating", "saturating"])
 @pytest.mark.parametrize("num_workers,k", [(1, 1), (3, 1), (3, 2), (4, 4)])
-def test_aggregated_feedback_is_the_gradient_of_the_mean_generator_loss(loss: str, num_workers: int, k: int) -> None:
-    """Step 4 of the design: G's gradient from sum(F_n)/N equals autograd on mean_n J_gen(D_n(G(z)))."""
+def test_aggregated_feedback_is_the_gradient_of_the_mean_generator_loss(
+    loss: str, num_workers: int, k: int, conditional: bool
+) -> None:
+    """Step 4 of the design: G's gradient from sum(F_n)/N equals autograd on mean_n J_gen(D_n(G(z))),
+    for ACGAN with the class loss of the labels the batches were generated for."""
     torch.manual_seed(0)
-    model = ModelConfig(width=0.0625)
-    gen = build_generator(model, SHAPE)
-    discs = [build_discriminator(model, SHAPE) for _ in range(num_workers)]
-    noise = torch.randn(k * 8, model.z_dim)
+    model = ModelConfig(width=0.0625, conditional=conditional)
+    gen = build_generator(model, SHAPE, CLASSES)
+    discs = [build_discriminator(model, SHAPE, CLASSES) for _ in range(num_workers)]
+    noise, labels = sample_latent(
+        torch.Generator().manual_seed(1), k * 8, model.z_dim, CLASSES if conditional else None
+    )
+    labels = None if labels is None else labels.view(k, 8)
 
-    generated = gen(noise).view(k, 8, *SHAPE)
-    feedbacks = [generator_feedback(discs[n], generated[feedback_batch(n, k)], loss)[0] for n in range(num_workers)]
+    def labels_of(n: int) -> torch.Tensor | None:
+        return None if labels is None else labels[feedback_batch(n, k)]
+
+    generated = gen(generator_input(noise, None if labels is None else labels.flatten(), CLASSES)).view(k, 8, *SHAPE)
+    feedbacks = [
+        generator_feedback(discs[n], generated[feedback_batch(n, k)], loss, labels_of(n))[0] for n in range(num_workers)
+    ]
     upstream = aggregate_feedback(feedbacks, [feedback_batch(n, k) for n in range(num_workers)], k)
     via_feedback = torch.autograd.grad(generated, list(gen.parameters()), upstream)
 
-    generated = gen(noise).view(k, 8, *SHAPE)
+    generated = gen(generator_input(noise, None if labels is None else labels.flatten(), CLASSES)).view(k, 8, *SHAPE)
     mean_loss = (
-        sum(generator_loss(discs[n](generated[feedback_batch(n, k)]), loss) for n in range(num_workers)) / num_workers
+        sum(generator_loss(discs[n](generated[feedback_batch(n, k)]), loss, labels_of(n)) for n in range(num_workers))
+        / num_workers
     )
     direct = torch.autograd.grad(mean_loss, list(gen.parameters()))
 
@@ -51,6 +72,32 @@ def test_losses_match_their_definitions() -> None:
     torch.testing.assert_close(
         discriminator_loss(real, fake, 0.9), smoothed - torch.log(1 - torch.sigmoid(fake)).mean()
     )
+
+
+def test_acgan_losses_add_the_class_cross_entropy() -> None:
+    """D's output [b, 1 + C]: column 0 is real/fake, the rest class logits scored against the labels."""
+    real, fake = torch.tensor([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0]]), torch.tensor([[-1.0, 0.3, 0.1], [2.0, -2.0, 1.0]])
+    real_classes, fake_classes = torch.tensor([0, 1]), torch.tensor([1, 1])
+    ce = torch.nn.functional.cross_entropy
+    torch.testing.assert_close(
+        discriminator_loss(real, fake, 0.9, real_classes, fake_classes),
+        discriminator_loss(real[:, 0], fake[:, 0], 0.9) + ce(real[:, 1:], real_classes) + ce(fake[:, 1:], fake_classes),
+    )
+    torch.testing.assert_close(
+        generator_loss(fake, "non_saturating", fake_classes),
+        generator_loss(fake[:, 0], "non_saturating") + ce(fake[:, 1:], fake_classes),
+    )
+    with pytest.raises(ValueError, match="no class outputs"):
+        generator_loss(fake[:, 0], "non_saturating", fake_classes)
+
+
+def test_generator_input_appends_the_one_hot_label() -> None:
+    noise = torch.randn(3, 4)
+    assert generator_input(noise, None, CLASSES) is noise
+    joined = generator_input(noise, torch.tensor([2, 0, 9]), CLASSES)
+    assert joined.shape == (3, 4 + CLASSES)
+    assert torch.equal(joined[:, :4], noise)
+    assert joined[:, 4:].argmax(1).tolist() == [2, 0, 9] and joined[:, 4:].sum().item() == 3
 
 
 def test_batch_assignment_follows_the_design() -> None:

@@ -38,14 +38,20 @@ class ModelConfig:
 
 
 @dataclass
-class MDGANConfig:
-    k: int | None = None  # generated batches per iteration; None means ceil(log2 N), at least 1
-    disc_steps: int = 1  # L: discriminator steps per iteration
-    swap_every_epochs: float = 1.0  # E: local epochs between discriminator swaps; 0 disables
-    swap_optimizer_state: bool = True  # the Adam state travels with the discriminator
+class GANConfig:
+    """The GAN itself, the same for every algorithm (standalone, FL-GAN, MD-GAN)."""
+
     loss: str = "non_saturating"  # non_saturating | saturating (the paper's log(1 - D(G(z))))
     real_label: float = 0.9  # D's target for real samples: 0.9 is one-sided label smoothing, 1 none
+    disc_steps: int = 1  # L: discriminator steps per iteration
     reuse_real_batch: bool = False  # one real batch for all L steps instead of a fresh one each
+
+
+@dataclass
+class MDGANConfig:
+    k: int | None = None  # generated batches per iteration; None means ceil(log2 N), at least 1
+    swap_every_epochs: float = 1.0  # E: local epochs between discriminator swaps; 0 disables
+    swap_optimizer_state: bool = True  # the Adam state travels with the discriminator
 
 
 @dataclass
@@ -113,6 +119,7 @@ class Config:
     algorithm: str = "mdgan"  # mdgan | flgan | standalone (one process, whole dataset)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
     mdgan: MDGANConfig = field(default_factory=MDGANConfig)
     flgan: FLGANConfig = field(default_factory=FLGANConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -173,13 +180,13 @@ def validate(cfg: Config, world_size: int) -> None:
         cfg.data.classes_per_worker >= 1,
         f"data.classes_per_worker={cfg.data.classes_per_worker}: each worker must hold at least one class",
     )
-    _require(cfg.mdgan.disc_steps >= 1, f"mdgan.disc_steps={cfg.mdgan.disc_steps}: must be >= 1")
+    _require(cfg.gan.disc_steps >= 1, f"gan.disc_steps={cfg.gan.disc_steps}: must be >= 1")
     _require(
         cfg.mdgan.swap_every_epochs >= 0,
         f"mdgan.swap_every_epochs={cfg.mdgan.swap_every_epochs}: must be >= 0 (0 disables swaps)",
     )
-    _require_choice("mdgan.loss", cfg.mdgan.loss, LOSSES)
-    _require(0 < cfg.mdgan.real_label <= 1, f"mdgan.real_label={cfg.mdgan.real_label}: must be in (0, 1]")
+    _require_choice("gan.loss", cfg.gan.loss, LOSSES)
+    _require(0 < cfg.gan.real_label <= 1, f"gan.real_label={cfg.gan.real_label}: must be in (0, 1]")
     _require_choice("data.split", cfg.data.split, SPLITS)
     _require_choice("comm.backend", cfg.comm.backend, BACKENDS)
     _require_choice("train.device", cfg.train.device, DEVICES)
@@ -196,6 +203,11 @@ def validate(cfg: Config, world_size: int) -> None:
         cfg.checkpoint.keep >= 2,
         f"checkpoint.keep={cfg.checkpoint.keep}: keep at least 2, so a torn newest one has a fallback",
     )
+    if cfg.algorithm != "mdgan" and (cfg.fault.tolerate_worker_loss or cfg.fault.kill_worker is not None):
+        raise ConfigError(
+            f"fault.tolerate_worker_loss and fault.kill_worker are MD-GAN's (algorithm=mdgan), not {cfg.algorithm}'s: "
+            "remove them from the command line"
+        )
     if cfg.fault.kill_worker is not None:
         kill_point(cfg.fault, world_size - 1)
     for name in ("g_lr", "d_lr"):

@@ -28,6 +28,10 @@ class DataPlan:
         return self.train.image_shape
 
     @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+    @property
     def shard_sizes(self) -> list[int]:
         return [len(shard) for shard in self.shards]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Iterator, TextIO
 
@@ -18,15 +19,17 @@ log = logging.getLogger("mdgan_dist")
 class RunLogger:
     """Lives on the server only: one writer of every side effect in the run directory."""
 
-    def __init__(self, run_dir: Path, show_progress: bool, start: int) -> None:
+    def __init__(self, run_dir: Path, show_progress: bool, start: int, name: str) -> None:
         """start: iterations already done (a resumed run); what was logged after them is dropped,
-        since those iterations run again."""
+        since those iterations run again. name: the algorithm, shown on the progress bar."""
         self.run_dir = run_dir
         self.show_progress = show_progress
+        self.name = name
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start + 1 if start else None)
         self.metrics = _metrics_up_to(run_dir / "metrics.jsonl", start)
         self.bar: tqdm | None = None
+        self.started = time.perf_counter()
 
     def __enter__(self) -> "RunLogger":
         return self
@@ -37,7 +40,7 @@ class RunLogger:
     def progress(self, iterations: range, total: int) -> Iterator[int]:
         self.bar = tqdm(
             iterations,
-            desc="MD-GAN",
+            desc=self.name,
             unit="it",
             initial=iterations.start,
             total=total,
@@ -47,15 +50,26 @@ class RunLogger:
         yield from self.bar
 
     def scalars(self, iteration: int, d_loss_per_worker: list[float], **values: float) -> None:
+        """Training scalars; elapsed_seconds (since training started) is added to the record."""
+        values["elapsed_seconds"] = time.perf_counter() - self.started
         for name, value in values.items():
             self.writer.add_scalar(name, value, iteration)
         for worker, value in enumerate(d_loss_per_worker):
             self.writer.add_scalar(f"d_loss_worker/{worker}", value, iteration)
-        record = {"iteration": iteration, **values, "d_loss_per_worker": d_loss_per_worker}
-        self.metrics.write(json.dumps(record) + "\n")
-        self.metrics.flush()
+        self._record({"iteration": iteration, **values, "d_loss_per_worker": d_loss_per_worker})
         if self.bar is not None:
             self.bar.set_postfix(g_loss=f"{values['g_loss']:.3f}", d_loss=f"{values['d_loss']:.3f}", refresh=False)
+
+    def scores(self, iteration: int, scores: dict[str, float]) -> None:
+        """Image-quality scores: tensorboard under score/, and a record of their own in metrics.jsonl."""
+        for name, value in scores.items():
+            self.writer.add_scalar(f"score/{name}", value, iteration)
+        self._record({"iteration": iteration, **scores, "elapsed_seconds": time.perf_counter() - self.started})
+        log.info(f"iteration {iteration}: " + ", ".join(f"{name} {value:.4g}" for name, value in scores.items()))
+
+    def _record(self, record: dict) -> None:
+        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.flush()
 
     def samples(self, iteration: int, images: torch.Tensor) -> None:
         """Images in [-1, 1] as one grid: a png per call and an image in tensorboard."""

@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from mdgan_dist.algorithms.components import make_discriminator
+from mdgan_dist.algorithms.flat_state import flatten
 from mdgan_dist.algorithms.mdgan.schedule import derangement
-from mdgan_dist.algorithms.mdgan.swap import flatten, state_tensors, swap_discriminator
-from mdgan_dist.algorithms.mdgan.worker import build_worker_discriminator
+from mdgan_dist.algorithms.mdgan.swap import state_tensors, swap_discriminator
 from mdgan_dist.algorithms.steps import adam, discriminator_step
 from mdgan_dist.config import Config
 from mdgan_dist.distributed.transport import Transport
@@ -24,10 +25,10 @@ def main(out: Path, with_optimizer: bool) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))
     cfg = Config()
     cfg.model.width = 0.0625
-    disc = build_worker_discriminator(cfg, (1, 28, 28), rank)
+    disc = make_discriminator(cfg, (1, 28, 28), 10, rank)
     optimizer = adam(disc, 1e-3, 0.5, 0.999)
     torch.manual_seed(rank)
-    discriminator_step(disc, optimizer, torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28), 1.0)
+    discriminator_step(disc, optimizer, (torch.randn(4, 1, 28, 28), None), (torch.randn(4, 1, 28, 28), None), 1.0)
     before = flatten(state_tensors(disc, optimizer, True), torch.device("cpu"))
     targets = derangement(world, seed=3, swap_index=0)
     source = targets.index(rank)

@@ -10,41 +10,114 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mdgan_dist.config import GANConfig
+from mdgan_dist.data import ShardSampler
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, real_label: float) -> torch.Tensor:
+
+def generator_input(noise: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """What G takes: the noise, followed by the one-hot class label for ACGAN (labels given)."""
+    if labels is None:
+        return noise
+    return torch.cat([noise, F.one_hot(labels, num_classes).to(noise.dtype)], dim=1)
+
+
+def sample_latent(
+    stream: torch.Generator, count: int, z_dim: int, num_classes: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`count` noise vectors and, for ACGAN (num_classes given), uniformly drawn class labels."""
+    noise = torch.randn(count, z_dim, generator=stream)
+    labels = None if num_classes is None else torch.randint(num_classes, (count,), generator=stream)
+    return noise, labels
+
+
+def _split(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """D's output as (real/fake logits [b], class logits [b, C] or None when unconditional)."""
+    if output.dim() == 1:
+        return output, None
+    return output[:, 0], output[:, 1:]
+
+
+def _class_loss(class_logits: torch.Tensor | None, classes: torch.Tensor | None) -> torch.Tensor | float:
+    """ACGAN's auxiliary loss: cross-entropy of D's class logits against the true classes."""
+    if classes is None:
+        return 0.0
+    if class_logits is None:
+        raise ValueError("class labels given, but the discriminator has no class outputs (model.conditional)")
+    return F.cross_entropy(class_logits, classes)
+
+
+def discriminator_loss(
+    real_output: torch.Tensor,
+    fake_output: torch.Tensor,
+    real_label: float,
+    real_classes: torch.Tensor | None = None,
+    fake_classes: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Binary cross-entropy: real samples labelled real_label (1, or 0.9 for one-sided label
-    smoothing), generated ones 0."""
+    smoothing), generated ones 0; for ACGAN plus the class loss on both real and generated samples."""
+    real_logits, real_class_logits = _split(real_output)
+    fake_logits, fake_class_logits = _split(fake_output)
     real_targets = torch.full_like(real_logits, real_label)
-    return F.binary_cross_entropy_with_logits(real_logits, real_targets) + F.softplus(fake_logits).mean()
+    adversarial = F.binary_cross_entropy_with_logits(real_logits, real_targets) + F.softplus(fake_logits).mean()
+    return adversarial + _class_loss(real_class_logits, real_classes) + _class_loss(fake_class_logits, fake_classes)
 
 
-def generator_loss(fake_logits: torch.Tensor, kind: str) -> torch.Tensor:
-    """non_saturating: -log D(G(z)); saturating: log(1 - D(G(z))), the paper's original form."""
+def generator_loss(fake_output: torch.Tensor, kind: str, fake_classes: torch.Tensor | None = None) -> torch.Tensor:
+    """non_saturating: -log D(G(z)); saturating: log(1 - D(G(z))), the paper's original form; for
+    ACGAN plus the class loss of the generated samples against the labels they were made for."""
+    fake_logits, class_logits = _split(fake_output)
     if kind == "non_saturating":
-        return F.softplus(-fake_logits).mean()
-    if kind == "saturating":
-        return -F.softplus(fake_logits).mean()
-    raise ValueError(f"unknown generator loss {kind!r}")
+        adversarial = F.softplus(-fake_logits).mean()
+    elif kind == "saturating":
+        adversarial = -F.softplus(fake_logits).mean()
+    else:
+        raise ValueError(f"unknown generator loss {kind!r}")
+    return adversarial + _class_loss(class_logits, fake_classes)
 
 
 def discriminator_step(
     discriminator: nn.Module,
     optimizer: torch.optim.Optimizer,
-    real: torch.Tensor,
-    fake: torch.Tensor,
+    real: tuple[torch.Tensor, torch.Tensor | None],
+    fake: tuple[torch.Tensor, torch.Tensor | None],
     real_label: float,
 ) -> float:
+    """One Adam step of D on (images, classes) pairs; classes are None when unconditional."""
+    (real_images, real_classes), (fake_images, fake_classes) = real, fake
     optimizer.zero_grad(set_to_none=True)
-    loss = discriminator_loss(discriminator(real), discriminator(fake), real_label)
+    loss = discriminator_loss(
+        discriminator(real_images), discriminator(fake_images), real_label, real_classes, fake_classes
+    )
     loss.backward()
     optimizer.step()
     return loss.item()
 
 
-def generator_feedback(discriminator: nn.Module, samples: torch.Tensor, kind: str) -> tuple[torch.Tensor, float]:
+def train_discriminator(
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    sampler: ShardSampler,
+    fake: tuple[torch.Tensor, torch.Tensor | None],
+    cfg: GANConfig,
+) -> float:
+    """L discriminator steps against one generated batch, on fresh (or one reused) real batches;
+    returns the loss of the last step. Real labels are used only for ACGAN."""
+    conditional = fake[1] is not None
+    real = None
+    for _ in range(cfg.disc_steps):
+        if real is None or not cfg.reuse_real_batch:
+            images, classes = sampler.next_batch()
+            real = (images, classes if conditional else None)
+        loss = discriminator_step(discriminator, optimizer, real, fake, cfg.real_label)
+    return loss
+
+
+def generator_feedback(
+    discriminator: nn.Module, samples: torch.Tensor, kind: str, classes: torch.Tensor | None = None
+) -> tuple[torch.Tensor, float]:
     """F_n = d J_gen(D_n(X)) / d X: what a worker tells the server about the samples it got."""
     samples = samples.detach().requires_grad_(True)
-    loss = generator_loss(discriminator(samples), kind)
+    loss = generator_loss(discriminator(samples), kind, classes)
     (feedback,) = torch.autograd.grad(loss, samples)
     return feedback, loss.item()
 

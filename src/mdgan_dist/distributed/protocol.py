@@ -23,6 +23,7 @@ class Kind(IntEnum):
     STOP = 6  # server -> worker: training is over
     ABORT = 7  # either way: the start-up handshake failed; arg0 = the worker rank that disagreed
     CHECKPOINT = 8  # server -> worker: write your state for this iteration; worker -> server: written
+    SYNC = 9  # FL-GAN: server -> worker: send G and D; worker -> server: its G and D follow; server -> worker: the average follows
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The paper's CNN pairs for MNIST (1x28x28) and CIFAR-10 (3x32x32).
 
 G: FC to a small feature map, then 5x5 transposed convolutions that each double H and W, tanh.
-D: six 3x3 convolutions with 16 .. 512 channels, minibatch discrimination, FC to one logit. The
+D: six 3x3 convolutions with 16 .. 512 channels, minibatch discrimination, FC to one logit (plus
+one per class for ACGAN). The
 same discriminator serves both datasets; only its input channels differ. No BatchNorm or dropout
 in D: the trainer evaluates D on separate batches and D's output must not depend on its mode.
 """
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mdgan_dist.models.common import dcgan_init, he_init, scaled
+from mdgan_dist.models.common import dcgan_init, he_init, scaled, squeeze_single_output
 from mdgan_dist.models.minibatch import MinibatchDiscrimination
 
 DISC_CHANNELS = (16, 32, 64, 128, 256, 512)
@@ -73,7 +74,7 @@ class UpsamplingGenerator(nn.Module):
 class ConvDiscriminator(nn.Module):
     """Six 3x3 convs (strides 2, 1, 2, 1, 2, 1; LeakyReLU 0.2), minibatch discrimination, FC."""
 
-    def __init__(self, width: float, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, width: float, image_shape: tuple[int, int, int], outputs: int) -> None:
         super().__init__()
         n_in, h, w = image_shape
         layers: list[nn.Module] = []
@@ -86,7 +87,7 @@ class ConvDiscriminator(nn.Module):
             h, w = -(-h // stride), -(-w // stride)
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.minibatch = MinibatchDiscrimination(n_in * h * w, scaled(MINIBATCH_KERNELS, width), MINIBATCH_KERNEL_DIM)
-        self.logit = nn.Linear(self.minibatch.out_features, 1)
+        self.logit = nn.Linear(self.minibatch.out_features, outputs)
         # He rather than DCGAN init: with N(0, 0.02) the six convs shrink the features so much that
         # every minibatch distance is ~0, exp(-d) rounds to 1 and D's output no longer depends on x.
         # The minibatch tensor keeps its own initialisation.
@@ -94,7 +95,7 @@ class ConvDiscriminator(nn.Module):
         self.logit.apply(he_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.logit(self.minibatch(self.features(x))).squeeze(1)
+        return squeeze_single_output(self.logit(self.minibatch(self.features(x))))
 
 
 def mnist_generator(z_dim: int, width: float, image_shape: tuple[int, int, int]) -> nn.Module:

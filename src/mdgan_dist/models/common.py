@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
 def scaled(size: int, width: float) -> int:
     """A hidden size or channel count of the paper's architecture, scaled by `model.width`."""
     return max(1, round(size * width))
+
+
+def squeeze_single_output(logits: torch.Tensor) -> torch.Tensor:
+    """[b, 1] -> [b], the real/fake logit; [b, 1 + classes] (ACGAN) stays as it is."""
+    return logits.squeeze(1) if logits.shape[1] == 1 else logits
 
 
 def dcgan_init(module: nn.Module) -> None:

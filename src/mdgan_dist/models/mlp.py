@@ -1,4 +1,4 @@
-"""The paper's MNIST MLP pair: G z -> 512 -> 512 -> d, D d -> 512 -> 512 -> 1, with d = C*H*W.
+"""The paper's MNIST MLP pair: G z -> 512 -> 512 -> d, D d -> 512 -> 512 -> outputs, with d = C*H*W.
 
 PyTorch's default initialisation; flattening makes the pair work for any image shape.
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mdgan_dist.models.common import scaled
+from mdgan_dist.models.common import scaled, squeeze_single_output
 
 HIDDEN = (512, 512)
 
@@ -37,10 +37,10 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    def __init__(self, width: float, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, width: float, image_shape: tuple[int, int, int], outputs: int) -> None:
         super().__init__()
-        sizes = [math.prod(image_shape), *(scaled(n, width) for n in HIDDEN), 1]
+        sizes = [math.prod(image_shape), *(scaled(n, width) for n in HIDDEN), outputs]
         self.net = nn.Sequential(nn.Flatten(), *_mlp(sizes, nn.LeakyReLU, negative_slope=0.2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(1)
+        return squeeze_single_output(self.net(x))

@@ -19,7 +19,7 @@ class _Spec:
     channels: tuple[int, ...] | None  # None: any number of channels
     size: int | None  # square images of this side; None: any H and W
     generator: Callable[[int, float, ImageShape], nn.Module]  # (z_dim, width, image_shape)
-    discriminator: Callable[[float, ImageShape], nn.Module]  # (width, image_shape)
+    discriminator: Callable[[float, ImageShape, int], nn.Module]  # (width, image_shape, outputs)
 
     def accepts(self, shape: ImageShape) -> bool:
         c, h, w = shape
@@ -61,16 +61,20 @@ def check_image_shape(cfg: ModelConfig, image_shape: Sequence[int]) -> None:
     )
 
 
-def build_generator(cfg: ModelConfig, image_shape: Sequence[int]) -> nn.Module:
-    """G: z [b, z_dim] -> images [b, C, H, W] in [-1, 1]."""
+def build_generator(cfg: ModelConfig, image_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """G: z [b, z_dim] -> images [b, C, H, W] in [-1, 1]. With model.conditional (ACGAN) its input
+    is z followed by the one-hot class label, [b, z_dim + num_classes] (steps.generator_input)."""
     check_image_shape(cfg, image_shape)
-    return _spec(cfg.name).generator(cfg.z_dim, cfg.width, _image_shape(image_shape))
+    inputs = cfg.z_dim + (num_classes if cfg.conditional else 0)
+    return _spec(cfg.name).generator(inputs, cfg.width, _image_shape(image_shape))
 
 
-def build_discriminator(cfg: ModelConfig, image_shape: Sequence[int]) -> nn.Module:
-    """D: images [b, C, H, W] -> one real/fake logit per sample, [b] (no sigmoid)."""
+def build_discriminator(cfg: ModelConfig, image_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """D: images [b, C, H, W] -> one real/fake logit per sample, [b] (no sigmoid); with
+    model.conditional (ACGAN) [b, 1 + num_classes]: the real/fake logit, then the class logits."""
     check_image_shape(cfg, image_shape)
-    return _spec(cfg.name).discriminator(cfg.width, _image_shape(image_shape))
+    outputs = 1 + (num_classes if cfg.conditional else 0)
+    return _spec(cfg.name).discriminator(cfg.width, _image_shape(image_shape), outputs)
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -19,12 +19,18 @@ def training_batch(worker: int, k: int) -> int:
     return (worker + 1) % k
 
 
-def swap_period(shard_sizes: list[int], batch_size: int, epochs: float) -> int | None:
-    """Iterations between swaps: ceil(m * E / b), m the mean shard size; None when never."""
-    if epochs == 0 or len(shard_sizes) < 2:
-        return None
+def iterations_per_epochs(shard_sizes: list[int], batch_size: int, epochs: float) -> int:
+    """Iterations in which a worker sees E epochs of its shard: ceil(m * E / b), m the mean shard
+    size (one period for all, even when non-iid shards differ in size), at least 1."""
     mean_shard = sum(shard_sizes) / len(shard_sizes)
     return max(1, math.ceil(mean_shard * epochs / batch_size))
+
+
+def swap_period(shard_sizes: list[int], batch_size: int, epochs: float) -> int | None:
+    """Iterations between swaps; None when never (E = 0, or a single worker)."""
+    if epochs == 0 or len(shard_sizes) < 2:
+        return None
+    return iterations_per_epochs(shard_sizes, batch_size, epochs)
 
 
 def derangement(num_workers: int, seed: int, swap_index: int) -> list[int]:

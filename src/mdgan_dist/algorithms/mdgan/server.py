@@ -9,10 +9,13 @@ from pathlib import Path
 
 import torch
 
+from mdgan_dist.algorithms.components import label_classes, make_generator
 from mdgan_dist.algorithms.mdgan.handshake import greet_workers, refuse_workers
+from mdgan_dist.algorithms.mdgan.message import BatchMessage
 from mdgan_dist.algorithms.mdgan.roster import Roster
 from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, swap_period, training_batch
-from mdgan_dist.algorithms.steps import adam, aggregate_feedback, generator_step
+from mdgan_dist.algorithms.scoring import Scoring
+from mdgan_dist.algorithms.steps import adam, aggregate_feedback, generator_input, generator_step, sample_latent
 from mdgan_dist.checkpoint import (
     SERVER_FILE,
     atomic_save,
@@ -27,16 +30,10 @@ from mdgan_dist.config import Config, digest, resolved_k, to_dict, trajectory_di
 from mdgan_dist.distributed.protocol import Header, Kind
 from mdgan_dist.distributed.transport import Transfer, Transport
 from mdgan_dist.errors import ConfigError
-from mdgan_dist.models import build_generator
 from mdgan_dist.run_logging import RunLogger
-from mdgan_dist.seeding import generator, seeded
+from mdgan_dist.seeding import generator
 
 log = logging.getLogger("mdgan_dist")
-
-
-def build_server_generator(cfg: Config, image_shape: tuple[int, int, int]) -> torch.nn.Module:
-    with seeded(cfg.train.seed, "generator"):
-        return build_generator(cfg.model, image_shape)
 
 
 def message_shapes(cfg: Config, image_shape: tuple[int, int, int]) -> torch.Tensor:
@@ -46,21 +43,29 @@ def message_shapes(cfg: Config, image_shape: tuple[int, int, int]) -> torch.Tens
 
 class Server:
     def __init__(
-        self, cfg: Config, transport: Transport, num_workers: int, image_shape: tuple[int, int, int], run_dir: Path
+        self,
+        cfg: Config,
+        transport: Transport,
+        num_workers: int,
+        image_shape: tuple[int, int, int],
+        num_classes: int,
+        run_dir: Path,
     ) -> None:
         self.cfg = cfg
         self.transport = transport
         self.image_shape = image_shape
+        self.num_classes = num_classes
         self.run_dir = run_dir
         self.roster = Roster(num_workers, resolved_k(cfg.mdgan, num_workers), cfg.fault.tolerate_worker_loss)
         workers = self.roster.live
         device = transport.device
-        self.generator = build_server_generator(cfg, image_shape).to(device)
+        self.generator = make_generator(cfg, image_shape, num_classes).to(device)
         self.optimizer = adam(self.generator, cfg.optim.g_lr, cfg.optim.beta1, cfg.optim.beta2)
         self.noise = generator(cfg.train.seed, "noise")
         batch = cfg.train.batch_size
         # Preallocated once: receive buffers keep their shape for the whole run.
-        self.outgoing = {rank: torch.empty((2, batch, *image_shape), device=device) for rank in workers}
+        conditional = cfg.model.conditional
+        self.outgoing = {rank: BatchMessage(batch, image_shape, conditional, device) for rank in workers}
         self.feedback = {rank: torch.empty((batch, *image_shape), device=device) for rank in workers}
         self.replies = {rank: transport.empty_header() for rank in workers}
         self.swaps = 0
@@ -72,10 +77,9 @@ class Server:
     def run(self) -> None:
         cfg = self.cfg
         start, period = self.start()
-        sample_noise = torch.randn(cfg.log.num_samples, cfg.model.z_dim, generator=generator(cfg.train.seed, "samples"))
-        training_started = time.perf_counter()
         finished = True
-        with RunLogger(self.run_dir, cfg.log.progress, start) as logger:
+        scoring = Scoring(cfg, self.num_classes, self.transport.device)
+        with RunLogger(self.run_dir, cfg.log.progress, start, "MD-GAN") as logger:
             for iteration in logger.progress(range(start, cfg.train.iterations), cfg.train.iterations):
                 started, sent, received = time.perf_counter(), self.transport.bytes_sent, self.transport.bytes_recv
                 d_losses, g_losses = self.train_iteration(iteration)
@@ -91,11 +95,9 @@ class Server:
                         server_bytes_sent=self.transport.bytes_sent - sent,
                         server_bytes_recv=self.transport.bytes_recv - received,
                         iteration_seconds=time.perf_counter() - started,
-                        elapsed_seconds=time.perf_counter() - training_started,
                         swaps=self.swaps,
                     )
-                if done % cfg.log.sample_every == 0 or last:
-                    logger.samples(done, self.sample(sample_noise))
+                scoring.after(done, last, self.generator, logger)
                 stop = self.stop_file.exists()
                 if stop or (cfg.checkpoint.every and (done % cfg.checkpoint.every == 0 or last)):
                     self.checkpoint(done)
@@ -104,7 +106,9 @@ class Server:
                     log.info(f"stop requested: checkpoint of iteration {done} written, continue with resume=auto")
                     finished = False
                     break
-        stop_order = self.transport.header(Header(Kind.STOP, cfg.train.iterations))
+        # arg0 says whether training finished: after a stop request the run continues later and
+        # nobody writes final models.
+        stop_order = self.transport.header(Header(Kind.STOP, cfg.train.iterations, arg0=int(finished)))
         self.exchange("stop", sends=[(rank, stop_order) for rank in self.roster.live])
         self.roster.write_summary(self.run_dir / "workers.json")
         if finished:
@@ -173,15 +177,24 @@ class Server:
     def train_iteration(self, iteration: int) -> tuple[list[float], list[float]]:
         """Paper's Algorithm 1, server side: returns the workers' D losses and generator losses."""
         batch, k, live = self.cfg.train.batch_size, self.roster.k, self.roster.live
-        noise = torch.randn(k * batch, self.cfg.model.z_dim, generator=self.noise).to(self.transport.device)
-        generated = self.generator(noise).view(k, batch, *self.image_shape)
+        device = self.transport.device
+        classes = label_classes(self.cfg, self.num_classes)
+        noise, labels = sample_latent(self.noise, k * batch, self.cfg.model.z_dim, classes)
+        labels = None if labels is None else labels.to(device)
+        generated = self.generator(generator_input(noise.to(device), labels, self.num_classes))
+        generated = generated.view(k, batch, *self.image_shape)
         samples = generated.detach()
-        train = self.transport.header(Header(Kind.TRAIN, iteration, numel=self.outgoing[live[0]].numel()))
+        labels = None if labels is None else labels.view(k, batch)
+        train = self.transport.header(Header(Kind.TRAIN, iteration, numel=self.outgoing[live[0]].buffer.numel()))
         sends, recvs = [], []
         for worker, rank in enumerate(live):
-            self.outgoing[rank][0].copy_(samples[training_batch(worker, k)])
-            self.outgoing[rank][1].copy_(samples[feedback_batch(worker, k)])
-            sends += [(rank, train), (rank, self.outgoing[rank])]
+            message = self.outgoing[rank]
+            for row, index in (
+                (message.TRAINING, training_batch(worker, k)),
+                (message.FEEDBACK, feedback_batch(worker, k)),
+            ):
+                message.put(row, samples[index], None if labels is None else labels[index])
+            sends += [(rank, train), (rank, message.buffer)]
             recvs += [(rank, self.replies[rank]), (rank, self.feedback[rank])]
         assignment = {rank: feedback_batch(worker, k) for worker, rank in enumerate(live)}
         # A worker may first spend timeout_s in a swap with a partner that went silent.
@@ -213,10 +226,3 @@ class Server:
     ) -> None:
         """The transport's exchange; a worker that fails is dropped if fault.tolerate_worker_loss."""
         self.roster.drop(self.transport.exchange(stage, sends, recvs, tolerate=self.roster.tolerant, patience=patience))
-
-    @torch.no_grad()
-    def sample(self, noise: torch.Tensor) -> torch.Tensor:
-        self.generator.eval()
-        images = self.generator(noise.to(self.transport.device)).cpu()
-        self.generator.train()
-        return images

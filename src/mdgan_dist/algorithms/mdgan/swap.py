@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mdgan_dist.algorithms.flat_state import flatten, unflatten_into
 from mdgan_dist.distributed.protocol import Header, Kind
 from mdgan_dist.distributed.transport import Transport
 
@@ -24,19 +25,6 @@ def state_tensors(discriminator: nn.Module, optimizer: torch.optim.Adam, with_op
                     state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
             tensors += [state["step"], *(state[name] for name in ADAM_MOMENTS)]
     return tensors
-
-
-def flatten(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    return torch.cat([tensor.detach().reshape(-1).to(device, torch.float32) for tensor in tensors])
-
-
-def unflatten_into(tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
-    offset = 0
-    with torch.no_grad():
-        for tensor in tensors:
-            count = tensor.numel()
-            tensor.copy_(flat[offset : offset + count].view_as(tensor))
-            offset += count
 
 
 def swap_discriminator(

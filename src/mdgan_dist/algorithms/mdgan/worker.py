@@ -10,30 +10,20 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from mdgan_dist.algorithms.components import make_discriminator, make_sampler
 from mdgan_dist.algorithms.mdgan.handshake import answer_server
+from mdgan_dist.algorithms.mdgan.message import BatchMessage
 from mdgan_dist.algorithms.mdgan.server import message_shapes
 from mdgan_dist.algorithms.mdgan.swap import swap_discriminator
-from mdgan_dist.algorithms.steps import adam, discriminator_step, generator_feedback
+from mdgan_dist.algorithms.steps import adam, generator_feedback, train_discriminator
 from mdgan_dist.checkpoint import atomic_save, checkpoint_dir, find_worker_file, resume_directory, worker_file
 from mdgan_dist.checkpoint import load as load_checkpoint
 from mdgan_dist.config import Config, digest, kill_point
-from mdgan_dist.data import ShardSampler
 from mdgan_dist.distributed.protocol import Header, Kind
 from mdgan_dist.distributed.transport import Transport
 from mdgan_dist.errors import PeerError
-from mdgan_dist.models import build_discriminator
-from mdgan_dist.seeding import derive_seed, seeded
 
 log = logging.getLogger("mdgan_dist")
-
-
-def build_worker_discriminator(cfg: Config, image_shape: tuple[int, int, int], worker: int) -> torch.nn.Module:
-    with seeded(cfg.train.seed, "discriminator", worker):
-        return build_discriminator(cfg.model, image_shape)
-
-
-def build_sampler(cfg: Config, images: torch.Tensor, labels: torch.Tensor, worker: int) -> ShardSampler:
-    return ShardSampler(images, labels, cfg.train.batch_size, derive_seed(cfg.train.seed, "sampler", worker))
 
 
 class Worker:
@@ -42,6 +32,7 @@ class Worker:
         cfg: Config,
         transport: Transport,
         image_shape: tuple[int, int, int],
+        num_classes: int,
         shard: tuple[torch.Tensor, torch.Tensor],
     ) -> None:
         self.cfg = cfg
@@ -51,10 +42,10 @@ class Worker:
         device = transport.device
         images, labels = shard
         self.shard_size = len(images)
-        self.sampler = build_sampler(cfg, images.to(device), labels.to(device), self.worker)
-        self.discriminator = build_worker_discriminator(cfg, image_shape, self.worker).to(device)
+        self.sampler = make_sampler(cfg, images.to(device), labels.to(device), self.worker)
+        self.discriminator = make_discriminator(cfg, image_shape, num_classes, self.worker).to(device)
         self.optimizer = adam(self.discriminator, cfg.optim.d_lr, cfg.optim.beta1, cfg.optim.beta2)
-        self.batches = torch.empty((2, cfg.train.batch_size, *image_shape), device=device)
+        self.batches = BatchMessage(cfg.train.batch_size, image_shape, cfg.model.conditional, device)
         self.holds = self.worker  # which D this worker holds: the worker it was born on
         self.kill_at = kill_point(cfg.fault, dist.get_world_size() - 1)
         # The server may itself be waiting for a silent worker (timeout_s), and, with lost workers
@@ -82,8 +73,9 @@ class Worker:
                 self.checkpoint(run_dir, header.iteration)
             else:
                 break
-        final = run_dir / f"discriminator_rank{self.transport.rank}.pt"
-        torch.save({"discriminator": self.discriminator.state_dict(), "holds": self.holds}, final)
+        if header.arg0:  # training finished (not a stop request)
+            final = run_dir / f"discriminator_rank{self.transport.rank}.pt"
+            torch.save({"discriminator": self.discriminator.state_dict(), "holds": self.holds}, final)
 
     def warm_up_swap_pairs(self) -> None:
         """Every pair of workers trades a header once before training: NCCL connects a pair on its
@@ -91,6 +83,8 @@ class Worker:
         fails here, at start, instead of at the first swap."""
         me = self.transport.rank
         others = [rank for rank in range(1, dist.get_world_size()) if rank != me]
+        if not others:  # a single worker swaps with nobody
+            return
         inbox = {rank: self.transport.empty_header() for rank in others}
         greeting = self.transport.header(Header(Kind.HELLO, arg0=me))
         stage = "warm-up of the worker pairs"
@@ -144,16 +138,14 @@ class Worker:
         if self.kill_at == (self.transport.rank, iteration):
             log.warning(f"fault.kill_worker: rank {self.transport.rank} kills itself at iteration {iteration}")
             os.kill(os.getpid(), signal.SIGKILL)  # a real crash: no exception, no clean-up
-        self.transport.exchange(f"receiving the generated batches of iteration {iteration}", recvs=[(0, self.batches)])
-        for_training, for_feedback = self.batches[0], self.batches[1]
-        real = None
-        for _ in range(self.cfg.mdgan.disc_steps):
-            if real is None or not self.cfg.mdgan.reuse_real_batch:
-                real, _ = self.sampler.next_batch()
-            d_loss = discriminator_step(
-                self.discriminator, self.optimizer, real, for_training, self.cfg.mdgan.real_label
-            )
-        feedback, g_loss = generator_feedback(self.discriminator, for_feedback, self.cfg.mdgan.loss)
+        stage = f"receiving the generated batches of iteration {iteration}"
+        self.transport.exchange(stage, recvs=[(0, self.batches.buffer)])
+        message = self.batches
+        d_loss = train_discriminator(
+            self.discriminator, self.optimizer, self.sampler, message.batch(message.TRAINING), self.cfg.gan
+        )
+        images, labels = message.batch(message.FEEDBACK)
+        feedback, g_loss = generator_feedback(self.discriminator, images, self.cfg.gan.loss, labels)
         reply = self.transport.header(
             Header(Kind.FEEDBACK, iteration, numel=feedback.numel(), value0=d_loss, value1=g_loss)
         )

@@ -1,0 +1,34 @@
+"""The seeded parts every algorithm builds the same way: G, D, a worker's real-batch sampler.
+
+Seeds are named streams (seeding.py), so MD-GAN's server and workers, FL-GAN's ranks, the
+standalone GAN and the tests' single-process references all build identical components.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mdgan_dist.config import Config
+from mdgan_dist.data import ShardSampler
+from mdgan_dist.models import build_discriminator, build_generator
+from mdgan_dist.seeding import derive_seed, seeded
+
+
+def make_generator(cfg: Config, image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    with seeded(cfg.train.seed, "generator"):
+        return build_generator(cfg.model, image_shape, num_classes)
+
+
+def make_discriminator(cfg: Config, image_shape: tuple[int, int, int], num_classes: int, worker: int) -> nn.Module:
+    with seeded(cfg.train.seed, "discriminator", worker):
+        return build_discriminator(cfg.model, image_shape, num_classes)
+
+
+def make_sampler(cfg: Config, images: torch.Tensor, labels: torch.Tensor, worker: int) -> ShardSampler:
+    return ShardSampler(images, labels, cfg.train.batch_size, derive_seed(cfg.train.seed, "sampler", worker))
+
+
+def label_classes(cfg: Config, num_classes: int) -> int | None:
+    """The number of classes generated samples are labelled with: ACGAN only."""
+    return num_classes if cfg.model.conditional else None

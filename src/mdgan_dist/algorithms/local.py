@@ -1,0 +1,66 @@
+"""A whole GAN in one process on one shard: the standalone GAN, and every FL-GAN worker.
+
+One iteration is MD-GAN's round with N = k = 1 through the same step functions: generate one
+batch, L discriminator steps against it, the feedback of the updated D on it, one G step with that
+feedback as upstream gradient. So an N = 1 MD-GAN run and a standalone run with the same seeds
+compute the same numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mdgan_dist.algorithms.components import label_classes, make_discriminator, make_generator, make_sampler
+from mdgan_dist.algorithms.steps import (
+    adam,
+    aggregate_feedback,
+    generator_feedback,
+    generator_input,
+    generator_step,
+    sample_latent,
+    train_discriminator,
+)
+from mdgan_dist.config import Config
+
+
+class LocalGAN:
+    def __init__(
+        self,
+        cfg: Config,
+        image_shape: tuple[int, int, int],
+        num_classes: int,
+        shard: tuple[torch.Tensor, torch.Tensor],
+        worker: int,
+        noise: torch.Generator,
+        device: torch.device,
+    ) -> None:
+        """worker: which worker's sampler stream this GAN draws its real batches from. noise: the
+        stream of its latent vectors. D is always built as worker 0's, so that FL-GAN's workers start
+        from one common model, as federated averaging does."""
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.noise = noise
+        self.device = device
+        optim = cfg.optim
+        self.generator = make_generator(cfg, image_shape, num_classes).to(device)
+        self.g_optimizer = adam(self.generator, optim.g_lr, optim.beta1, optim.beta2)
+        self.discriminator = make_discriminator(cfg, image_shape, num_classes, 0).to(device)
+        self.d_optimizer = adam(self.discriminator, optim.d_lr, optim.beta1, optim.beta2)
+        images, labels = shard
+        self.sampler = make_sampler(cfg, images.to(device), labels.to(device), worker)
+
+    def iteration(self) -> tuple[float, float]:
+        """One round; returns D's loss (its last step) and G's loss."""
+        cfg = self.cfg
+        noise, labels = sample_latent(
+            self.noise, cfg.train.batch_size, cfg.model.z_dim, label_classes(cfg, self.num_classes)
+        )
+        labels = None if labels is None else labels.to(self.device)
+        generated = self.generator(generator_input(noise.to(self.device), labels, self.num_classes))
+        d_loss = train_discriminator(
+            self.discriminator, self.d_optimizer, self.sampler, (generated.detach(), labels), cfg.gan
+        )
+        feedback, g_loss = generator_feedback(self.discriminator, generated, cfg.gan.loss, labels)
+        upstream = aggregate_feedback([feedback], [0], num_batches=1)
+        generator_step(self.g_optimizer, generated.unsqueeze(0), upstream)
+        return d_loss, g_loss

@@ -1,0 +1,44 @@
+"""What a server does with its generator between iterations: sample grids and scores.
+
+The same for every algorithm: MD-GAN's G, FL-GAN's averaged G and the standalone G are shown and
+scored the same way, on fixed noise that no training stream draws from.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mdgan_dist.algorithms.steps import generator_input
+from mdgan_dist.config import Config
+from mdgan_dist.metrics import Evaluator
+from mdgan_dist.run_logging import RunLogger
+from mdgan_dist.seeding import generator
+
+
+class Scoring:
+    def __init__(self, cfg: Config, num_classes: int, device: torch.device) -> None:
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.device = device
+        count = cfg.log.num_samples
+        self.grid_noise = torch.randn(count, cfg.model.z_dim, generator=generator(cfg.train.seed, "samples"))
+        # ACGAN grids cycle through the classes, so every class shows.
+        self.grid_labels = torch.arange(count) % num_classes if cfg.model.conditional else None
+        self.evaluator = Evaluator(cfg, device) if cfg.eval.every else None
+
+    def after(self, done: int, last: bool, model: nn.Module, logger: RunLogger) -> None:
+        """After `done` iterations: a sample grid every log.sample_every, scores every eval.every,
+        and both after the last iteration."""
+        if done % self.cfg.log.sample_every == 0 or last:
+            logger.samples(done, self.samples(model))
+        if self.evaluator is not None and (done % self.cfg.eval.every == 0 or last):
+            logger.scores(done, self.evaluator.score_generator(model, self.num_classes))
+
+    @torch.no_grad()
+    def samples(self, model: nn.Module) -> torch.Tensor:
+        labels = None if self.grid_labels is None else self.grid_labels.to(self.device)
+        model.eval()
+        images = model(generator_input(self.grid_noise.to(self.device), labels, self.num_classes)).cpu()
+        model.train()
+        return images

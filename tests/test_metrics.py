@@ -1,0 +1,286 @@
+"""Evaluation metrics: the classifier's accuracy, the score formulas against closed forms and
+real/noise images, the trainer's API (check_evaluation, Evaluator), `mdgan-eval` end to end, and
+the Inception path with randomly initialised weights. One mnist5k classifier, trained into a
+temporary cache once per module, serves every test."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+from torchvision.utils import save_image
+
+from mdgan_dist import config
+from mdgan_dist.config import Config
+from mdgan_dist.data import open_dataset
+from mdgan_dist.errors import ConfigError
+from mdgan_dist.metrics import (
+    Evaluator,
+    check_evaluation,
+    classifier_score,
+    cli,
+    evaluator,
+    feature_statistics,
+    frechet_distance,
+)
+from mdgan_dist.metrics.store import StoredClassifier, load_classifier
+from mdgan_dist.metrics.training import ensure_classifier, load_part
+from mdgan_dist.models import build_generator
+from mdgan_dist.seeding import seeded
+
+CPU = torch.device("cpu")
+NUM_SAMPLES = 200  # generated samples per score: enough for a finite 128-d covariance, and fast
+
+
+def make_config(classifier_dir: Path) -> Config:
+    cfg = Config()
+    cfg.eval.classifier_dir = str(classifier_dir)
+    cfg.eval.num_samples = NUM_SAMPLES
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, StoredClassifier]:
+    cfg = make_config(tmp_path_factory.mktemp("classifiers"))
+    stored, was_trained = ensure_classifier(cfg, CPU)
+    assert was_trained
+    return cfg, stored
+
+
+@pytest.fixture(scope="module")
+def cfg(trained: tuple[Config, StoredClassifier]) -> Config:
+    return trained[0]
+
+
+@pytest.fixture(scope="module")
+def scorer(cfg: Config) -> Evaluator:
+    return Evaluator(cfg, CPU)
+
+
+@pytest.fixture(scope="module")
+def heldout() -> torch.Tensor:
+    return load_part(open_dataset(Config().data, "heldout"))[0]
+
+
+@pytest.fixture(scope="module")
+def train_subset() -> torch.Tensor:
+    """500 train images: real digits the held-out statistics were not computed from."""
+    return load_part(open_dataset(Config().data, "train"), 500)[0]
+
+
+def uniform_noise(count: int) -> torch.Tensor:
+    return torch.rand(count, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+# The classifier and its cache.
+
+
+def test_classifier_reaches_96_percent_on_mnist5k_heldout(trained: tuple[Config, StoredClassifier]) -> None:
+    cfg, stored = trained
+    assert stored.heldout_accuracy >= 0.96
+    assert stored.path.name == "mnist5k-1x28x28-v1.pt"
+    reloaded = load_classifier(cfg, open_dataset(cfg.data, "heldout"))
+    assert reloaded is not None and reloaded.heldout_accuracy == stored.heldout_accuracy
+    # A second request finds the cached one instead of training again.
+    again, was_trained = ensure_classifier(cfg, CPU)
+    assert not was_trained and again.path == stored.path
+
+
+def test_a_classifier_for_another_dataset_is_refused(cfg: Config, trained: tuple[Config, StoredClassifier]) -> None:
+    foreign = make_config(Path(cfg.eval.classifier_dir))
+    foreign.data.name = "fashion_mnist"
+    stored = trained[1]
+    target = stored.path.with_name("fashion_mnist-1x28x28-v1.pt")
+    target.write_bytes(stored.path.read_bytes())
+    try:
+        with pytest.raises(ConfigError, match="mdgan-eval train-classifier --force data=fashion_mnist"):
+            load_classifier(foreign, open_dataset(cfg.data, "heldout"))
+    finally:
+        target.unlink()
+
+
+# The formulas.
+
+
+def test_classifier_score_bounds() -> None:
+    classes = 10
+    confident_and_balanced = torch.eye(classes).repeat(3, 1)
+    assert classifier_score(confident_and_balanced) == pytest.approx(classes)
+    all_the_same = torch.softmax(torch.randn(1, classes), 1).repeat(50, 1)
+    assert classifier_score(all_the_same) == pytest.approx(1.0)
+
+
+def test_frechet_distance_closed_forms() -> None:
+    stream = torch.Generator().manual_seed(0)
+    d = 16
+    a = torch.randn(d, d, generator=stream, dtype=torch.float64)
+    cov = a @ a.T + torch.eye(d, dtype=torch.float64)
+    mu = torch.randn(d, generator=stream, dtype=torch.float64)
+    assert abs(frechet_distance(mu, cov, mu, cov)) < 1e-8 * cov.trace().item()
+    identity = torch.eye(d, dtype=torch.float64)
+    shift = torch.randn(d, generator=stream, dtype=torch.float64)
+    assert frechet_distance(torch.zeros(d), identity, shift, identity) == pytest.approx(shift.square().sum().item())
+    # Isotropic covariances s1^2 I and s2^2 I: d (s1 - s2)^2.
+    assert frechet_distance(mu, 4 * identity, mu, 9 * identity) == pytest.approx(d * (3 - 2) ** 2)
+
+
+# The scores on real and noise images.
+
+
+def test_classifier_score_of_real_digits_and_of_noise(scorer: Evaluator, heldout: torch.Tensor) -> None:
+    assert scorer.score(heldout)["classifier_score"] > 8
+    assert scorer.score(uniform_noise(500))["classifier_score"] < 2
+
+
+def test_frechet_distance_real_noise_and_growing_noise(scorer: Evaluator, train_subset: torch.Tensor) -> None:
+    real = scorer.score(train_subset)["frechet_distance"]
+    noise = scorer.score(uniform_noise(500))["frechet_distance"]
+    assert 0 <= real < 0.05 * noise
+    stream = torch.Generator().manual_seed(2)
+    distances = [real] + [
+        scorer.score((train_subset + sigma * torch.randn(train_subset.shape, generator=stream)).clamp(-1, 1))[
+            "frechet_distance"
+        ]
+        for sigma in (0.1, 0.25, 0.5, 1.0)
+    ]
+    assert distances == sorted(distances), distances
+
+
+def test_real_statistics_of_disjoint_halves_are_close(scorer: Evaluator, heldout: torch.Tensor) -> None:
+    _, features = scorer.classify(heldout)
+    halves = [feature_statistics(features[start::2]) for start in (0, 1)]
+    _, noise_features = scorer.classify(uniform_noise(250))
+    between_halves = frechet_distance(*halves[0], *halves[1])
+    to_noise = frechet_distance(*halves[0], *feature_statistics(noise_features))
+    assert 0 <= between_halves < 0.05 * to_noise
+
+
+# What the trainer calls.
+
+
+def test_check_evaluation_names_the_command_when_nothing_is_cached(tmp_path: Path, cfg: Config) -> None:
+    empty = make_config(tmp_path / "empty")
+    with pytest.raises(ConfigError) as raised:
+        check_evaluation(empty)
+    message = str(raised.value)
+    assert f"mdgan-eval train-classifier data=mnist5k eval.classifier_dir={tmp_path / 'empty'}" in message
+    assert "eval.every=0" in message
+    empty.eval.every = 0
+    check_evaluation(empty)  # scoring off: nothing to check
+    check_evaluation(cfg)  # the cached classifier is found
+
+
+def test_check_evaluation_names_missing_inception_weights(cfg: Config, tmp_path: Path) -> None:
+    missing = make_config(Path(cfg.eval.classifier_dir))
+    missing.eval.inception_weights = str(tmp_path / "inception.pth")
+    with pytest.raises(ConfigError, match=str(tmp_path / "inception.pth")):
+        check_evaluation(missing)
+
+
+def test_evaluator_says_once_that_is_and_fid_are_skipped(cfg: Config, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="mdgan_dist"):
+        Evaluator(cfg, CPU)
+    lines = [record for record in caplog.records if record.levelno == logging.INFO]
+    assert len(lines) == 1 and "IS and FID skipped" in lines[0].getMessage()
+    assert "eval.inception_weights" in lines[0].getMessage()
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "acgan"])
+def test_score_generator_is_finite_deterministic_and_leaves_rng_alone(cfg: Config, conditional: bool) -> None:
+    cfg = make_config(Path(cfg.eval.classifier_dir))
+    cfg.model.conditional = conditional
+    scorer = Evaluator(cfg, CPU)
+    with seeded(0, "test generator"):
+        model = build_generator(cfg.model, scorer.image_shape, scorer.num_classes)
+    rng = torch.get_rng_state()
+    first = scorer.score_generator(model, scorer.num_classes)
+    second = scorer.score_generator(model, scorer.num_classes)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert model.training
+    assert set(first) == {"classifier_score", "frechet_distance"}
+    assert all(math.isfinite(value) for value in first.values())
+    assert first == second
+
+
+# mdgan-eval.
+
+
+def test_mdgan_eval_scores_a_folder_of_images(cfg: Config, heldout: torch.Tensor, tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index, image in enumerate(heldout[::25]):  # 20 digits, two of each class
+        save_image(image, folder / f"{index:02d}.png", normalize=True, value_range=(-1, 1))
+    command = ["score", str(folder), f"eval.classifier_dir={cfg.eval.classifier_dir}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "mdgan_dist.metrics.cli", *command], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(scores) == {"classifier_score", "frechet_distance"}
+    assert scores["classifier_score"] > 5  # 20 real digits of 10 classes
+
+
+def test_mdgan_eval_scores_a_run_directory_with_overrides(
+    cfg: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = make_config(Path(cfg.eval.classifier_dir))
+    run.eval.num_samples = 123
+    run.eval.every = 0
+    config.save(run, tmp_path / "config.yaml")
+    model = build_generator(run.model, (1, 28, 28), 10)
+    torch.save({"generator": model.state_dict(), "iteration": 1}, tmp_path / "generator.pt")
+    assert cli.run(["score", str(tmp_path), "eval.num_samples=50", "train.device=cpu"]) == 0
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert all(math.isfinite(scores[key]) for key in ("classifier_score", "frechet_distance"))
+
+
+def test_run_config_overrides_replace_only_what_they_name_or_change(cfg: Config, tmp_path: Path) -> None:
+    run = make_config(Path(cfg.eval.classifier_dir))
+    run.eval.num_samples = 123
+    run.model.name = "mnist_cnn"
+    run.data.root = "elsewhere"
+    config.save(run, tmp_path / "config.yaml")
+    # 500 is the default: named explicitly, it still replaces the saved 123.
+    merged = cli.run_config(tmp_path / "config.yaml", ["eval.num_samples=500", "data=mnist5k"])
+    assert merged.eval.num_samples == 500
+    assert merged.data.root == "data"  # data=mnist5k replaced the whole data node
+    assert merged.model.name == "mnist_cnn"  # not overridden: the run's own value
+    assert merged.eval.classifier_dir == cfg.eval.classifier_dir
+
+
+def test_mdgan_eval_reports_an_unknown_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert cli.run(["score", str(tmp_path / "nowhere")]) == 2
+
+
+# Inception, with random weights: the code path runs; the values mean nothing.
+
+
+class _RandomInception(FeatureExtractorInceptionV3):
+    def load_state_dict(self, state_dict, strict=True, assign=False):  # keep the random initialisation
+        return None
+
+
+def test_inception_is_and_fid_with_random_weights(
+    cfg: Config, heldout: torch.Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "empty.pth"
+    torch.save({}, empty)
+    with seeded(0, "inception"):
+        random_model = _RandomInception("random", ["2048"], feature_extractor_weights_path=str(empty))
+    weights = tmp_path / "inception.pth"
+    torch.save(random_model.state_dict(), weights)
+    del random_model
+    monkeypatch.setattr(evaluator, "MAX_REAL_SAMPLES", 6)  # Inception at 299 x 299 is slow on a CPU
+    with_inception = make_config(Path(cfg.eval.classifier_dir))
+    with_inception.eval.inception_weights = str(weights)
+    check_evaluation(with_inception)
+    scores = Evaluator(with_inception, CPU).score(heldout[1::100])
+    assert set(scores) == {"classifier_score", "frechet_distance", "is", "fid"}
+    assert all(math.isfinite(value) for value in scores.values()), scores
