@@ -1,0 +1,127 @@
+"""mdgan-experiment: train an experiment grid, or turn its run directories into a table and a plot.
+
+    mdgan-experiment run mnist5k_small                         # 6 runs, one after the other, here
+    mdgan-experiment run paper_mnist_mlp data.root=/data --slurm --procs-per-node 16
+    mdgan-experiment run mnist5k_small --only mdgan --dry-run  # print the commands
+    mdgan-experiment results runs/experiments/mnist5k_small    # results.md, results.csv, scores.png
+
+Exit codes: 0 success, 1 a configuration (or the evaluation classifier) failed, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mdgan_dist.errors import ConfigError
+from mdgan_dist.experiments.compose import trainer_config
+from mdgan_dist.experiments.grid import load_preset
+from mdgan_dist.experiments.launcher import (
+    LaunchError,
+    LocalLauncher,
+    SlurmLauncher,
+    classifier_command,
+    ensure_classifier,
+    launch_grid,
+    plan,
+)
+from mdgan_dist.experiments.paths import PRESET_DIR
+from mdgan_dist.experiments.plots import write_plots
+from mdgan_dist.experiments.results import NoRunsError, collect, markdown, write_tables
+from mdgan_dist.experiments.rundir import is_finished
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mdgan-experiment", description="Experiment grids: standalone GAN vs FL-GAN vs MD-GAN."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="train every configuration of a preset's grid")
+    run.add_argument("preset", help=f"a preset's name in {PRESET_DIR} or a path to a preset file")
+    run.add_argument("overrides", nargs="*", help="Hydra overrides for every configuration, applied after the preset's")
+    run.add_argument("--root", type=Path, default=Path("runs/experiments"), help="runs go to ROOT/PRESET/CONFIGURATION")
+    run.add_argument("--slurm", action="store_true", help="submit one sbatch job per configuration; does not wait")
+    run.add_argument(
+        "--procs-per-node",
+        type=_positive,
+        default=8,
+        help="with --slurm: at most this many ranks per node; N + 1 ranks are spread evenly over the fewest nodes "
+        "that allow it (N + 1 <= P keeps a run on one node)",
+    )
+    run.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    run.add_argument("--only", metavar="SUBSTRING", help="only the configurations whose name contains SUBSTRING")
+
+    results = commands.add_parser("results", help="results.md, results.csv and scores.png of the runs under DIR")
+    results.add_argument("dir", type=Path, help="a grid's folder (or any folder holding run directories)")
+    results.add_argument("--out", type=Path, help="where to write them; default DIR/results")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
+    return value
+
+
+def run_grid(args: argparse.Namespace) -> int:
+    preset = load_preset(args.preset)
+    configurations = [c for c in preset.configurations if args.only is None or args.only in c.name]
+    if not configurations:
+        names = ", ".join(c.name for c in preset.configurations)
+        raise ConfigError(f"--only {args.only!r} matches none of the configurations: {names}")
+    jobs = plan(preset, configurations, args.root, args.overrides)
+    print(f"{preset.name}: {len(jobs)} configurations under {args.root / preset.name}", flush=True)
+    pending = [job for job in jobs if not is_finished(job.run_dir)]
+    scored = False
+    for job in pending:
+        try:
+            scored |= trainer_config(job.overrides, job.configuration.world_size).eval.every > 0
+        except ConfigError as error:
+            raise ConfigError(f"{job.name}: {error}") from error
+    if scored:
+        common = [*preset.overrides, *args.overrides]
+        if args.dry_run:
+            print(f"evaluation classifier: {classifier_command(common)}")
+        else:
+            ensure_classifier(common)
+    launcher = SlurmLauncher(args.procs_per_node) if args.slurm else LocalLauncher()
+    failed = launch_grid(jobs, launcher, args.dry_run)
+    if failed:
+        print(f"{len(failed)} of {len(jobs)} configurations failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    runs = collect(args.dir)
+    out = args.out or args.dir / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    written = [*write_tables(runs, out), write_plots(runs, out), out / "tensorboard"]
+    print(markdown(runs), end="")
+    print("wrote " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # Options may follow the Hydra overrides; argparse leaves overrides after an option over.
+    args, rest = parser.parse_known_args(argv)
+    if rest and (args.command != "run" or any(arg.startswith("-") for arg in rest)):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "run":
+        args.overrides += rest
+    try:
+        return run_grid(args) if args.command == "run" else report(args)
+    except (ConfigError, NoRunsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except LaunchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

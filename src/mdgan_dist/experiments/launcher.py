@@ -1,0 +1,193 @@
+"""Launching a grid: one configuration after the other on this machine, or one SLURM job each."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mdgan_dist.experiments.formatting import duration
+from mdgan_dist.experiments.grid import Configuration, Preset
+from mdgan_dist.experiments.paths import SBATCH_SCRIPT
+from mdgan_dist.experiments.rundir import LOG_FILE, has_started, is_finished, write_grid_info
+
+
+class LaunchError(RuntimeError):
+    """A configuration could not be run or submitted; the message says why and where to look."""
+
+
+@dataclass(frozen=True)
+class Job:
+    preset: str
+    configuration: Configuration
+    run_dir: Path
+    overrides: list[str]  # every trainer override, run.dir last
+    resumes: bool  # the run dir holds an unfinished run: continue it from its checkpoints
+
+    @property
+    def name(self) -> str:
+        return self.configuration.name
+
+    def grid_info(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset,
+            "name": self.name,
+            **dataclasses.asdict(self.configuration),
+            "overrides": self.overrides,
+        }
+
+
+def plan(preset: Preset, configurations: list[Configuration], root: Path, extra: list[str]) -> list[Job]:
+    """Extra overrides come after the preset's and before the configuration's own: they change
+    anything but what names a run (algorithm, N, k, b) and where it goes. run.dir comes last, since
+    Hydra's last override wins, also over the run.dir launch/slurm.sbatch passes before ours."""
+    jobs = []
+    for configuration in configurations:
+        run_dir = root / preset.name / configuration.name
+        resumes = has_started(run_dir) and not is_finished(run_dir)
+        overrides = [
+            *preset.overrides,
+            *extra,
+            *configuration.overrides(),
+            *(["resume=auto"] if resumes else []),
+            f"run.dir={run_dir}",
+        ]
+        jobs.append(Job(preset.name, configuration, run_dir, overrides, resumes))
+    return jobs
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # set on top of this process's environment
+
+    def __str__(self) -> str:
+        return shlex.join([*(f"{name}={value}" for name, value in self.env.items()), *self.argv])
+
+    def run(self, **kwargs: Any) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv, env={**os.environ, **self.env}, check=False, **kwargs)
+
+
+class Launcher(Protocol):
+    def command(self, job: Job) -> Command: ...
+
+    def launch(self, job: Job, command: Command) -> str:
+        """Runs or submits the job; returns its status or raises LaunchError."""
+        ...
+
+
+class LocalLauncher:
+    """torchrun on this machine with this Python; the standalone GAN as one plain process."""
+
+    def command(self, job: Job) -> Command:
+        train = ["-m", "mdgan_dist.train", *job.overrides]
+        if job.configuration.workers is None:
+            return Command([sys.executable, *train])
+        # A port of its own: a previous run's port may still linger in TIME_WAIT.
+        torchrun = ["-m", "torch.distributed.run", f"--nproc_per_node={job.configuration.world_size}"]
+        return Command([sys.executable, *torchrun, f"--master-port={free_port()}", *train])
+
+    def launch(self, job: Job, command: Command) -> str:
+        started = time.monotonic()
+        log_path = job.run_dir / LOG_FILE
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"$ {command}\n")
+            log.flush()
+            code = command.run(stdout=log, stderr=subprocess.STDOUT).returncode
+        took = duration(time.monotonic() - started)
+        if code != 0:
+            raise LaunchError(f"exit code {code} after {took}, see {log_path}")
+        return f"done in {took}"
+
+
+@dataclass(frozen=True)
+class SlurmLauncher:
+    """One job of launch/slurm.sbatch per configuration, N + 1 ranks over as few nodes as fit."""
+
+    procs_per_node: int
+
+    def command(self, job: Job) -> Command:
+        nodes, per_node = split_ranks(job.configuration.world_size, self.procs_per_node)
+        env = {
+            "NPROC_PER_NODE": str(per_node),
+            # Jobs of a grid may share a head node: each rendezvous needs a port of its own.
+            "RDZV_PORT": str(free_port()),
+            "MDGAN_PYTHON": sys.executable,
+            # The script's stop file (checkpoint and requeue before the time limit) goes here.
+            "MDGAN_RUN_DIR": str(job.run_dir),
+        }
+        sbatch = ["sbatch", "--parsable", f"--nodes={nodes}", f"--job-name={job.preset}-{job.name}"]
+        output = f"--output={job.run_dir / 'slurm-%j.out'}"
+        return Command([*sbatch, output, str(SBATCH_SCRIPT), *job.overrides], env)
+
+    def launch(self, job: Job, command: Command) -> str:
+        try:
+            result = command.run(capture_output=True, text=True)
+        except FileNotFoundError as error:
+            raise LaunchError("sbatch not found: run with --slurm on a SLURM login node") from error
+        if result.returncode != 0:
+            raise LaunchError(f"sbatch failed (exit code {result.returncode}): {result.stderr.strip()}")
+        job_id = result.stdout.strip().split(";")[0]  # --parsable prints "id" or "id;cluster"
+        nodes, per_node = split_ranks(job.configuration.world_size, self.procs_per_node)
+        return f"submitted job {job_id} ({nodes} nodes x {per_node} ranks)"
+
+
+def split_ranks(world_size: int, procs_per_node: int) -> tuple[int, int]:
+    """(nodes, ranks per node): slurm.sbatch starts the same number of ranks on every node, so the
+    fewest nodes that divide N + 1 evenly with at most procs_per_node ranks each."""
+    nodes = -(-world_size // procs_per_node)
+    while world_size % nodes:
+        nodes += 1
+    return nodes, world_size // nodes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def classifier_command(overrides: list[str]) -> Command:
+    return Command([sys.executable, "-m", "mdgan_dist.metrics.cli", "train-classifier", *overrides])
+
+
+def ensure_classifier(overrides: list[str]) -> None:
+    """Scores need the dataset's evaluation classifier: train it (or find it cached) once, before
+    any run of the grid needs it, instead of in every run."""
+    command = classifier_command(overrides)
+    print(f"evaluation classifier: {command}", flush=True)
+    code = command.run().returncode
+    if code != 0:
+        raise LaunchError(
+            f"training the evaluation classifier failed (exit code {code}); "
+            "run the grid with eval.every=0 to train without scores"
+        )
+
+
+def launch_grid(jobs: list[Job], launcher: Launcher, dry_run: bool) -> list[str]:
+    """Runs or submits each job not finished yet, one status line each; returns the failed ones' names."""
+    failed = []
+    for index, job in enumerate(jobs, 1):
+        prefix = f"[{index}/{len(jobs)}] {job.name}: "
+        if is_finished(job.run_dir):
+            print(f"{prefix}finished, skipped", flush=True)
+            continue
+        command = launcher.command(job)
+        if dry_run:
+            print(f"{prefix}{command}", flush=True)
+            continue
+        print(f"{prefix}{'resuming, ' if job.resumes else ''}", end="", flush=True)
+        write_grid_info(job.run_dir, job.grid_info())
+        try:
+            print(launcher.launch(job, command), flush=True)
+        except LaunchError as error:
+            print(f"FAILED: {error}", flush=True)
+            failed.append(job.name)
+    return failed

@@ -1,0 +1,156 @@
+"""Run directories -> one summary per run -> results.md and results.csv, one row per configuration."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf.errors import OmegaConfBaseException
+
+from mdgan_dist import config
+from mdgan_dist.errors import ConfigError
+from mdgan_dist.experiments.formatting import duration
+from mdgan_dist.experiments.rundir import is_finished, read_grid_info, read_metrics
+
+METHODS = ("standalone", "flgan", "mdgan")  # the table's order: the baselines first
+# The keys of score records: (their name in the table and the plot, whether higher is better).
+SCORES = {
+    "classifier_score": ("classifier score", True),
+    "frechet_distance": ("Frechet distance", False),
+    "is": ("IS", True),
+    "fid": ("FID", False),
+}
+ALWAYS_SHOWN = ("classifier_score", "frechet_distance")  # is and fid only when a run logged them
+
+
+class NoRunsError(Exception):
+    """The folder holds no run directory (no config.yaml under it)."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    name: str
+    method: str
+    workers: int | None  # None: standalone, or a run started by hand whose metrics do not tell N
+    k: int | None  # mdgan only
+    batch_size: int
+    finished: bool
+    iterations: int | None  # the last iteration logged
+    wall_seconds: float | None  # elapsed_seconds of the last record
+    curves: dict[str, list[tuple[int, float]]]  # score -> (iteration, value), in logged order
+
+    def best(self, score: str) -> tuple[float | None, int | None]:
+        """The best value and the iteration where it was first reached; Nones without scores."""
+        points = self.curves.get(score)
+        if not points:
+            return None, None
+        pick = max if SCORES[score][1] else min
+        iteration, value = pick(points, key=lambda point: point[1])
+        return value, iteration
+
+    def final(self, score: str) -> float | None:
+        points = self.curves.get(score)
+        return points[-1][1] if points else None
+
+    @property
+    def sort_key(self) -> tuple:
+        method = METHODS.index(self.method) if self.method in METHODS else len(METHODS)
+        return method, self.workers or 0, self.k or 0, self.batch_size, self.name
+
+
+def summarize(run_dir: Path) -> RunSummary:
+    try:
+        cfg = config.load(run_dir / "config.yaml")
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{run_dir / 'config.yaml'} does not fit the config schema: {error}") from error
+    records = read_metrics(run_dir)
+    grid_info = read_grid_info(run_dir)
+    workers = grid_info.get("workers")
+    training = [r for r in records if "d_loss_per_worker" in r]
+    if workers is None and cfg.algorithm != "standalone" and training:
+        workers = len(training[0]["d_loss_per_worker"])  # a run started by hand: its first logged worker count
+    k = None
+    if cfg.algorithm == "mdgan":
+        k = cfg.mdgan.k if workers is None else config.resolved_k(cfg.mdgan, workers)
+    elapsed = [r["elapsed_seconds"] for r in records if "elapsed_seconds" in r]
+    curves = {s: [(r["iteration"], float(r[s])) for r in records if r.get(s) is not None] for s in SCORES}
+    return RunSummary(
+        name=grid_info.get("name", run_dir.name),
+        method=cfg.algorithm,
+        workers=workers,
+        k=k,
+        batch_size=cfg.train.batch_size,
+        finished=is_finished(run_dir),
+        iterations=max((r["iteration"] for r in records), default=None),
+        wall_seconds=elapsed[-1] if elapsed else None,
+        curves={score: points for score, points in curves.items() if points},
+    )
+
+
+def collect(root: Path) -> list[RunSummary]:
+    """Every run directory under root (root itself included), in the table's order."""
+    run_dirs = sorted(path.parent for path in root.rglob("config.yaml")) if root.is_dir() else []
+    if not run_dirs:
+        raise NoRunsError(f"no run directories under {root}: expected folders holding config.yaml and metrics.jsonl")
+    return sorted((summarize(run_dir) for run_dir in run_dirs), key=lambda run: run.sort_key)
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the CSV header
+    title: str  # the markdown header
+    value: Callable[[RunSummary], Any]
+    text: Callable[[Any], str] = str  # how the markdown shows a value that is not None
+
+
+def columns(runs: list[RunSummary]) -> list[Column]:
+    shown = [s for s in SCORES if s in ALWAYS_SHOWN or any(s in run.curves for run in runs)]
+    base = [
+        Column("configuration", "configuration", lambda r: r.name),
+        Column("method", "method", lambda r: r.method),
+        Column("N", "N", lambda r: r.workers),
+        Column("k", "k", lambda r: r.k),
+        Column("b", "b", lambda r: r.batch_size),
+        Column("status", "status", lambda r: "finished" if r.finished else "unfinished"),
+        Column("iterations", "iterations", lambda r: r.iterations),
+        Column("wall_time_s", "wall time", lambda r: r.wall_seconds, duration),
+    ]
+    return base + [column for score in shown for column in _score_columns(score)]
+
+
+def _score_columns(score: str) -> list[Column]:
+    title, higher_is_better = SCORES[score]
+    best = "best" if higher_is_better else "best (lowest)"
+    return [
+        Column(f"{score}_best", f"{best} {title}", lambda run: run.best(score)[0], _number),
+        Column(f"{score}_best_iteration", "at iteration", lambda run: run.best(score)[1]),
+        Column(f"{score}_final", f"final {title}", lambda run: run.final(score), _number),
+    ]
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def markdown(runs: list[RunSummary]) -> str:
+    table = columns(runs)
+    lines = ["| " + " | ".join(c.title for c in table) + " |", "|" + "---|" * len(table)]
+    for run in runs:
+        cells = [column.value(run) for column in table]
+        lines.append("| " + " | ".join("" if v is None else c.text(v) for c, v in zip(table, cells)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(runs: list[RunSummary], out: Path) -> tuple[Path, Path]:
+    """results.md and results.csv: the same rows; the CSV holds the raw numbers (seconds, full precision)."""
+    table = columns(runs)
+    md_path, csv_path = out / "results.md", out / "results.csv"
+    md_path.write_text(markdown(runs))
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(c.key for c in table)
+        writer.writerows(["" if (v := c.value(run)) is None else v for c in table] for run in runs)
+    return md_path, csv_path

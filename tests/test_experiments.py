@@ -1,0 +1,330 @@
+"""Experiment grids: preset expansion, the commands `mdgan-experiment run` prints or skips, the results
+table and plot of run directories in the trainer's format, and one real tiny grid end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mdgan_dist import config
+from mdgan_dist.config import Config, MDGANConfig, TrainConfig
+from mdgan_dist.errors import ConfigError
+from mdgan_dist.experiments.cli import main
+from mdgan_dist.experiments.compose import trainer_config
+from mdgan_dist.experiments.grid import load_preset
+from mdgan_dist.experiments.launcher import split_ranks
+from mdgan_dist.experiments.paths import PRESET_DIR, SBATCH_SCRIPT
+
+PAPER_PRESETS = ("paper_mnist_mlp", "paper_mnist_cnn", "paper_cifar10_cnn")
+# By hand: standalone once per b (2); flgan 4 N x 2 b (8); mdgan k in {1, ceil(log2 N)}, which is
+# one value for N = 1 and two for N = 10, 25, 50 (k = 4, 5, 6): 7 x 2 b (14). 24 in all.
+PAPER_NAMES = [
+    "standalone-b10",
+    "standalone-b100",
+    *(f"flgan-N{n}-b{b}" for n in (1, 10, 25, 50) for b in (10, 100)),
+    *(
+        f"mdgan-N{n}-k{k}-b{b}"
+        for n, ks in ((1, (1,)), (10, (1, 4)), (25, (1, 5)), (50, (1, 6)))
+        for k in ks
+        for b in (10, 100)
+    ),
+]
+SMALL_NAMES = [
+    "standalone-b64",
+    "flgan-N1-b64",
+    "flgan-N4-b64",
+    "mdgan-N1-k1-b64",
+    "mdgan-N4-k1-b64",
+    "mdgan-N4-k2-b64",
+]
+TINY = ["model.width=0.0625", "train.iterations=4", "eval.every=0", "log.progress=false", "checkpoint.every=0"]
+
+
+def write_preset(tmp_path: Path, grid: dict, overrides: list[str] = TINY, name: str = "tiny") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps({"name": name, "overrides": overrides, "grid": grid}))  # JSON is YAML
+    return path
+
+
+def output_lines(capsys: pytest.CaptureFixture) -> dict[str, str]:
+    """The status lines of `run`, by configuration name: "[i/n] NAME: STATUS" -> {NAME: STATUS}."""
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    return dict(line.split("] ", 1)[1].split(": ", 1) for line in lines)
+
+
+# --- presets ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PAPER_PRESETS)
+def test_paper_presets_expand_to_the_papers_24_configurations(name: str) -> None:
+    preset = load_preset(name)
+    assert preset.name == name
+    assert [c.name for c in preset.configurations] == PAPER_NAMES
+    assert "model.conditional=true" in preset.overrides and "train.iterations=50000" in preset.overrides
+
+
+def test_small_preset_expands_to_six_configurations() -> None:
+    preset = load_preset("mnist5k_small")
+    assert [c.name for c in preset.configurations] == SMALL_NAMES
+    assert {"data=mnist5k", "train.iterations=1500", "eval.every=250", "log.progress=false"} <= set(preset.overrides)
+
+
+@pytest.mark.parametrize("path", sorted(PRESET_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_configuration_of_every_shipped_preset_is_a_valid_trainer_config(path: Path) -> None:
+    preset = load_preset(str(path))
+    assert preset.name == path.stem
+    for configuration in preset.configurations:
+        cfg = trainer_config([*preset.overrides, *configuration.overrides()], configuration.world_size)
+        assert (cfg.algorithm, cfg.train.batch_size) == (configuration.algorithm, configuration.batch_size)
+        if configuration.algorithm == "mdgan":
+            assert cfg.mdgan.k == configuration.k and cfg.mdgan.swap_every_epochs == 1
+
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"algorithms": ["mdgan"], "workers": [2], "k": [4], "batch_sizes": [8]}, "k=4 is larger than N=2"),
+        ({"algorithms": ["mdgam"], "workers": [2], "k": [1], "batch_sizes": [8]}, "grid.algorithms holds 'mdgam'"),
+        ({"algorithms": ["mdgan"], "workers": [0], "k": [1], "batch_sizes": [8]}, "grid.workers holds 0"),
+        ({"algorithms": ["mdgan"], "workers": [2], "k": ["log"], "batch_sizes": [8]}, "grid.k holds 'log'"),
+        ({"algorithms": ["mdgan"], "workers": [2], "k": [1]}, "grid has exactly the keys"),
+    ],
+)
+def test_a_bad_grid_is_refused_with_what_to_change(tmp_path: Path, grid: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_preset(str(write_preset(tmp_path, grid)))
+
+
+def test_unknown_preset_names_the_shipped_ones() -> None:
+    with pytest.raises(ConfigError, match="mnist5k_small"):
+        load_preset("no_such_preset")
+
+
+# --- run -------------------------------------------------------------------------------------------
+
+GRID = {"algorithms": ["standalone", "flgan", "mdgan"], "workers": [3], "k": [1, "log2"], "batch_sizes": [16]}
+
+
+def test_dry_run_prints_torchrun_per_configuration_with_overrides_in_order(tmp_path: Path, capsys) -> None:
+    preset, root = write_preset(tmp_path, GRID), tmp_path / "root"
+    # Options may also follow the overrides.
+    assert main(["run", str(preset), "log.every=2", "--root", str(root), "--dry-run"]) == 0
+    commands = {name: shlex.split(line) for name, line in output_lines(capsys).items()}
+    assert list(commands) == ["standalone-b16", "flgan-N3-b16", "mdgan-N3-k1-b16", "mdgan-N3-k2-b16"]
+
+    mdgan = commands["mdgan-N3-k2-b16"]
+    assert mdgan[:4] == [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=4"]
+    assert mdgan[4].startswith("--master-port=")
+    grid_overrides = ["algorithm=mdgan", "train.batch_size=16", "mdgan.k=2", f"run.dir={root}/tiny/mdgan-N3-k2-b16"]
+    assert mdgan[5:] == ["-m", "mdgan_dist.train", *TINY, "log.every=2", *grid_overrides]
+    assert "--nproc_per_node=4" in commands["flgan-N3-b16"] and "mdgan.k=1" not in commands["flgan-N3-b16"]
+    assert commands["standalone-b16"][:3] == [sys.executable, "-m", "mdgan_dist.train"]
+    assert commands["standalone-b16"][-3:] == [
+        "algorithm=standalone",
+        "train.batch_size=16",
+        f"run.dir={root}/tiny/standalone-b16",
+    ]
+    assert not root.exists()  # a dry run writes nothing
+
+
+def test_dry_run_with_slurm_prints_one_sbatch_per_configuration(tmp_path: Path, capsys) -> None:
+    preset, root = write_preset(tmp_path, GRID), tmp_path / "root"
+    assert main(["run", str(preset), "--root", str(root), "--slurm", "--procs-per-node", "2", "--dry-run"]) == 0
+    commands = {name: shlex.split(line) for name, line in output_lines(capsys).items()}
+
+    mdgan = commands["mdgan-N3-k2-b16"]
+    sbatch = mdgan.index("sbatch")
+    assert "NPROC_PER_NODE=2" in mdgan[:sbatch] and f"MDGAN_PYTHON={sys.executable}" in mdgan[:sbatch]
+    assert "--nodes=2" in mdgan and f"--output={root}/tiny/mdgan-N3-k2-b16/slurm-%j.out" in mdgan
+    script = mdgan.index(str(SBATCH_SCRIPT))
+    assert mdgan[script + 1 :] == [
+        *TINY,
+        "algorithm=mdgan",
+        "train.batch_size=16",
+        "mdgan.k=2",
+        f"run.dir={root}/tiny/mdgan-N3-k2-b16",
+    ]
+
+    standalone = commands["standalone-b16"]
+    assert "NPROC_PER_NODE=1" in standalone and "--nodes=1" in standalone
+
+
+@pytest.mark.parametrize(
+    "world_size, procs_per_node, expected",
+    [(1, 8, (1, 1)), (5, 8, (1, 5)), (4, 2, (2, 2)), (26, 8, (13, 2)), (51, 16, (17, 3)), (11, 8, (11, 1))],
+)
+def test_ranks_spread_evenly_over_the_fewest_nodes(world_size: int, procs_per_node: int, expected: tuple) -> None:
+    assert split_ranks(world_size, procs_per_node) == expected
+
+
+def test_scored_grid_trains_the_evaluation_classifier_first(tmp_path: Path, capsys) -> None:
+    assert main(["run", "mnist5k_small", "--root", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    classifier = next(line for line in out.splitlines() if line.startswith("evaluation classifier: "))
+    assert classifier.split(": ", 1)[1].startswith(f"{sys.executable} -m mdgan_dist.metrics.cli train-classifier ")
+    assert "data=mnist5k" in classifier and out.index(classifier) < out.index("[1/6]")
+
+
+def test_finished_runs_are_skipped_and_unfinished_ones_resumed(tmp_path: Path, capsys) -> None:
+    preset = write_preset(tmp_path, {"algorithms": ["mdgan"], "workers": [1, 2], "k": [1], "batch_sizes": [16]})
+    finished, unfinished = tmp_path / "tiny" / "mdgan-N1-k1-b16", tmp_path / "tiny" / "mdgan-N2-k1-b16"
+    for run_dir in (finished, unfinished):
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.jsonl").write_text('{"iteration": 1}\n')
+    (finished / "generator.pt").write_bytes(b"")
+
+    assert main(["run", str(preset), "--root", str(tmp_path), "--dry-run"]) == 0
+    status = output_lines(capsys)
+    assert status["mdgan-N1-k1-b16"] == "finished, skipped"
+    assert shlex.split(status["mdgan-N2-k1-b16"])[-2:] == ["resume=auto", f"run.dir={unfinished}"]
+
+    # Not a dry run: with the unfinished one done too, nothing is launched at all.
+    (unfinished / "generator.pt").write_bytes(b"")
+    assert main(["run", str(preset), "--root", str(tmp_path)]) == 0
+    assert set(output_lines(capsys).values()) == {"finished, skipped"}
+
+
+def test_a_bad_override_stops_the_grid_before_any_run(tmp_path: Path, capsys) -> None:
+    preset = write_preset(tmp_path, GRID)
+    assert main(["run", str(preset), "--root", str(tmp_path / "root"), "train.batchsize=3"]) == 2
+    assert "train.batchsize" in capsys.readouterr().err
+    assert not (tmp_path / "root").exists()
+
+
+# --- results ---------------------------------------------------------------------------------------
+
+
+def make_run(root: Path, name: str, cfg: Config, records: list[dict], workers: int | None, finished: bool) -> None:
+    """A run directory as the trainer and the runner leave it."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    config.save(cfg, run_dir / "config.yaml")
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    if workers is not None:
+        (run_dir / "grid.json").write_text(json.dumps({"name": name, "workers": workers}))
+    if finished:
+        (run_dir / "generator.pt").write_bytes(b"model")
+
+
+def training(iteration: int, elapsed: float, workers: int) -> dict:
+    return {
+        "iteration": iteration,
+        "g_loss": 1.0,
+        "d_loss": 0.5,
+        "d_loss_per_worker": [0.5] * workers,
+        "elapsed_seconds": elapsed,
+    }
+
+
+def scores(iteration: int, elapsed: float, cs: float, fd: float, **extra: float) -> dict:
+    return {"iteration": iteration, "elapsed_seconds": elapsed, "classifier_score": cs, "frechet_distance": fd, **extra}
+
+
+def make_grid(root: Path, with_inception: bool) -> None:
+    mdgan_records = [
+        training(10, 1.0, 2),
+        scores(10, 1.5, 2.5, 40.0),
+        training(20, 2.0, 2),
+        scores(20, 2.5, 7.125, 12.5),
+        training(30, 65.0, 2),
+        scores(30, 65.4, 6.0, 20.25),
+    ]
+    mdgan = Config(algorithm="mdgan", train=TrainConfig(batch_size=16, iterations=30), mdgan=MDGANConfig(k=1))
+    make_run(root, "mdgan-N2-k1-b16", mdgan, mdgan_records, workers=2, finished=True)
+    # Started by hand (no grid.json): N comes from its logged per-worker losses.
+    extra = {"is": 3.5, "fid": 80.0} if with_inception else {}
+    flgan_records = [training(10, 3.0, 3), scores(10, 3.2, 4.0, 30.0, **extra)]
+    make_run(root, "flgan-N3-b8", Config(algorithm="flgan", train=TrainConfig(batch_size=8)), flgan_records, None, True)
+    # Stopped early and never scored.
+    standalone = Config(algorithm="standalone", train=TrainConfig(batch_size=16))
+    make_run(root, "standalone-b16", standalone, [training(5, 0.4, 1), training(10, 0.9, 1)], None, False)
+
+
+def test_results_table_csv_and_plot_hold_what_the_runs_logged(tmp_path: Path, capsys) -> None:
+    make_grid(tmp_path, with_inception=False)
+    assert main(["results", str(tmp_path)]) == 0
+    out = tmp_path / "results"
+
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [row["configuration"] for row in rows] == ["standalone-b16", "flgan-N3-b8", "mdgan-N2-k1-b16"]
+    standalone, flgan, mdgan = rows
+    described = {key: mdgan[key] for key in ("method", "N", "k", "b", "status", "iterations")}
+    assert described == {"method": "mdgan", "N": "2", "k": "1", "b": "16", "status": "finished", "iterations": "30"}
+    assert float(mdgan["wall_time_s"]) == 65.4
+    assert float(mdgan["classifier_score_best"]) == 7.125 and mdgan["classifier_score_best_iteration"] == "20"
+    assert float(mdgan["classifier_score_final"]) == 6.0
+    assert float(mdgan["frechet_distance_best"]) == 12.5 and mdgan["frechet_distance_best_iteration"] == "20"
+    assert float(mdgan["frechet_distance_final"]) == 20.25
+    assert (flgan["N"], flgan["k"], flgan["b"]) == ("3", "", "8")
+    assert (standalone["N"], standalone["status"], standalone["iterations"]) == ("", "unfinished", "10")
+    assert standalone["classifier_score_best"] == standalone["frechet_distance_final"] == ""
+    assert not any(key.startswith(("is_", "fid_")) for key in rows[0])
+
+    table = (out / "results.md").read_text()
+    assert table == capsys.readouterr().out.split("wrote ")[0]
+    lines = table.splitlines()
+    assert len(lines) == 2 + len(rows)
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    cells = dict(zip(header, (cell.strip() for cell in lines[4].strip("|").split("|"))))
+    assert cells["configuration"] == "mdgan-N2-k1-b16" and cells["wall time"] == "1m05s"
+    assert (cells["best classifier score"], cells["final classifier score"]) == ("7.125", "6.000")
+    assert (cells["best (lowest) Frechet distance"], cells["final Frechet distance"]) == ("12.500", "20.250")
+    assert "| standalone-b16 | standalone |  |  | 16 | unfinished | 10 | 1s |  |" in table
+
+    png = (out / "scores.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert events.Tags()["images"] == ["scores"]
+
+
+def test_inception_columns_appear_when_a_run_logged_them(tmp_path: Path) -> None:
+    make_grid(tmp_path, with_inception=True)
+    assert main(["results", str(tmp_path), "--out", str(tmp_path / "elsewhere")]) == 0
+    rows = list(csv.DictReader((tmp_path / "elsewhere" / "results.csv").open()))
+    assert float(rows[1]["is_final"]) == 3.5 and float(rows[1]["fid_best"]) == 80.0
+    assert rows[2]["is_best"] == rows[2]["fid_final"] == ""
+
+
+def test_results_of_a_folder_without_runs_is_an_error(tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["results", str(tmp_path / "empty")]) == 2
+    assert "no run directories under" in capsys.readouterr().err
+    assert main(["results", str(tmp_path / "missing")]) == 2
+
+
+# --- end to end ------------------------------------------------------------------------------------
+
+
+def experiment(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "mdgan_dist.experiments.cli", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=240)
+
+
+def test_a_tiny_grid_trains_then_is_skipped_then_tabulated(tmp_path: Path) -> None:
+    preset = write_preset(tmp_path, {"algorithms": ["mdgan"], "workers": [1], "k": [1], "batch_sizes": [16]})
+    root = tmp_path / "runs"
+    run_dir = root / "tiny" / "mdgan-N1-k1-b16"
+
+    first = experiment("run", str(preset), "--root", str(root), cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr + (run_dir / "train.log").read_text()
+    assert "[1/1] mdgan-N1-k1-b16: done in " in first.stdout
+    assert (run_dir / "generator.pt").exists()
+    assert json.loads((run_dir / "grid.json").read_text())["workers"] == 1
+
+    again = experiment("run", str(preset), "--root", str(root), cwd=tmp_path)
+    assert again.returncode == 0 and "[1/1] mdgan-N1-k1-b16: finished, skipped" in again.stdout
+
+    results = experiment("results", str(root / "tiny"), cwd=tmp_path)
+    assert results.returncode == 0, results.stderr
+    (row,) = csv.DictReader((root / "tiny" / "results" / "results.csv").open())
+    assert (row["configuration"], row["N"], row["k"], row["b"]) == ("mdgan-N1-k1-b16", "1", "1", "16")
+    assert (row["status"], row["iterations"], row["classifier_score_best"]) == ("finished", "4", "")
+    assert float(row["wall_time_s"]) > 0
