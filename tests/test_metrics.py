@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torchvision.utils import save_image
 
@@ -34,6 +35,7 @@ from mdgan_dist.metrics.store import StoredClassifier, load_classifier
 from mdgan_dist.metrics.training import ensure_classifier, load_part
 from mdgan_dist.models import build_generator
 from mdgan_dist.seeding import seeded
+from multiproc import TINY, metrics, train_job
 
 CPU = torch.device("cpu")
 NUM_SAMPLES = 200  # generated samples per score: enough for a finite 128-d covariance, and fast
@@ -284,3 +286,27 @@ def test_inception_is_and_fid_with_random_weights(
     scores = Evaluator(with_inception, CPU).score(heldout[1::100])
     assert set(scores) == {"classifier_score", "frechet_distance", "is", "fid"}
     assert all(math.isfinite(value) for value in scores.values()), scores
+
+
+@pytest.mark.parametrize(("algorithm", "world_size"), [("mdgan", 3), ("flgan", 3), ("standalone", 1)])
+def test_training_scores_its_generator_every_eval_every(
+    cfg: Config, tmp_path: Path, algorithm: str, world_size: int
+) -> None:
+    """The server scores G every eval.every iterations and after the last one, into metrics.jsonl
+    (records of their own) and tensorboard (score/...), for every algorithm."""
+    overrides = [
+        *TINY, f"algorithm={algorithm}", "train.iterations=5", "eval.every=2", f"eval.num_samples={NUM_SAMPLES}",
+        f"eval.classifier_dir={cfg.eval.classifier_dir}", "model.conditional=true",
+    ]  # fmt: skip
+    job = train_job(tmp_path, world_size, overrides)
+    assert job.wait(180) == [0] * world_size, job.outputs()
+    run_dir = tmp_path / "run"
+    scores = [record for record in metrics(run_dir) if "classifier_score" in record]
+    assert [record["iteration"] for record in scores] == [2, 4, 5]
+    for record in scores:
+        assert 1 <= record["classifier_score"] <= 10 and record["frechet_distance"] > 0
+        assert "is" not in record  # no Inception weights given
+    assert "IS and FID" in job.ranks[0].output
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("score/classifier_score")] == [2, 4, 5]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mdgan_dist.algorithms.steps import generator_input
+from mdgan_dist.algorithms.components import sample_images
 from mdgan_dist.config import Config
 from mdgan_dist.metrics import Evaluator
 from mdgan_dist.run_logging import RunLogger
@@ -35,10 +35,5 @@ class Scoring:
         if self.evaluator is not None and (done % self.cfg.eval.every == 0 or last):
             logger.scores(done, self.evaluator.score_generator(model, self.num_classes))
 
-    @torch.no_grad()
     def samples(self, model: nn.Module) -> torch.Tensor:
-        labels = None if self.grid_labels is None else self.grid_labels.to(self.device)
-        model.eval()
-        images = model(generator_input(self.grid_noise.to(self.device), labels, self.num_classes)).cpu()
-        model.train()
-        return images
+        return sample_images(model, self.grid_noise, self.grid_labels, self.num_classes, self.device)

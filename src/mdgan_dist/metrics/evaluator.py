@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mdgan_dist.algorithms.steps import generator_input
+from mdgan_dist.algorithms.components import sample_images
 from mdgan_dist.config import Config
 from mdgan_dist.data import ImageDataset, open_dataset
 from mdgan_dist.errors import ConfigError
@@ -110,14 +110,4 @@ class Evaluator:
         count = self.cfg.eval.num_samples
         noise = torch.randn(count, self.cfg.model.z_dim, generator=generator(self.cfg.train.seed, "eval"))
         labels = torch.arange(count) % num_classes if self.cfg.model.conditional else None
-        was_training = model.training
-        model.eval()
-        try:
-            images = []
-            for start in range(0, count, EVAL_BATCH_SIZE):
-                part = slice(start, start + EVAL_BATCH_SIZE)
-                chunk_labels = None if labels is None else labels[part].to(self.device)
-                images.append(model(generator_input(noise[part].to(self.device), chunk_labels, num_classes)))
-        finally:
-            model.train(was_training)
-        return self.score(torch.cat(images))
+        return self.score(sample_images(model, noise, labels, num_classes, self.device))
