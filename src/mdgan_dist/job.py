@@ -39,7 +39,10 @@ class DataPlan:
 def plan_data(cfg: Config, num_workers: int) -> DataPlan:
     train = open_dataset(cfg.data, "train")
     check_image_shape(cfg.model, train.image_shape)
-    shards = split_indices(train.labels, num_workers, cfg.data, derive_seed(cfg.train.seed, "split"))
+    if cfg.algorithm == "standalone":  # the whole train split, whatever data.split says
+        shards = [torch.arange(len(train.labels))]
+    else:
+        shards = split_indices(train.labels, num_workers, cfg.data, derive_seed(cfg.train.seed, "split"))
     plan = DataPlan(train, shards)
     validate_shards(cfg, plan.shard_sizes)
     return plan

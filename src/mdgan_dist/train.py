@@ -106,7 +106,7 @@ def run(raw: DictConfig) -> int:
         validate(cfg, env.world_size)
         check_run_dir_is_new(cfg)
         check_evaluation(cfg)
-        plan = plan_data(cfg, max(env.world_size - 1, 1))
+        plan = plan_data(cfg, env.world_size - 1)
         gpus = visible_gpus()
         backend = choose_backend(cfg.comm.backend, env, gpus)
         device = choose_device(cfg.train.device, backend, env, gpus)
