@@ -54,6 +54,7 @@ def run(workers: int, iterations: int, overrides: list[str], scratch: Path) -> d
         "log.progress=false",
         f"log.sample_every={iterations}",
         "mdgan.swap_every_epochs=0",
+        "eval.every=0",  # scoring is not what this measures
         *overrides,
         f"run.dir={run_dir}",
     ]
