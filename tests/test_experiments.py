@@ -73,7 +73,7 @@ def test_paper_presets_expand_to_the_papers_24_configurations(name: str) -> None
 def test_small_preset_expands_to_six_configurations() -> None:
     preset = load_preset("mnist5k_small")
     assert [c.name for c in preset.configurations] == SMALL_NAMES
-    assert {"data=mnist5k", "train.iterations=1500", "eval.every=250", "log.progress=false"} <= set(preset.overrides)
+    assert {"data=mnist5k", "train.iterations=5000", "eval.every=500", "log.progress=false"} <= set(preset.overrides)
 
 
 @pytest.mark.parametrize("path", sorted(PRESET_DIR.glob("*.yaml")), ids=lambda p: p.stem)
