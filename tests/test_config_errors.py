@@ -35,6 +35,8 @@ CASES = {
     "wrong type": ({"WORLD_SIZE": "3"}, ["train.iterations=many"], 1, "train.iterations"),
     "nccl without gpus": ({"WORLD_SIZE": "3"}, ["comm.backend=nccl"], 2, "comm.backend=nccl needs one GPU per rank"),
     "cuda without gpus": ({"WORLD_SIZE": "3"}, ["train.device=cuda"], 2, "train.device=cuda but no GPU is visible"),
+    "bad precision": ({"WORLD_SIZE": "3"}, ["train.precision=fp8"], 2, "train.precision='fp8' is not one of"),
+    "zero threads": ({}, ["algorithm=standalone", "train.threads=0"], 2, "train.threads=0: must be >= 1"),
     "bad kill point": (
         {"WORLD_SIZE": "3"},
         ["fault.kill_worker=5@3"],

@@ -73,6 +73,10 @@ class TrainConfig:
     batch_size: int = 64  # b
     seed: int = 0
     device: str = "auto"  # auto (GPU with NCCL, CPU with gloo) | cuda | cpu
+    precision: str = "float32"  # float32 | bf16: G's and D's forward passes under bf16 autocast; state stays float32
+    channels_last: bool = False  # convolutional models and their image inputs in channels_last (GPU tensor cores)
+    compile: bool = False  # torch.compile G and D; the first iterations pay for the compilation
+    threads: int | None = None  # torch intra-op threads per process; None: the node's cores shared by its ranks
 
 
 @dataclass
@@ -138,6 +142,7 @@ ALGORITHMS = ("mdgan", "flgan", "standalone")
 SPLITS = ("iid", "dirichlet", "classes")
 BACKENDS = ("auto", "gloo", "nccl")
 DEVICES = ("auto", "cuda", "cpu")
+PRECISIONS = ("float32", "bf16")
 
 
 def resolved_k(cfg: MDGANConfig, num_workers: int) -> int:
@@ -190,6 +195,11 @@ def validate(cfg: Config, world_size: int) -> None:
     _require_choice("data.split", cfg.data.split, SPLITS)
     _require_choice("comm.backend", cfg.comm.backend, BACKENDS)
     _require_choice("train.device", cfg.train.device, DEVICES)
+    _require_choice("train.precision", cfg.train.precision, PRECISIONS)
+    _require(
+        cfg.train.threads is None or cfg.train.threads >= 1,
+        f"train.threads={cfg.train.threads}: must be >= 1, or null for the node's cores shared among its ranks",
+    )
     _require(cfg.data.alpha > 0, f"data.alpha={cfg.data.alpha}: the Dirichlet concentration must be > 0")
     _require(cfg.train.iterations >= 1, f"train.iterations={cfg.train.iterations}: must be >= 1")
     _require(cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size}: must be >= 1")
@@ -255,7 +265,8 @@ RESUMABLE_CHANGES = ("resume", "run", "checkpoint", "log", "comm", "fault", "eva
 def trajectory_digest(cfg: Config, num_workers: int) -> int:
     """A fingerprint of everything that determines the training trajectory, checked on resume."""
     fields = {key: value for key, value in dataclasses.asdict(cfg).items() if key not in RESUMABLE_CHANGES}
-    fields["train"] = {key: value for key, value in fields["train"].items() if key not in ("iterations", "device")}
+    ignored = ("iterations", "device", "threads")
+    fields["train"] = {key: value for key, value in fields["train"].items() if key not in ignored}
     return _fingerprint({**fields, "num_workers": num_workers})
 
 

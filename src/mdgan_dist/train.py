@@ -110,7 +110,9 @@ def run(raw: DictConfig) -> int:
         gpus = visible_gpus()
         backend = choose_backend(cfg.comm.backend, env, gpus)
         device = choose_device(cfg.train.device, backend, env, gpus)
-        torch.set_num_threads(env.threads_per_process())
+        threads = cfg.train.threads or env.threads_per_process()
+        torch.set_num_threads(threads)
+        log.info(f"{threads} intra-op threads per process (train.threads)")
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if cfg.algorithm == "standalone":

@@ -1,7 +1,9 @@
 """The seeded parts every algorithm builds the same way: G, D, a worker's real-batch sampler.
 
 Seeds are named streams (seeding.py), so MD-GAN's server and workers, FL-GAN's ranks, the
-standalone GAN and the tests' single-process references all build identical components.
+standalone GAN and the tests' single-process references all build identical components. G and D
+come prepared as train.precision, train.channels_last and train.compile say (acceleration.py);
+callers move them to their device.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mdgan_dist.algorithms.acceleration import prepare_model
 from mdgan_dist.algorithms.steps import generator_input
 from mdgan_dist.config import Config
 from mdgan_dist.data import ShardSampler
@@ -18,12 +21,14 @@ from mdgan_dist.seeding import derive_seed, seeded
 
 def make_generator(cfg: Config, image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     with seeded(cfg.train.seed, "generator"):
-        return build_generator(cfg.model, image_shape, num_classes)
+        model = build_generator(cfg.model, image_shape, num_classes)
+    return prepare_model(model, cfg.train)
 
 
 def make_discriminator(cfg: Config, image_shape: tuple[int, int, int], num_classes: int, worker: int) -> nn.Module:
     with seeded(cfg.train.seed, "discriminator", worker):
-        return build_discriminator(cfg.model, image_shape, num_classes)
+        model = build_discriminator(cfg.model, image_shape, num_classes)
+    return prepare_model(model, cfg.train)
 
 
 def make_sampler(cfg: Config, images: torch.Tensor, labels: torch.Tensor, worker: int) -> ShardSampler:

@@ -14,8 +14,8 @@ from mdgan_dist.algorithms.components import label_classes, make_discriminator, 
 from mdgan_dist.algorithms.steps import (
     adam,
     aggregate_feedback,
+    generate,
     generator_feedback,
-    generator_input,
     generator_step,
     sample_latent,
     train_discriminator,
@@ -56,7 +56,7 @@ class LocalGAN:
             self.noise, cfg.train.batch_size, cfg.model.z_dim, label_classes(cfg, self.num_classes)
         )
         labels = None if labels is None else labels.to(self.device)
-        generated = self.generator(generator_input(noise.to(self.device), labels, self.num_classes))
+        generated = generate(self.generator, noise.to(self.device), labels, self.num_classes)
         d_loss = train_discriminator(
             self.discriminator, self.d_optimizer, self.sampler, (generated.detach(), labels), cfg.gan
         )

@@ -2,6 +2,8 @@
 
 MD-GAN's server and workers, and any single-process computation of the same round, call these
 functions and nothing else, so the distributed result can be pinned to the single-process one.
+Every forward pass of G and D goes through acceleration.forward: under train.precision=bf16 it is
+autocast and its output cast back, so losses and feedback are always computed in float32.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mdgan_dist.algorithms.acceleration import forward
 from mdgan_dist.config import GANConfig
 from mdgan_dist.data import ShardSampler
 
@@ -19,6 +22,11 @@ def generator_input(noise: torch.Tensor, labels: torch.Tensor | None, num_classe
     if labels is None:
         return noise
     return torch.cat([noise, F.one_hot(labels, num_classes).to(noise.dtype)], dim=1)
+
+
+def generate(generator: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """G's samples for training, float32 whatever precision G runs in."""
+    return forward(generator, generator_input(noise, labels, num_classes))
 
 
 def sample_latent(
@@ -86,7 +94,7 @@ def discriminator_step(
     (real_images, real_classes), (fake_images, fake_classes) = real, fake
     optimizer.zero_grad(set_to_none=True)
     loss = discriminator_loss(
-        discriminator(real_images), discriminator(fake_images), real_label, real_classes, fake_classes
+        forward(discriminator, real_images), forward(discriminator, fake_images), real_label, real_classes, fake_classes
     )
     loss.backward()
     optimizer.step()
@@ -117,9 +125,9 @@ def generator_feedback(
 ) -> tuple[torch.Tensor, float]:
     """F_n = d J_gen(D_n(X)) / d X: what a worker tells the server about the samples it got."""
     samples = samples.detach().requires_grad_(True)
-    loss = generator_loss(discriminator(samples), kind, classes)
+    loss = generator_loss(forward(discriminator, samples), kind, classes)
     (feedback,) = torch.autograd.grad(loss, samples)
-    return feedback, loss.item()
+    return feedback.contiguous(), loss.item()  # float32 like the samples; contiguous, it is sent as is
 
 
 def aggregate_feedback(feedbacks: list[torch.Tensor], assignment: list[int], num_batches: int) -> torch.Tensor:
