@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from mdgan_dist.algorithms.acceleration import PLAIN, policy_of
+from mdgan_dist.algorithms.acceleration import PLAIN, forward, policy_of
 from mdgan_dist.algorithms.components import make_discriminator, make_generator
 from mdgan_dist.algorithms.steps import adam, discriminator_step, generate, generator_feedback, sample_latent
 from mdgan_dist.config import Config, trajectory_digest
@@ -81,6 +81,19 @@ def test_channels_last_applies_to_convolutions_and_changes_nothing() -> None:
     assert got["disc"].state_dict().keys() == want["disc"].state_dict().keys()
     for name, value in want["disc"].state_dict().items():
         torch.testing.assert_close(got["disc"].state_dict()[name], value, rtol=0, atol=4e-4)
+
+
+@pytest.mark.parametrize("train", [{}, {"precision": "bf16", "channels_last": True}], ids=["plain", "bf16-cl"])
+def test_a_parameter_snapshot_runs_like_the_model(train: dict) -> None:
+    """forward(G, x, snapshot): G's forward with other parameters (MD-GAN's mdgan.overlap)."""
+    gen = make_generator(config("mnist_cnn", **train), SHAPE, CLASSES)
+    noise = torch.randn(4, 100)  # model.z_dim, unconditional
+    snapshot = {name: param.detach().clone().requires_grad_(True) for name, param in gen.named_parameters()}
+    got = forward(gen, noise, snapshot)
+    torch.testing.assert_close(got, forward(gen, noise), rtol=0, atol=0)
+    got.sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in snapshot.values())
+    assert all(p.grad is None for p in gen.parameters())
 
 
 def test_channels_last_leaves_mlps_alone() -> None:

@@ -68,12 +68,17 @@ def in_memory_format(policy: Policy, images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def forward(module: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+def forward(module: nn.Module, inputs: torch.Tensor, parameters: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """module(inputs) as the module's policy says; the output always float32 and contiguous (it is
-    sent as a message or fed to a loss). A plain model: exactly module(inputs)."""
+    sent as a message or fed to a loss). A plain model: exactly module(inputs). parameters: run
+    the module with these in place of its own (torch.func.functional_call), e.g. a snapshot."""
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        return module(x) if parameters is None else torch.func.functional_call(module, parameters, (x,))
+
     policy = policy_of(module)
     if policy == PLAIN:
-        return module(inputs)
+        return call(inputs)
     with autocast(policy, inputs.device.type):
-        output = module(in_memory_format(policy, inputs))
+        output = call(in_memory_format(policy, inputs))
     return output.float().contiguous()
