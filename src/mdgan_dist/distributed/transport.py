@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Sequence
 
@@ -15,6 +16,40 @@ from mdgan_dist.errors import PeerError
 
 Transfer = tuple[int, torch.Tensor]  # (peer rank, tensor to send or to receive into)
 UNLIMITED = timedelta(days=365)
+
+
+@dataclass
+class PeerTransfers:
+    """One peer's share of a posted step: its works, the staged receives to copy back, its bytes."""
+
+    works: list[dist.Work] = field(default_factory=list)
+    copies: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (destination, wire copy)
+    bytes_sent: int = 0
+    bytes_recv: int = 0
+    messages_sent: int = 0
+    messages_recv: int = 0
+
+
+class Posted:
+    """The transfers of one protocol step, posted and not yet all waited for."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.transfers: dict[int, PeerTransfers] = {}
+        self.open: list[int] = []  # peers not yet waited for, in rank order
+        # wait_any: one thread per watched peer waits for its works and reports here.
+        self.arrival = threading.Condition()
+        self.watched: set[int] = set()
+        self.finished: dict[int, RuntimeError | None] = {}
+
+    def of(self, peer: int) -> PeerTransfers:
+        if peer not in self.transfers:
+            self.transfers[peer] = PeerTransfers()
+            self.open = sorted([*self.open, peer])
+        return self.transfers[peer]
+
+    def close(self, peer: int) -> None:
+        self.open.remove(peer)
 
 
 class Limit:
@@ -56,8 +91,8 @@ class Transport:
         self.timeout_s = timeout_s
         self.device = device
         self.wire = wire or device
-        self.bytes_sent = 0
-        self.bytes_recv = 0
+        self.bytes_sent = self.bytes_recv = 0
+        self.messages_sent = self.messages_recv = 0
 
     def exchange(
         self,
@@ -72,25 +107,114 @@ class Transport:
         Raises the first peer's failure; with tolerate, waits for every transfer and returns the
         failures by peer instead, so the caller can go on with the peers that answered.
         """
+        return self.wait(self.post(stage, sends, recvs), tolerate=tolerate, patience=patience)
+
+    def post(self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = ()) -> Posted:
+        """Starts the transfers of one protocol step and returns at once; wait() completes them."""
         # Tensors not on the wire device travel through a staging copy (GPU compute over gloo).
         staged_recvs = [(peer, tensor, self._on_wire(tensor)) for peer, tensor in recvs]
         ops = [(peer, dist.isend, tensor.to(self.wire)) for peer, tensor in sends]
         ops += [(peer, dist.irecv, staged) for peer, _, staged in staged_recvs]
         ops.sort(key=lambda op: op[0])  # stable: per-peer order is kept
-        works = dist.batch_isend_irecv([dist.P2POp(fn, tensor, peer) for peer, fn, tensor in ops])
-        by_peer: dict[int, list[dist.Work]] = {}
+        works = dist.batch_isend_irecv([dist.P2POp(fn, tensor, peer) for peer, fn, tensor in ops]) if ops else []
+        posted = Posted(stage)
         for (peer, _, _), work in zip(ops, works):
-            by_peer.setdefault(peer, []).append(work)
-        limit = Limit(self.timeout_s, patience)
-        failures = (self._wait_apart if self.isolate_peers or tolerate else self._wait_in_turn)(by_peer, stage, limit)
+            posted.of(peer).works.append(work)
+        for peer, tensor in sends:
+            transfers = posted.of(peer)
+            transfers.bytes_sent += _nbytes(tensor)
+            transfers.messages_sent += 1
         for peer, tensor, staged in staged_recvs:
-            if staged is not tensor and peer not in failures:
-                tensor.copy_(staged)
-        self.bytes_sent += sum(_nbytes(tensor) for peer, tensor in sends if peer not in failures)
-        self.bytes_recv += sum(_nbytes(tensor) for peer, tensor in recvs if peer not in failures)
+            transfers = posted.of(peer)
+            transfers.bytes_recv += _nbytes(tensor)
+            transfers.messages_recv += 1
+            if staged is not tensor:
+                transfers.copies.append((tensor, staged))
+        return posted
+
+    def wait(
+        self, posted: Posted, tolerate: bool = False, patience: int = 1, peers: Sequence[int] | None = None
+    ) -> dict[int, PeerError]:
+        """Waits for the posted transfers of `peers` (default: all still open), as exchange() does."""
+        open_peers = list(posted.open if peers is None else peers)
+        by_peer = {peer: posted.transfers[peer].works for peer in open_peers}
+        limit = Limit(self.timeout_s, patience)
+        failures = (self._wait_apart if self.isolate_peers or tolerate else self._wait_in_turn)(
+            by_peer, posted.stage, limit
+        )
+        for peer in open_peers:
+            posted.close(peer)
+            if peer not in failures:
+                self._complete(posted.transfers[peer])
         if failures and not tolerate:
             raise failures[min(failures)]
         return failures
+
+    def wait_any(self, posted: Posted, count: int, patience: int = 1, peers: Sequence[int] | None = None) -> list[int]:
+        """Waits until `count` of `peers` (default: all still open) have completed their transfers,
+        and returns those that have.
+
+        The others stay open, each watched by a thread of its own: ready() collects them later,
+        or wait_any() again. gloo offers no reliable completion test for point-to-point works.
+        """
+        candidates = list(posted.open if peers is None else peers)
+        for peer in candidates:
+            self._watch(posted, peer)
+        limit = Limit(self.timeout_s, patience)
+
+        def arrived() -> list[int]:
+            return [peer for peer in candidates if peer in posted.finished]
+
+        with posted.arrival:
+            posted.arrival.wait_for(lambda: len(arrived()) >= count, timeout=max(limit.remaining(), 0.0))
+        done = arrived()
+        if len(done) < count:
+            silent = [peer for peer in candidates if peer not in done]
+            raise PeerError(self.rank, silent[0], posted.stage, limit.silence())
+        self._collect(posted, done)
+        return done
+
+    def ready(self, posted: Posted) -> list[int]:
+        """Collects, without blocking, the watched peers whose transfers have completed."""
+        with posted.arrival:
+            done = [peer for peer in posted.open if peer in posted.finished]
+        self._collect(posted, done)
+        return done
+
+    def _watch(self, posted: Posted, peer: int) -> None:
+        if peer in posted.watched:
+            return
+        posted.watched.add(peer)
+
+        def wait_for_peer() -> None:
+            error = None
+            try:
+                for work in posted.transfers[peer].works:
+                    work.wait(timeout=UNLIMITED)  # the deadline is the caller's: see _wait_apart
+            except RuntimeError as failure:
+                error = failure
+            with posted.arrival:
+                posted.finished[peer] = error
+                posted.arrival.notify_all()
+
+        threading.Thread(target=wait_for_peer, daemon=True).start()
+
+    def _collect(self, posted: Posted, peers: list[int]) -> None:
+        limit = Limit(self.timeout_s, 1)
+        for peer in peers:
+            posted.close(peer)
+            error = posted.finished[peer]
+            if error is not None:
+                raise self._failure(peer, posted.stage, error, limit)
+            self._complete(posted.transfers[peer])
+
+    def _complete(self, transfers: PeerTransfers) -> None:
+        for tensor, staged in transfers.copies:
+            tensor.copy_(staged)
+        self.bytes_sent += transfers.bytes_sent
+        self.bytes_recv += transfers.bytes_recv
+        self.messages_sent += transfers.messages_sent
+        self.messages_recv += transfers.messages_recv
 
     def _wait_in_turn(self, by_peer: dict[int, list[dist.Work]], stage: str, limit: Limit) -> dict[int, PeerError]:
         for peer, works in by_peer.items():
