@@ -49,14 +49,17 @@ class RunLogger:
         )
         yield from self.bar
 
-    def scalars(self, iteration: int, d_loss_per_worker: list[float], **values: float) -> None:
-        """Training scalars; elapsed_seconds (since training started) is added to the record."""
+    def scalars(
+        self, iteration: int, d_loss_per_worker: list[float], lists: dict[str, list[int]] | None = None, **values: float
+    ) -> None:
+        """Training scalars; elapsed_seconds (since training started) is added to the record.
+        lists: go to metrics.jsonl only."""
         values["elapsed_seconds"] = time.perf_counter() - self.started
         for name, value in values.items():
             self.writer.add_scalar(name, value, iteration)
         for worker, value in enumerate(d_loss_per_worker):
             self.writer.add_scalar(f"d_loss_worker/{worker}", value, iteration)
-        self._record({"iteration": iteration, **values, "d_loss_per_worker": d_loss_per_worker})
+        self._record({"iteration": iteration, **values, "d_loss_per_worker": d_loss_per_worker, **(lists or {})})
         if self.bar is not None:
             self.bar.set_postfix(g_loss=f"{values['g_loss']:.3f}", d_loss=f"{values['d_loss']:.3f}", refresh=False)
 

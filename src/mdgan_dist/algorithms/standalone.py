@@ -13,6 +13,7 @@ from mdgan_dist.algorithms.scoring import Scoring
 from mdgan_dist.config import Config
 from mdgan_dist.data import load_shard
 from mdgan_dist.job import DataPlan
+from mdgan_dist.resources import write_stats
 from mdgan_dist.run_logging import RunLogger
 from mdgan_dist.seeding import generator
 
@@ -47,5 +48,6 @@ def run_standalone(cfg: Config, plan: DataPlan, device: torch.device, run_dir: P
                     iteration_seconds=time.perf_counter() - started,
                 )  # fmt: skip
             scoring.after(done, last, gan.generator, logger)
+    write_stats(run_dir, 0, "standalone", device)
     torch.save({"generator": gan.generator.state_dict(), "iteration": iterations}, run_dir / "generator.pt")
     torch.save({"discriminator": gan.discriminator.state_dict()}, run_dir / "discriminator.pt")

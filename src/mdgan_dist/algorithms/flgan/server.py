@@ -24,6 +24,7 @@ from mdgan_dist.algorithms.scoring import Scoring
 from mdgan_dist.config import Config, digest
 from mdgan_dist.distributed.protocol import Header, Kind
 from mdgan_dist.distributed.transport import Transport
+from mdgan_dist.resources import write_stats
 from mdgan_dist.run_logging import RunLogger
 
 log = logging.getLogger("mdgan_dist")
@@ -53,6 +54,7 @@ class FLGANServer:
         size = sum(tensor.numel() for tensor in self.tensors)
         self.models = {rank: torch.empty(size, device=device) for rank in self.workers}
         self.replies = {rank: transport.empty_header() for rank in self.workers}
+        self.sync_bytes_sent = self.sync_bytes_recv = 0
 
     def run(self) -> None:
         cfg = self.cfg
@@ -84,6 +86,17 @@ class FLGANServer:
                 scoring.after(done, last, self.generator, logger)
         stop = self.transport.header(Header(Kind.STOP, iterations))
         self.transport.exchange("stop", sends=[(rank, stop) for rank in self.workers])
+        write_stats(
+            self.run_dir,
+            0,
+            "flgan server",
+            self.transport.device,
+            bytes_sent=self.transport.bytes_sent,
+            bytes_recv=self.transport.bytes_recv,
+            syncs=syncs,
+            sync_bytes_sent=self.sync_bytes_sent,
+            sync_bytes_recv=self.sync_bytes_recv,
+        )
         torch.save({"generator": self.generator.state_dict(), "iteration": iterations}, self.run_dir / "generator.pt")
         torch.save({"discriminator": self.discriminator.state_dict()}, self.run_dir / "discriminator.pt")
 
@@ -100,6 +113,7 @@ class FLGANServer:
     def synchronise(self, done: int, shard_sizes: list[int]) -> None:
         """Collects every worker's G and D, averages them by shard size, and sends the average back."""
         stage = f"model averaging after iteration {done}"
+        sent, received = self.transport.bytes_sent, self.transport.bytes_recv
         order = self.transport.header(Header(Kind.SYNC, done))
         recvs = [
             transfer for rank in self.workers for transfer in ((rank, self.replies[rank]), (rank, self.models[rank]))
@@ -116,3 +130,5 @@ class FLGANServer:
         reply = self.transport.header(Header(Kind.SYNC, done, numel=average.numel()))
         sends = [transfer for rank in self.workers for transfer in ((rank, reply), (rank, average))]
         self.transport.exchange(stage, sends=sends)
+        self.sync_bytes_sent += self.transport.bytes_sent - sent
+        self.sync_bytes_recv += self.transport.bytes_recv - received

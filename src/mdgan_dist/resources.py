@@ -1,0 +1,23 @@
+"""What a process used, written once at the end of a run: bytes moved and peak memory."""
+
+from __future__ import annotations
+
+import json
+import resource
+from pathlib import Path
+
+import torch
+
+
+def peak_memory(device: torch.device) -> dict[str, int | None]:
+    """Peak resident memory of this process and, on a GPU, the peak memory torch allocated there."""
+    # ru_maxrss is in kilobytes on Linux.
+    stats: dict[str, int | None] = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    stats["cuda_peak_bytes"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return stats
+
+
+def write_stats(run_dir: Path, rank: int, role: str, device: torch.device, **counters: float | int | None) -> None:
+    """run_dir/stats_rank{rank}.json: the role, the given counters, and peak memory."""
+    stats = {"rank": rank, "role": role, **counters, **peak_memory(device)}
+    (run_dir / f"stats_rank{rank}.json").write_text(json.dumps(stats, indent=2))
