@@ -41,6 +41,18 @@ CASES = {
         2,
         ["model=mnist_cnn", "model.conditional=true", "mdgan.k=1", "data.split=classes", "data.classes_per_worker=5"],
     ),
+    # mdgan.overlap: iterations 1, 3 and 5 are sent ahead, by G before the previous step; swaps
+    # after 2, 4 and 6 stop it from sending ahead across them.
+    "N3-k2-overlap-swaps": (3, ["mdgan.overlap=true", "mdgan.k=2", "mdgan.swap_every_epochs=0.02"]),
+    # Reduced precision on the wire: batches, labels and feedback rounded to bfloat16 / float16.
+    "N2-k2-bfloat16-acgan-swaps": (
+        2,
+        ["comm.dtype=bfloat16", "model.conditional=true", "mdgan.k=2", "mdgan.swap_every_epochs=0.015"],
+    ),
+    "N2-k1-float16-overlap": (
+        2,
+        ["comm.dtype=float16", "mdgan.overlap=true", "mdgan.k=1", "mdgan.swap_every_epochs=0"],
+    ),
 }
 
 

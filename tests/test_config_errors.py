@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from mdgan_dist.config import CommConfig, Config, ModelConfig, validate_wire_labels
+from mdgan_dist.errors import ConfigError
 from multiproc import TINY, train_job
 
 # (launcher environment, overrides, exit code, text the message must contain)
@@ -37,6 +39,22 @@ CASES = {
     "cuda without gpus": ({"WORLD_SIZE": "3"}, ["train.device=cuda"], 2, "train.device=cuda but no GPU is visible"),
     "bad precision": ({"WORLD_SIZE": "3"}, ["train.precision=fp8"], 2, "train.precision='fp8' is not one of"),
     "zero threads": ({}, ["algorithm=standalone", "train.threads=0"], 2, "train.threads=0: must be >= 1"),
+    "bad wire dtype": ({"WORLD_SIZE": "3"}, ["comm.dtype=int8"], 2, "comm.dtype='int8' is not one of"),
+    "quorum above N": ({"WORLD_SIZE": "3"}, ["mdgan.quorum=3"], 2, "mdgan.quorum=3 is outside 1..N with N=2"),
+    "quorum with overlap": (
+        {"WORLD_SIZE": "4"},
+        ["mdgan.quorum=2", "mdgan.overlap=true"],
+        2,
+        "mdgan.quorum below N cannot be combined with mdgan.overlap",
+    ),
+    "overlap with lost workers": (
+        {"WORLD_SIZE": "3"},
+        ["mdgan.overlap=true", "fault.tolerate_worker_loss=true"],
+        2,
+        "mdgan.overlap cannot be combined with fault.tolerate_worker_loss",
+    ),
+    "overlap for flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "mdgan.overlap=true"], 2, "are MD-GAN's, not flgan"),
+    "bad slow point": ({"WORLD_SIZE": "3"}, ["fault.slow_worker=1@soon"], 2, "expected RANK@SECONDS"),
     "bad kill point": (
         {"WORLD_SIZE": "3"},
         ["fault.kill_worker=5@3"],
@@ -80,3 +98,16 @@ def test_console_script_is_the_same_entry_point(tmp_path: Path) -> None:
     result = subprocess.run([str(script), "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "name: mnist5k" in result.stdout and "disc_steps: 1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("dtype", "classes", "refused"),
+    [("bfloat16", 256, False), ("bfloat16", 257, True), ("float16", 2049, True), ("float32", 2049, False)],
+)
+def test_acgan_labels_must_be_exact_on_the_wire(dtype: str, classes: int, refused: bool) -> None:
+    cfg = Config(model=ModelConfig(conditional=True), comm=CommConfig(dtype=dtype))
+    if refused:
+        with pytest.raises(ConfigError, match=f"comm.dtype={dtype} holds class labels exactly only up to"):
+            validate_wire_labels(cfg, classes)
+    else:
+        validate_wire_labels(cfg, classes)

@@ -7,12 +7,16 @@ import torch
 
 from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, swap_period, training_batch
 from mdgan_dist.algorithms.steps import (
+    adam,
     aggregate_feedback,
     discriminator_loss,
+    generate,
     generator_feedback,
     generator_input,
     generator_loss,
+    generator_step,
     sample_latent,
+    snapshot_parameters,
 )
 from mdgan_dist.config import MDGANConfig, ModelConfig, resolved_k
 from mdgan_dist.models import build_discriminator, build_generator
@@ -129,3 +133,31 @@ def test_swap_period_is_e_local_epochs() -> None:
     assert swap_period([1000, 1001], 10, 2.0) == 201  # ceil(1000.5 * 2 / 10)
     assert swap_period([1125] * 4, 64, 0) is None
     assert swap_period([4500], 64, 1.0) is None  # one worker: nothing to swap with
+
+
+def test_a_stale_step_applies_the_gradient_of_the_parameters_that_generated_the_batch() -> None:
+    """mdgan.overlap: batches made by G_t through a snapshot, G stepped to G_t+1 meanwhile; the
+    next step must use the gradient at G_t and apply it to G_t+1."""
+    torch.manual_seed(0)
+    model = ModelConfig(width=0.125)
+    gen = build_generator(model, SHAPE, CLASSES)
+    optimizer = adam(gen, 2e-4, 0.5, 0.999)
+    noise, upstream = torch.randn(8, model.z_dim), torch.randn(1, 8, *SHAPE)
+    snapshot = snapshot_parameters(gen)
+    stale = generate(gen, noise, None, CLASSES, snapshot).unsqueeze(0)
+    # The reference gradient at G_t, on a copy.
+    reference = build_generator(model, SHAPE, CLASSES)
+    reference.load_state_dict(gen.state_dict())
+    reference(noise).unsqueeze(0).backward(upstream)
+    expected = [param.grad.clone() for param in reference.parameters()]
+    # G moves on (the step of the iteration in flight) ...
+    generator_step(optimizer, generate(gen, torch.randn(8, model.z_dim), None, CLASSES).unsqueeze(0), upstream)
+    newer = [param.detach().clone() for param in gen.parameters()]
+    # ... and the stale batch's step uses G_t's gradient on G_t+1's parameters.
+    generator_step(optimizer, stale, upstream, snapshot)
+    for param, grad, before in zip(gen.parameters(), expected, newer):
+        torch.testing.assert_close(param.grad, grad)
+        assert not torch.equal(param.detach(), before)
+    # The snapshot itself was never updated.
+    for (name, copy), original in zip(snapshot.items(), reference.parameters()):
+        torch.testing.assert_close(copy.detach(), original.detach(), msg=name)

@@ -52,6 +52,10 @@ class MDGANConfig:
     k: int | None = None  # generated batches per iteration; None means ceil(log2 N), at least 1
     swap_every_epochs: float = 1.0  # E: local epochs between discriminator swaps; 0 disables
     swap_optimizer_state: bool = True  # the Adam state travels with the discriminator
+    # Send iteration t+1's batches while the workers compute on t: G then lags one step behind
+    # the batches it is updated from (a one-step staleness); false is the paper's exact algorithm.
+    overlap: bool = False
+    quorum: int | None = None  # step G once this many feedbacks arrived, discard later ones; None: all N
 
 
 @dataclass
@@ -83,6 +87,7 @@ class TrainConfig:
 class CommConfig:
     backend: str = "auto"  # auto | gloo | nccl; auto picks nccl only with one GPU per local rank
     timeout_s: float = 120.0  # every wait on a peer ends after this many seconds
+    dtype: str = "float32"  # float32 | bfloat16 | float16: generated batches and feedback on the wire
 
 
 @dataclass
@@ -103,6 +108,7 @@ class CheckpointConfig:
 class FaultConfig:
     tolerate_worker_loss: bool = False  # drop a dead or silent worker and go on with the others
     kill_worker: str | None = None  # "RANK@ITERATION": that worker kills itself (SIGKILL) there, for tests and demos
+    slow_worker: str | None = None  # "RANK@SECONDS": that worker sleeps this long before each feedback (a straggler)
 
 
 @dataclass
@@ -141,6 +147,9 @@ LOSSES = ("non_saturating", "saturating")
 ALGORITHMS = ("mdgan", "flgan", "standalone")
 SPLITS = ("iid", "dirichlet", "classes")
 BACKENDS = ("auto", "gloo", "nccl")
+# The wire dtypes, each with the largest integer it holds exactly (2^(mantissa bits + 1)):
+# ACGAN's class labels travel with the batches as floats.
+WIRE_DTYPES = {"float32": 2**24, "bfloat16": 2**8, "float16": 2**11}
 DEVICES = ("auto", "cuda", "cpu")
 PRECISIONS = ("float32", "bf16")
 
@@ -175,6 +184,7 @@ def validate(cfg: Config, world_size: int) -> None:
                 f"mdgan.k={k} is outside 1..N with N={num_workers} workers: "
                 f"set mdgan.k between 1 and {num_workers}, or leave it unset for ceil(log2 N)"
             )
+        validate_speed_options(cfg, num_workers)
     _require(
         cfg.flgan.sync_every_epochs > 0,
         f"flgan.sync_every_epochs={cfg.flgan.sync_every_epochs}: must be > 0 (FL-GAN averages G and D every E epochs)",
@@ -194,6 +204,9 @@ def validate(cfg: Config, world_size: int) -> None:
     _require(0 < cfg.gan.real_label <= 1, f"gan.real_label={cfg.gan.real_label}: must be in (0, 1]")
     _require_choice("data.split", cfg.data.split, SPLITS)
     _require_choice("comm.backend", cfg.comm.backend, BACKENDS)
+    _require_choice("comm.dtype", cfg.comm.dtype, tuple(WIRE_DTYPES))
+    if cfg.algorithm != "mdgan" and (cfg.mdgan.overlap or cfg.mdgan.quorum is not None):
+        raise ConfigError(f"mdgan.overlap and mdgan.quorum are MD-GAN's, not {cfg.algorithm}'s: remove them")
     _require_choice("train.device", cfg.train.device, DEVICES)
     _require_choice("train.precision", cfg.train.precision, PRECISIONS)
     _require(
@@ -213,13 +226,14 @@ def validate(cfg: Config, world_size: int) -> None:
         cfg.checkpoint.keep >= 2,
         f"checkpoint.keep={cfg.checkpoint.keep}: keep at least 2, so a torn newest one has a fallback",
     )
-    if cfg.algorithm != "mdgan" and (cfg.fault.tolerate_worker_loss or cfg.fault.kill_worker is not None):
+    fault = cfg.fault
+    if cfg.algorithm != "mdgan" and (fault.tolerate_worker_loss or fault.kill_worker or fault.slow_worker):
         raise ConfigError(
-            f"fault.tolerate_worker_loss and fault.kill_worker are MD-GAN's (algorithm=mdgan), not {cfg.algorithm}'s: "
-            "remove them from the command line"
+            "fault.tolerate_worker_loss, fault.kill_worker and fault.slow_worker are MD-GAN's (algorithm=mdgan), "
+            f"not {cfg.algorithm}'s: remove them from the command line"
         )
-    if cfg.fault.kill_worker is not None:
-        kill_point(cfg.fault, world_size - 1)
+    kill_point(fault, world_size - 1)
+    slow_point(fault, world_size - 1)
     for name in ("g_lr", "d_lr"):
         value = getattr(cfg.optim, name)
         _require(value > 0, f"optim.{name}={value}: must be > 0")
@@ -228,17 +242,49 @@ def validate(cfg: Config, world_size: int) -> None:
         _require(0 <= value < 1, f"optim.{name}={value}: must be in [0, 1)")
 
 
+def validate_speed_options(cfg: Config, num_workers: int) -> None:
+    """mdgan.overlap and mdgan.quorum, and the combinations not supported."""
+    quorum, tolerant = cfg.mdgan.quorum, cfg.fault.tolerate_worker_loss
+    if quorum is not None:
+        _require(
+            1 <= quorum <= num_workers,
+            f"mdgan.quorum={quorum} is outside 1..N with N={num_workers} workers: "
+            "set it between 1 and N, or leave it unset to wait for every worker",
+        )
+    partial = quorum is not None and quorum < num_workers
+    _require(
+        not (partial and (cfg.mdgan.overlap or tolerant)),
+        "mdgan.quorum below N cannot be combined with mdgan.overlap or fault.tolerate_worker_loss: choose one",
+    )
+    _require(
+        not (cfg.mdgan.overlap and tolerant),
+        "mdgan.overlap cannot be combined with fault.tolerate_worker_loss: choose one",
+    )
+
+
 def kill_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:
     """fault.kill_worker as (rank, iteration), checked against the number of workers."""
-    if cfg.kill_worker is None:
-        return None
-    rank, _, iteration = cfg.kill_worker.partition("@")
-    if not (rank.isdigit() and iteration.isdigit() and 1 <= int(rank) <= num_workers):
+    rank, value = _worker_at(cfg.kill_worker, "fault.kill_worker", "ITERATION", "2@100", num_workers)
+    return None if rank is None else (rank, int(value))
+
+
+def slow_point(cfg: FaultConfig, num_workers: int) -> tuple[int, float] | None:
+    """fault.slow_worker as (rank, seconds of sleep before each feedback)."""
+    rank, value = _worker_at(cfg.slow_worker, "fault.slow_worker", "SECONDS", "2@0.5", num_workers)
+    return None if rank is None else (rank, float(value))
+
+
+def _worker_at(text: str | None, name: str, what: str, example: str, num_workers: int) -> tuple[int | None, str]:
+    """Parses RANK@VALUE with a worker rank in 1..N and a non-negative number."""
+    if text is None:
+        return None, ""
+    rank, _, value = str(text).partition("@")
+    number = value.isdigit() or (what == "SECONDS" and value.replace(".", "", 1).isdigit())
+    if not (rank.isdigit() and number and 1 <= int(rank) <= num_workers):
         raise ConfigError(
-            f"fault.kill_worker={cfg.kill_worker!r}: expected RANK@ITERATION with a worker rank in 1..{num_workers}, "
-            "e.g. fault.kill_worker=2@100"
+            f"{name}={text!r}: expected RANK@{what} with a worker rank in 1..{num_workers}, e.g. {name}={example}"
         )
-    return int(rank), int(iteration)
+    return int(rank), value
 
 
 def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
@@ -251,6 +297,16 @@ def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
             f"({smallest} samples; shard sizes {shard_sizes}): lower train.batch_size, use fewer "
             "workers, or a larger alpha with data.split=dirichlet"
         )
+
+
+def validate_wire_labels(cfg: Config, num_classes: int) -> None:
+    """ACGAN's labels must be exact in comm.dtype."""
+    exact = WIRE_DTYPES[cfg.comm.dtype]
+    _require(
+        not (cfg.algorithm == "mdgan" and cfg.model.conditional and num_classes > exact),
+        f"comm.dtype={cfg.comm.dtype} holds class labels exactly only up to {exact}, the dataset has "
+        f"{num_classes} classes: use comm.dtype=float32 with model.conditional=true",
+    )
 
 
 def digest(cfg: Config) -> int:

@@ -24,9 +24,16 @@ def generator_input(noise: torch.Tensor, labels: torch.Tensor | None, num_classe
     return torch.cat([noise, F.one_hot(labels, num_classes).to(noise.dtype)], dim=1)
 
 
-def generate(generator: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
-    """G's samples for training, float32 whatever precision G runs in."""
-    return forward(generator, generator_input(noise, labels, num_classes))
+def generate(
+    generator: nn.Module,
+    noise: torch.Tensor,
+    labels: torch.Tensor | None,
+    num_classes: int,
+    parameters: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """G's samples for training, float32 whatever precision G runs in; with `parameters` (a
+    snapshot_parameters copy) in place of G's own."""
+    return forward(generator, generator_input(noise, labels, num_classes), parameters)
 
 
 def sample_latent(
@@ -142,11 +149,28 @@ def aggregate_feedback(feedbacks: list[torch.Tensor], assignment: list[int], num
     return upstream / len(feedbacks)
 
 
-def generator_step(optimizer: torch.optim.Optimizer, generated: torch.Tensor, upstream: torch.Tensor) -> None:
-    """One backward pass through G from the generated batches (k x b x C x H x W), then Adam."""
+def generator_step(
+    optimizer: torch.optim.Optimizer,
+    generated: torch.Tensor,
+    upstream: torch.Tensor,
+    snapshot: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """One backward pass through G from the generated batches (k x b x C x H x W), then Adam.
+
+    snapshot: the copy of G's parameters that generated the batches (mdgan.overlap); their
+    gradient is applied to G's current parameters, one step newer.
+    """
     optimizer.zero_grad(set_to_none=True)
     generated.backward(upstream)
+    if snapshot is not None:
+        for param, stale in zip(optimizer.param_groups[0]["params"], snapshot.values(), strict=True):
+            param.grad = stale.grad
     optimizer.step()
+
+
+def snapshot_parameters(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the module's parameters, in parameters() order, that autograd can differentiate."""
+    return {name: param.detach().clone().requires_grad_(True) for name, param in module.named_parameters()}
 
 
 def adam(module: nn.Module, lr: float, beta1: float, beta2: float) -> torch.optim.Adam:

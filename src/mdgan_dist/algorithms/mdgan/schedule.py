@@ -45,3 +45,14 @@ def derangement(num_workers: int, seed: int, swap_index: int) -> list[int]:
         targets = torch.randperm(num_workers, generator=rng).tolist()
         if all(target != worker for worker, target in enumerate(targets)):
             return targets
+
+
+def control_follows(done: int, iterations: int, period: int | None, checkpoint_every: int) -> bool:
+    """Whether the server sends a control message (swap or checkpoint order, or the stop) after
+    `done` iterations. The next iteration is then not sent ahead (mdgan.overlap), and the workers
+    are told to expect a bare header next."""
+    return (
+        done == iterations
+        or bool(period and done % period == 0)
+        or bool(checkpoint_every and done % checkpoint_every == 0)
+    )

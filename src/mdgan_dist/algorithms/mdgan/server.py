@@ -5,17 +5,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from mdgan_dist.algorithms.components import label_classes, make_generator
 from mdgan_dist.algorithms.mdgan.handshake import greet_workers, refuse_workers
-from mdgan_dist.algorithms.mdgan.message import BatchMessage
+from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, wire_dtype
 from mdgan_dist.algorithms.mdgan.roster import Roster
-from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, swap_period, training_batch
+from mdgan_dist.algorithms.mdgan.schedule import (
+    control_follows,
+    derangement,
+    feedback_batch,
+    swap_period,
+    training_batch,
+)
 from mdgan_dist.algorithms.scoring import Scoring
-from mdgan_dist.algorithms.steps import adam, aggregate_feedback, generator_input, generator_step, sample_latent
+from mdgan_dist.algorithms.steps import (
+    adam,
+    aggregate_feedback,
+    generate,
+    generator_step,
+    sample_latent,
+    snapshot_parameters,
+)
 from mdgan_dist.checkpoint import (
     SERVER_FILE,
     atomic_save,
@@ -28,8 +42,9 @@ from mdgan_dist.checkpoint import (
 from mdgan_dist.checkpoint import load as load_checkpoint
 from mdgan_dist.config import Config, digest, resolved_k, to_dict, trajectory_digest
 from mdgan_dist.distributed.protocol import Header, Kind
-from mdgan_dist.distributed.transport import Transfer, Transport
+from mdgan_dist.distributed.transport import Posted, Transfer, Transport
 from mdgan_dist.errors import ConfigError
+from mdgan_dist.resources import write_stats
 from mdgan_dist.run_logging import RunLogger
 from mdgan_dist.seeding import generator
 
@@ -39,6 +54,21 @@ log = logging.getLogger("mdgan_dist")
 def message_shapes(cfg: Config, image_shape: tuple[int, int, int]) -> torch.Tensor:
     """What the handshake agrees on: batch size and sample shape of every training message."""
     return torch.tensor([cfg.train.batch_size, *image_shape], dtype=torch.int64)
+
+
+@dataclass
+class Round:
+    """One iteration's generated batches, from generation to the G step."""
+
+    iteration: int
+    generated: torch.Tensor  # k x b x C x H x W, with G's graph
+    snapshot: dict[str, torch.Tensor] | None  # mdgan.overlap: the parameters that generated them
+    control: bool  # a control message follows this iteration
+    stop: bool  # a stop was requested before this iteration was sent
+    generate_seconds: float
+    assignment: dict[int, int] = field(default_factory=dict)  # rank -> the batch it gives feedback on
+    posted: Posted | None = None
+    answered: list[int] = field(default_factory=list)  # the ranks whose feedback G's step used
 
 
 class Server:
@@ -62,12 +92,22 @@ class Server:
         self.generator = make_generator(cfg, image_shape, num_classes).to(device)
         self.optimizer = adam(self.generator, cfg.optim.g_lr, cfg.optim.beta1, cfg.optim.beta2)
         self.noise = generator(cfg.train.seed, "noise")
-        batch = cfg.train.batch_size
-        # Preallocated once: receive buffers keep their shape for the whole run.
-        conditional = cfg.model.conditional
-        self.outgoing = {rank: BatchMessage(batch, image_shape, conditional, device) for rank in workers}
-        self.feedback = {rank: torch.empty((batch, *image_shape), device=device) for rank in workers}
+        batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
+        classes = label_classes(cfg, num_classes)
+        # Packets are allocated once and reused; two per worker and direction, because with
+        # mdgan.overlap the next iteration's are filled while this one's are on the wire.
+        self.outgoing = {
+            rank: [BatchMessage(batch, image_shape, classes, dtype, wire) for _ in range(2)] for rank in workers
+        }
+        self.incoming = {rank: [FeedbackMessage(batch, image_shape, dtype, wire) for _ in range(2)] for rank in workers}
+        self.batch_numel = self.outgoing[workers[0]][0].payload.numel()
         self.replies = {rank: transport.empty_header() for rank in workers}
+        # Whether a worker expects its next TRAIN as one packet (True) or as a bare header and then
+        # the packet (False: after the handshake and after every control message).
+        self.expects_packet = dict.fromkeys(workers, False)
+        self.quorum = cfg.mdgan.quorum or len(workers)
+        self.late: dict[int, Posted] = {}  # mdgan.quorum: ranks whose feedback has not arrived yet
+        self.late_discarded = 0
         self.swaps = 0
         self.trajectory = trajectory_digest(cfg, num_workers)
         # `touch <run_dir>/STOP`: checkpoint at the next iteration and end cleanly (SLURM's
@@ -80,9 +120,19 @@ class Server:
         finished = True
         scoring = Scoring(cfg, self.num_classes, self.transport.device)
         with RunLogger(self.run_dir, cfg.log.progress, start, "MD-GAN") as logger:
+            ahead: Round | None = None
             for iteration in logger.progress(range(start, cfg.train.iterations), cfg.train.iterations):
-                started, sent, received = time.perf_counter(), self.transport.bytes_sent, self.transport.bytes_recv
-                d_losses, g_losses = self.train_iteration(iteration)
+                started, transport = time.perf_counter(), self.transport
+                sent, received = transport.bytes_sent, transport.bytes_recv
+                messages_sent, messages_received = transport.messages_sent, transport.messages_recv
+                late_before = self.late_discarded
+                current = ahead or self.send(self.generate(iteration, period))
+                ahead = None
+                if cfg.mdgan.overlap and not current.control:
+                    # Sent while the workers compute on this iteration: made by G before this
+                    # iteration's step, a one-step staleness.
+                    ahead = self.send(self.generate(iteration + 1, period, stale=True))
+                d_losses, g_losses, timings = self.finish(current)
                 done, last = iteration + 1, iteration + 1 == cfg.train.iterations
                 if period and done % period == 0:
                     self.order_swap(iteration)
@@ -92,16 +142,20 @@ class Server:
                         g_loss=sum(g_losses) / len(g_losses),
                         d_loss=sum(d_losses) / len(d_losses),
                         d_loss_per_worker=d_losses,
-                        server_bytes_sent=self.transport.bytes_sent - sent,
-                        server_bytes_recv=self.transport.bytes_recv - received,
+                        server_bytes_sent=transport.bytes_sent - sent,
+                        server_bytes_recv=transport.bytes_recv - received,
+                        server_messages_sent=transport.messages_sent - messages_sent,
+                        server_messages_recv=transport.messages_recv - messages_received,
                         iteration_seconds=time.perf_counter() - started,
                         swaps=self.swaps,
+                        feedbacks_late=self.late_discarded - late_before,
+                        lists=self.ranks_of(current),
+                        **timings,
                     )
                 scoring.after(done, last, self.generator, logger)
-                stop = self.stop_file.exists()
-                if stop or (cfg.checkpoint.every and (done % cfg.checkpoint.every == 0 or last)):
+                if current.stop or (cfg.checkpoint.every and (done % cfg.checkpoint.every == 0 or last)):
                     self.checkpoint(done)
-                if stop and not last:
+                if current.stop and not last:
                     self.stop_file.unlink(missing_ok=True)
                     log.info(f"stop requested: checkpoint of iteration {done} written, continue with resume=auto")
                     finished = False
@@ -111,6 +165,16 @@ class Server:
         stop_order = self.transport.header(Header(Kind.STOP, cfg.train.iterations, arg0=int(finished)))
         self.exchange("stop", sends=[(rank, stop_order) for rank in self.roster.live])
         self.roster.write_summary(self.run_dir / "workers.json")
+        write_stats(
+            self.run_dir,
+            0,
+            "mdgan server",
+            self.transport.device,
+            bytes_sent=self.transport.bytes_sent,
+            bytes_recv=self.transport.bytes_recv,
+            swaps=self.swaps,
+            feedbacks_late=self.late_discarded,
+        )
         if finished:
             final = {"generator": self.generator.state_dict(), "iteration": cfg.train.iterations}
             torch.save(final, self.run_dir / "generator.pt")
@@ -174,38 +238,119 @@ class Server:
         write_manifest(directory, done, self.trajectory)
         prune(self.run_dir, self.cfg.checkpoint.keep)
 
-    def train_iteration(self, iteration: int) -> tuple[list[float], list[float]]:
-        """Paper's Algorithm 1, server side: returns the workers' D losses and generator losses."""
-        batch, k, live = self.cfg.train.batch_size, self.roster.k, self.roster.live
-        device = self.transport.device
-        classes = label_classes(self.cfg, self.num_classes)
-        noise, labels = sample_latent(self.noise, k * batch, self.cfg.model.z_dim, classes)
+    def generate(self, iteration: int, period: int | None, stale: bool = False) -> Round:
+        """G's k batches of one iteration; stale: through a copy of G's parameters, which the
+        step of the iteration in flight leaves as they are (mdgan.overlap)."""
+        started = time.perf_counter()
+        cfg, device = self.cfg, self.transport.device
+        batch, k = cfg.train.batch_size, self.roster.k
+        classes = label_classes(cfg, self.num_classes)
+        noise, labels = sample_latent(self.noise, k * batch, cfg.model.z_dim, classes)
         labels = None if labels is None else labels.to(device)
-        generated = self.generator(generator_input(noise.to(device), labels, self.num_classes))
+        snapshot = snapshot_parameters(self.generator) if stale else None
+        generated = generate(self.generator, noise.to(device), labels, self.num_classes, snapshot)
         generated = generated.view(k, batch, *self.image_shape)
         samples = generated.detach()
         labels = None if labels is None else labels.view(k, batch)
-        train = self.transport.header(Header(Kind.TRAIN, iteration, numel=self.outgoing[live[0]].buffer.numel()))
-        sends, recvs = [], []
-        for worker, rank in enumerate(live):
-            message = self.outgoing[rank]
+        for worker, rank in enumerate(self.roster.live):
+            message = self.outgoing[rank][iteration % 2]
             for row, index in (
                 (message.TRAINING, training_batch(worker, k)),
                 (message.FEEDBACK, feedback_batch(worker, k)),
             ):
                 message.put(row, samples[index], None if labels is None else labels[index])
-            sends += [(rank, train), (rank, message.buffer)]
-            recvs += [(rank, self.replies[rank]), (rank, self.feedback[rank])]
-        assignment = {rank: feedback_batch(worker, k) for worker, rank in enumerate(live)}
-        # A worker may first spend timeout_s in a swap with a partner that went silent.
-        patience = 2 if self.roster.tolerant else 1
-        self.exchange(f"training iteration {iteration}", sends=sends, recvs=recvs, patience=patience)
-        stage = f"feedback of iteration {iteration}"
-        live = self.roster.live  # without the workers dropped just now
-        answers = [self.transport.expect(self.replies[rank], rank, stage, [Kind.FEEDBACK], iteration) for rank in live]
-        upstream = aggregate_feedback([self.feedback[rank] for rank in live], [assignment[rank] for rank in live], k)
-        generator_step(self.optimizer, generated, upstream)
-        return [answer.value0 for answer in answers], [answer.value1 for answer in answers]
+        done = iteration + 1
+        stop = self.stop_file.exists()
+        control = stop or control_follows(done, cfg.train.iterations, period, cfg.checkpoint.every)
+        return Round(iteration, generated, snapshot, control, stop, time.perf_counter() - started)
+
+    def send(self, batches: Round) -> Round:
+        """Posts the batches to every worker that is not late, and the receives of their feedback."""
+        self.take_late_feedback(everyone=batches.control)
+        k, parity = self.roster.k, batches.iteration % 2
+        train = Header(Kind.TRAIN, batches.iteration, arg0=int(batches.control), numel=self.batch_numel)
+        sends, recvs = [], []
+        for worker, rank in enumerate(self.roster.live):
+            if rank in self.late:
+                continue
+            message = self.outgoing[rank][parity]
+            train.encode(message.header)
+            if not self.expects_packet[rank]:
+                sends.append((rank, self.transport.header(train)))
+            sends.append((rank, message.buffer))
+            recvs.append((rank, self.incoming[rank][parity].buffer))
+            self.expects_packet[rank] = not batches.control
+            batches.assignment[rank] = feedback_batch(worker, k)
+        batches.posted = self.transport.post(f"training iteration {batches.iteration}", sends, recvs)
+        return batches
+
+    def finish(self, batches: Round) -> tuple[list[float], list[float], dict[str, float]]:
+        """Waits for the feedback (all of it, or mdgan.quorum answers), aggregates it, steps G.
+
+        Returns the answering workers' D and G losses, and where the iteration's time went."""
+        assert batches.posted is not None
+        started = time.perf_counter()
+        if self.quorum < len(batches.assignment):
+            answered = self.transport.wait_any(batches.posted, self.quorum)
+            for rank in batches.posted.open:
+                self.late[rank] = batches.posted
+        else:
+            # A worker may first spend timeout_s in a swap with a partner that went silent.
+            self.exchange_wait(batches.posted, patience=2 if self.roster.tolerant else 1)
+            answered = [rank for rank in self.roster.live if rank in batches.assignment]
+        waited = time.perf_counter() - started
+        stage, parity = f"feedback of iteration {batches.iteration}", batches.iteration % 2
+        answers = []
+        for rank in answered:
+            header = self.transport.expect(
+                self.incoming[rank][parity].header, rank, stage, [Kind.FEEDBACK], batches.iteration
+            )
+            answers.append(header)
+        started = time.perf_counter()
+        device = self.transport.device
+        feedbacks = [self.incoming[rank][parity].feedback.to(device, torch.float32) for rank in answered]
+        upstream = aggregate_feedback(feedbacks, [batches.assignment[rank] for rank in answered], self.roster.k)
+        generator_step(self.optimizer, batches.generated, upstream, batches.snapshot)
+        backward = time.perf_counter() - started
+        if batches.control:  # the late feedback is in before the control message goes out
+            self.take_late_feedback(everyone=True)
+        worker_d = [answer.arg0 / 1e6 for answer in answers]
+        worker_feedback = [answer.arg1 / 1e6 for answer in answers]
+        timings = {
+            "time_generate": batches.generate_seconds,
+            "time_wait": waited,
+            "time_backward": backward,
+            "time_worker_d": sum(worker_d) / len(answers),
+            "time_worker_feedback": sum(worker_feedback) / len(answers),
+            "time_worker_max": max(d + f for d, f in zip(worker_d, worker_feedback)),
+            "feedbacks_used": len(answers),
+        }
+        batches.answered = answered
+        return [answer.value0 for answer in answers], [answer.value1 for answer in answers], timings
+
+    def ranks_of(self, batches: Round) -> dict[str, list[int]] | None:
+        """mdgan.quorum below N: who got this iteration's batches, and whose feedback was used."""
+        if self.quorum == len(self.outgoing):
+            return None
+        return {"sent_ranks": sorted(batches.assignment), "feedback_ranks": sorted(batches.answered)}
+
+    def take_late_feedback(self, everyone: bool) -> None:
+        """mdgan.quorum: receives, and discards, the feedback that arrived after its iteration's
+        quorum; waits for it when fewer than a quorum of workers are free, or when everyone must be
+        (a control message follows)."""
+        for posted in {id(posted): posted for posted in self.late.values()}.values():
+            self.forget_late(self.transport.ready(posted))
+        free = len(self.roster.live) - len(self.late)
+        for rank, posted in list(self.late.items()):
+            if not everyone and free >= self.quorum:
+                break
+            self.forget_late(self.transport.wait_any(posted, 1, peers=[rank]))
+            free += 1
+
+    def forget_late(self, ranks: list[int]) -> None:
+        for rank in ranks:
+            del self.late[rank]
+            self.late_discarded += 1
 
     def order_swap(self, iteration: int) -> None:
         """Tells every live worker where to send its D and where the next one comes from."""
@@ -221,8 +366,9 @@ class Server:
         self.exchange(f"swap order after iteration {iteration}", sends=sends)
         self.swaps += 1
 
-    def exchange(
-        self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = (), patience: int = 1
-    ) -> None:
+    def exchange(self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = ()) -> None:
         """The transport's exchange; a worker that fails is dropped if fault.tolerate_worker_loss."""
-        self.roster.drop(self.transport.exchange(stage, sends, recvs, tolerate=self.roster.tolerant, patience=patience))
+        self.exchange_wait(self.transport.post(stage, sends, recvs))
+
+    def exchange_wait(self, posted: Posted, patience: int = 1) -> None:
+        self.roster.drop(self.transport.wait(posted, tolerate=self.roster.tolerant, patience=patience))
