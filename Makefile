@@ -24,8 +24,10 @@ train: install
 test: install
 	$(BIN)/python -m pytest
 
+# The speed suite: real jobs side by side, markdown tables on stdout (ARGS="--quick --json out.json",
+# "--device cuda", "-- model=mnist_cnn"; see bench/suite.py).
 bench: install
-	$(BIN)/python bench/throughput.py $(ARGS)
+	$(BIN)/python bench/suite.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
