@@ -128,7 +128,8 @@ class Result:
 
 
 def merge(*groups: Iterable[str]) -> list[str]:
-    """Hydra overrides, the later value of a key winning (Hydra refuses a key given twice)."""
+    """Hydra overrides with one value per key, the later winning (as Hydra would): short command
+    lines, and one cache key for one configuration however the sections spell it."""
     merged: dict[str, str] = {}
     for group in groups:
         for override in group:
