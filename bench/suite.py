@@ -87,6 +87,7 @@ class Spec:
     workers: int  # N; 0 for standalone
     overrides: tuple[str, ...] = ()
     threads: int | None = 1
+    source: Path | None = None  # another tree's src/ to run (--before), instead of this one's
 
 
 @dataclass
@@ -152,7 +153,7 @@ class Runner:
         self.extra = extra
         self.scratch = scratch
         self.timeout_s = timeout_s
-        self.results: dict[tuple[str, int, tuple[str, ...]], Result] = {}
+        self.results: dict[tuple[str, int, tuple[str, ...], Path | None], Result] = {}
 
     def overrides(self, spec: Spec) -> list[str]:
         common = [
@@ -172,7 +173,7 @@ class Runner:
 
     def __call__(self, spec: Spec) -> Result:
         overrides = self.overrides(spec)
-        key = (spec.algorithm, spec.workers, tuple(sorted(overrides)))
+        key = (spec.algorithm, spec.workers, tuple(sorted(overrides)), spec.source)
         if key not in self.results:
             self.results[key] = self.run(spec, overrides)
         return self.results[key]
@@ -193,10 +194,17 @@ class Runner:
         print(f"[bench] {spec.algorithm} N={spec.workers}: {' '.join(overrides)}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         log = run_dir / "job.log"
+        env = dict(os.environ, PYTHONPATH=str(spec.source)) if spec.source else None
         with log.open("w") as output:
             # cwd: Hydra writes nothing outside run.dir, but keep the repository clean regardless.
             done = subprocess.run(
-                command, cwd=run_dir, stdout=output, stderr=subprocess.STDOUT, timeout=self.timeout_s, check=False
+                command,
+                cwd=run_dir,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                timeout=self.timeout_s,
+                check=False,
             )
         seconds = time.perf_counter() - started
         if done.returncode != 0:
@@ -253,8 +261,8 @@ def ratio(value: float) -> str:
     return f"{value:.3f}"
 
 
-def integer(value: int) -> str:
-    return f"{value:,}"
+def integer(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
 
 
 def mib(value: int) -> str:
@@ -766,6 +774,17 @@ def section_optimisations(args: argparse.Namespace, runner: Runner) -> Table:
         )
     else:
         notes.append("Straggler rows need N >= 2 (pass --workers with a value from 2 to 4).")
+    if args.before_source:
+        # Both at the trainer's default threads: the code before has no train.threads.
+        groups.append(
+            (
+                "the protocol's code",
+                [
+                    (f"{args.before} (before)", Spec("mdgan", n, threads=None, source=args.before_source)),
+                    ("this tree", Spec("mdgan", n, threads=None)),
+                ],
+            )
+        )
     if args.device == "cuda":
         cnn = ("model=mnist_cnn",)
         groups.append(
@@ -794,8 +813,9 @@ def section_optimisations(args: argparse.Namespace, runner: Runner) -> Table:
                     "wall_seconds": run.wall,
                     "vs_before": run.wall / before.wall,
                     "bytes_per_iteration": run.steady_bytes(),
-                    "feedbacks_used": run.mean("feedbacks_used"),
-                    "feedbacks_late": run.stats[0].get("feedbacks_late"),
+                    # The code before (--before) logged neither.
+                    "feedbacks_used": run.mean("feedbacks_used") if "feedbacks_used" in run.records[0] else None,
+                    "feedbacks_late": run.stats.get(0, {}).get("feedbacks_late"),
                 }
             )
     return Table(
@@ -806,7 +826,7 @@ def section_optimisations(args: argparse.Namespace, runner: Runner) -> Table:
             Column("wall_seconds", "wall ms/iter", ms),
             Column("vs_before", "/ first row", ratio),
             Column("bytes_per_iteration", "server bytes/iter", integer),
-            Column("feedbacks_used", "feedbacks used (mean)", lambda v: f"{v:.2f}"),
+            Column("feedbacks_used", "feedbacks used (mean)", lambda v: "" if v is None else f"{v:.2f}"),
             Column("feedbacks_late", "late feedbacks (run)", integer),
         ],
         rows,
@@ -832,6 +852,17 @@ RUNNERS: dict[str, Callable[[argparse.Namespace, Runner], Table]] = {
     "memory": section_memory,
     "optimisations": section_optimisations,
 }
+
+
+def checkout(ref: str, scratch: Path) -> Path:
+    """The trainer as it was at a git ref (src/ and conf/, which it finds beside src/): returns
+    the src/ folder to put on PYTHONPATH."""
+    tree = scratch / "before"
+    tree.mkdir()
+    repository = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "archive", ref, "src", "conf"], cwd=repository, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree / "src"
 
 
 def cpu_model() -> str:
@@ -882,6 +913,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="write every table and job here")
     parser.add_argument("--scratch", type=Path, default=None, help="keep the run directories here")
     parser.add_argument("--job-timeout", type=float, default=1800.0, help="seconds before a job is killed")
+    parser.add_argument(
+        "--before", default=None, help="a git ref: also run its trainer in the optimisations section, for before/after"
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every job (after --)")
     args = parser.parse_args(argv)
     args.iterations = args.iterations or (30 if args.quick else 300)
@@ -901,6 +935,7 @@ def main(argv: list[str] | None = None) -> None:
     info = machine(args)
     with tempfile.TemporaryDirectory(prefix="mdgan-bench-") as temporary:
         scratch = args.scratch or Path(temporary)
+        args.before_source = checkout(args.before, scratch) if args.before else None
         runner = Runner(args.iterations, base, args.overrides, scratch, args.job_timeout)
         tables = {}
         for name in args.sections:
