@@ -195,9 +195,9 @@ class Worker:
         )
         self.reply.feedback.copy_(feedback)
         self.iterations_trained += 1
-        answered = time.perf_counter()
         if self.slow is not None and self.slow[0] == self.transport.rank:
-            time.sleep(self.slow[1])  # fault.slow_worker: a straggler, for tests and demos
+            time.sleep(self.slow[1])  # fault.slow_worker: a straggler (slow feedback), for tests and demos
+        answered = time.perf_counter()
         Header(
             Kind.FEEDBACK,
             iteration,
