@@ -122,6 +122,12 @@ def test_threads_are_not_part_of_the_trajectory_but_precision_is() -> None:
     base = trajectory_digest(config("mnist_cnn"), 2)
     assert trajectory_digest(config("mnist_cnn", threads=3), 2) == base
     assert trajectory_digest(config("mnist_cnn", precision="bf16"), 2) != base
+    # Of comm., only the wire dtype changes what is computed.
+    wire = config("mnist_cnn")
+    wire.comm.timeout_s = 5.0
+    assert trajectory_digest(wire, 2) == base
+    wire.comm.dtype = "bfloat16"
+    assert trajectory_digest(wire, 2) != base
 
 
 def test_a_bf16_channels_last_run_with_one_thread(tmp_path: Path) -> None:

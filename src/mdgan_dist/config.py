@@ -323,7 +323,8 @@ def trajectory_digest(cfg: Config, num_workers: int) -> int:
     fields = {key: value for key, value in dataclasses.asdict(cfg).items() if key not in RESUMABLE_CHANGES}
     ignored = ("iterations", "device", "threads")
     fields["train"] = {key: value for key, value in fields["train"].items() if key not in ignored}
-    return _fingerprint({**fields, "num_workers": num_workers})
+    # comm. may change on resume (backend, timeout), except the wire dtype, which rounds what travels.
+    return _fingerprint({**fields, "num_workers": num_workers, "wire_dtype": cfg.comm.dtype})
 
 
 def _fingerprint(value: object) -> int:
