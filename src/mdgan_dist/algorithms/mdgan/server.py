@@ -110,7 +110,7 @@ class Server:
         self.late_discarded = 0
         self.swaps = 0
         self.trajectory = trajectory_digest(cfg, num_workers)
-        # `touch <run_dir>/STOP`: checkpoint at the next iteration and end cleanly (SLURM's
+        # `touch <run_dir>/STOP`: checkpoint after the next iteration sent and end cleanly (SLURM's
         # pre-time-limit signal does this through launch/slurm.sbatch).
         self.stop_file = run_dir / "STOP"
 
