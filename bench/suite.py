@@ -4,6 +4,7 @@
     python bench/suite.py --quick --json out.json        # tiny models, few iterations (the test)
     python bench/suite.py --device cuda -- model=mnist_cnn
     python bench/suite.py --sections compute protocol bytes --iterations 300
+    python bench/suite.py --before 629e071               # also that git ref's trainer, before/after
 
 Every distributed figure comes from real jobs of the project's trainer (`python -m
 torch.distributed.run --nproc_per_node=N+1 -m mdgan_dist.train`, the standalone GAN as one plain
