@@ -295,8 +295,7 @@ class Server:
             for rank in batches.posted.open:
                 self.late[rank] = batches.posted
         else:
-            # A worker may first spend timeout_s in a swap with a partner that went silent.
-            self.exchange_wait(batches.posted, patience=2 if self.roster.tolerant else 1)
+            self.exchange_wait(batches.posted)
             answered = [rank for rank in self.roster.live if rank in batches.assignment]
         waited = time.perf_counter() - started
         stage, parity = f"feedback of iteration {batches.iteration}", batches.iteration % 2
@@ -370,5 +369,9 @@ class Server:
         """The transport's exchange; a worker that fails is dropped if fault.tolerate_worker_loss."""
         self.exchange_wait(self.transport.post(stage, sends, recvs))
 
-    def exchange_wait(self, posted: Posted, patience: int = 1) -> None:
+    def exchange_wait(self, posted: Posted) -> None:
+        """With lost workers tolerated, every wait on the workers lasts 2 x timeout_s: a worker may
+        first spend timeout_s in a swap with a partner that went silent (a checkpoint order follows
+        a swap order at once)."""
+        patience = 2 if self.roster.tolerant else 1
         self.roster.drop(self.transport.wait(posted, tolerate=self.roster.tolerant, patience=patience))
