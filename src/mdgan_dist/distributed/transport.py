@@ -85,7 +85,7 @@ class Transport:
         isolate_peers: bool = False,
     ) -> None:
         """device: where the caller's tensors live; wire: where the backend needs them (gloo: CPU).
-        isolate_peers: a silent peer must not take the others down (see _wait_apart)."""
+        isolate_peers: a silent peer must not take the others down (see _watch)."""
         self.rank = rank
         self.isolate_peers = isolate_peers
         self.timeout_s = timeout_s
@@ -137,11 +137,13 @@ class Transport:
     ) -> dict[int, PeerError]:
         """Waits for the posted transfers of `peers` (default: all still open), as exchange() does."""
         open_peers = list(posted.open if peers is None else peers)
-        by_peer = {peer: posted.transfers[peer].works for peer in open_peers}
         limit = Limit(self.timeout_s, patience)
-        failures = (self._wait_apart if self.isolate_peers or tolerate else self._wait_in_turn)(
-            by_peer, posted.stage, limit
-        )
+        if self.isolate_peers or tolerate:
+            failures = self._wait_apart(posted, open_peers, limit)
+        else:
+            failures = self._wait_in_turn(
+                {peer: posted.transfers[peer].works for peer in open_peers}, posted.stage, limit
+            )
         for peer in open_peers:
             posted.close(peer)
             if peer not in failures:
@@ -158,16 +160,8 @@ class Transport:
         or wait_any() again. gloo offers no reliable completion test for point-to-point works.
         """
         candidates = list(posted.open if peers is None else peers)
-        for peer in candidates:
-            self._watch(posted, peer)
         limit = Limit(self.timeout_s, patience)
-
-        def arrived() -> list[int]:
-            return [peer for peer in candidates if peer in posted.finished]
-
-        with posted.arrival:
-            posted.arrival.wait_for(lambda: len(arrived()) >= count, timeout=max(limit.remaining(), 0.0))
-        done = arrived()
+        done = self._arrivals(posted, candidates, count, limit)
         if len(done) < count:
             silent = [peer for peer in candidates if peer not in done]
             raise PeerError(self.rank, silent[0], posted.stage, limit.silence())
@@ -181,7 +175,27 @@ class Transport:
         self._collect(posted, done)
         return done
 
+    def _arrivals(self, posted: Posted, peers: list[int], count: int, limit: Limit) -> list[int]:
+        """Watches `peers` and waits until `count` of them finished, or the deadline; returns the
+        peers that finished (with or without an error)."""
+        for peer in peers:
+            self._watch(posted, peer)
+
+        def arrived() -> list[int]:
+            return [peer for peer in peers if peer in posted.finished]
+
+        with posted.arrival:
+            posted.arrival.wait_for(lambda: len(arrived()) >= count, timeout=max(limit.remaining(), 0.0))
+            return arrived()
+
     def _watch(self, posted: Posted, peer: int) -> None:
+        """A daemon thread waits for the peer's works and reports to posted.finished.
+
+        It waits without a practical limit: a gloo wait that times out closes every pair of the
+        process group ("Application timeout caused pair closure"), which would take the live peers
+        down with a silent one. The deadline is the caller's; a thread still waiting at it stays
+        blocked and is never joined.
+        """
         if peer in posted.watched:
             return
         posted.watched.add(peer)
@@ -190,7 +204,7 @@ class Transport:
             error = None
             try:
                 for work in posted.transfers[peer].works:
-                    work.wait(timeout=UNLIMITED)  # the deadline is the caller's: see _wait_apart
+                    work.wait(timeout=UNLIMITED)
             except RuntimeError as failure:
                 error = failure
             with posted.arrival:
@@ -225,35 +239,15 @@ class Transport:
                     raise self._failure(peer, stage, error, limit) from error
         return {}
 
-    def _wait_apart(self, by_peer: dict[int, list[dist.Work]], stage: str, limit: Limit) -> dict[int, PeerError]:
-        """One waiting thread per peer, the deadline kept here: a silent peer fails alone.
-
-        A gloo wait that times out closes every pair of the process group ("Application timeout
-        caused pair closure"), which would take the live peers down with the silent one. So each
-        thread waits without a practical limit, and a peer whose thread is still waiting at the
-        deadline is reported as silent; its thread stays blocked (a daemon) and is never joined.
-        """
-        errors: dict[int, PeerError | None] = {}
-
-        def wait_for(peer: int, works: list[dist.Work]) -> None:
-            try:
-                for work in works:
-                    work.wait(timeout=UNLIMITED)
-                errors[peer] = None
-            except RuntimeError as error:
-                errors[peer] = self._failure(peer, stage, error, limit)
-
-        threads = [threading.Thread(target=wait_for, args=item, daemon=True) for item in by_peer.items()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(max(limit.remaining(), 0.0))
+    def _wait_apart(self, posted: Posted, peers: list[int], limit: Limit) -> dict[int, PeerError]:
+        """One watching thread per peer (_watch), the deadline kept here: a silent peer fails alone."""
+        finished = self._arrivals(posted, peers, len(peers), limit)
         failures = {}
-        for peer in by_peer:
-            if peer not in errors:  # its thread is still waiting
-                failures[peer] = PeerError(self.rank, peer, stage, limit.silence())
-            elif errors[peer] is not None:
-                failures[peer] = errors[peer]
+        for peer in peers:
+            if peer not in finished:  # its thread is still waiting
+                failures[peer] = PeerError(self.rank, peer, posted.stage, limit.silence())
+            elif (error := posted.finished[peer]) is not None:
+                failures[peer] = self._failure(peer, posted.stage, error, limit)
         return failures
 
     def _failure(self, peer: int, stage: str, error: RuntimeError, limit: Limit) -> PeerError:
