@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from mdgan_dist.distributed.transport import Transport
+
 
 def peak_memory(device: torch.device) -> dict[str, int | None]:
     """Peak resident memory of this process and, on a GPU, the peak memory torch allocated there."""
@@ -21,3 +23,9 @@ def write_stats(run_dir: Path, rank: int, role: str, device: torch.device, **cou
     """run_dir/stats_rank{rank}.json: the role, the given counters, and peak memory."""
     stats = {"rank": rank, "role": role, **counters, **peak_memory(device)}
     (run_dir / f"stats_rank{rank}.json").write_text(json.dumps(stats, indent=2))
+
+
+def write_peer_stats(run_dir: Path, role: str, transport: Transport, **counters: float | int | None) -> None:
+    """write_stats for a rank of a process group: its transport's byte totals included."""
+    bytes_moved = {"bytes_sent": transport.bytes_sent, "bytes_recv": transport.bytes_recv}
+    write_stats(run_dir, transport.rank, role, transport.device, **bytes_moved, **counters)

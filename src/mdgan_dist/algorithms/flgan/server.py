@@ -24,7 +24,7 @@ from mdgan_dist.algorithms.scoring import Scoring
 from mdgan_dist.config import Config, digest
 from mdgan_dist.distributed.protocol import Header, Kind
 from mdgan_dist.distributed.transport import Transport
-from mdgan_dist.resources import write_stats
+from mdgan_dist.resources import write_peer_stats
 from mdgan_dist.run_logging import RunLogger
 
 log = logging.getLogger("mdgan_dist")
@@ -86,13 +86,10 @@ class FLGANServer:
                 scoring.after(done, last, self.generator, logger)
         stop = self.transport.header(Header(Kind.STOP, iterations))
         self.transport.exchange("stop", sends=[(rank, stop) for rank in self.workers])
-        write_stats(
+        write_peer_stats(
             self.run_dir,
-            0,
             "flgan server",
-            self.transport.device,
-            bytes_sent=self.transport.bytes_sent,
-            bytes_recv=self.transport.bytes_recv,
+            self.transport,
             syncs=syncs,
             sync_bytes_sent=self.sync_bytes_sent,
             sync_bytes_recv=self.sync_bytes_recv,

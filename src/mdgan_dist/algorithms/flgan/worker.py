@@ -14,7 +14,7 @@ from mdgan_dist.algorithms.mdgan.server import message_shapes
 from mdgan_dist.config import Config, digest
 from mdgan_dist.distributed.protocol import Header, Kind
 from mdgan_dist.distributed.transport import Transport
-from mdgan_dist.resources import write_stats
+from mdgan_dist.resources import write_peer_stats
 from mdgan_dist.seeding import generator
 
 
@@ -54,11 +54,7 @@ class FLGANWorker:
                 self.synchronise(header.iteration)
             else:
                 break
-        transport = self.transport
-        write_stats(
-            run_dir, transport.rank, "flgan worker", transport.device,
-            bytes_sent=transport.bytes_sent, bytes_recv=transport.bytes_recv,
-        )  # fmt: skip
+        write_peer_stats(run_dir, "flgan worker", self.transport)
         # The last iteration ends with an averaging: these equal the server's models.
         models = {"generator": self.gan.generator.state_dict(), "discriminator": self.gan.discriminator.state_dict()}
         torch.save(models, run_dir / f"models_rank{self.transport.rank}.pt")

@@ -44,7 +44,7 @@ from mdgan_dist.config import Config, digest, resolved_k, to_dict, trajectory_di
 from mdgan_dist.distributed.protocol import Header, Kind
 from mdgan_dist.distributed.transport import Posted, Transfer, Transport
 from mdgan_dist.errors import ConfigError
-from mdgan_dist.resources import write_stats
+from mdgan_dist.resources import write_peer_stats
 from mdgan_dist.run_logging import RunLogger
 from mdgan_dist.seeding import generator
 
@@ -165,13 +165,10 @@ class Server:
         stop_order = self.transport.header(Header(Kind.STOP, cfg.train.iterations, arg0=int(finished)))
         self.exchange("stop", sends=[(rank, stop_order) for rank in self.roster.live])
         self.roster.write_summary(self.run_dir / "workers.json")
-        write_stats(
+        write_peer_stats(
             self.run_dir,
-            0,
             "mdgan server",
-            self.transport.device,
-            bytes_sent=self.transport.bytes_sent,
-            bytes_recv=self.transport.bytes_recv,
+            self.transport,
             swaps=self.swaps,
             feedbacks_late=self.late_discarded,
         )

@@ -23,7 +23,7 @@ from mdgan_dist.config import Config, digest, kill_point, slow_point
 from mdgan_dist.distributed.protocol import Header, Kind
 from mdgan_dist.distributed.transport import Transport
 from mdgan_dist.errors import PeerError
-from mdgan_dist.resources import write_stats
+from mdgan_dist.resources import write_peer_stats
 
 log = logging.getLogger("mdgan_dist")
 
@@ -93,13 +93,10 @@ class Worker:
                 self.checkpoint(run_dir, header.iteration)
             else:
                 break
-        write_stats(
+        write_peer_stats(
             run_dir,
-            self.transport.rank,
             "mdgan worker",
-            self.transport.device,
-            bytes_sent=self.transport.bytes_sent,
-            bytes_recv=self.transport.bytes_recv,
+            self.transport,
             iterations_trained=self.iterations_trained,
             swaps=self.swaps,
             swap_bytes_sent=self.swap_bytes_sent,
