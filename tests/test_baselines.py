@@ -11,6 +11,7 @@ import torch
 
 from conftest import load_config
 from mdgan_dist.algorithms.components import make_generator
+from mdgan_dist.algorithms.ema import average_of, final_generator
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.config import Config
 from mdgan_dist.data import load_shard
@@ -53,8 +54,11 @@ def test_standalone_equals_mdgan_with_one_worker(tmp_path: Path, conditional: bo
     common = [*TINY, f"train.iterations={ITERATIONS}", f"model.conditional={str(conditional).lower()}", "log.every=1"]
     mdgan = run_distributed(tmp_path / "mdgan", 2, [*common, "mdgan.k=1"])
     standalone = run_standalone(tmp_path / "standalone", common)
-    got_g = torch.load(standalone / "generator.pt")["generator"]
-    assert_close_states(got_g, torch.load(mdgan / "generator.pt")["generator"], "generator")
+    got, want = torch.load(standalone / "generator.pt"), torch.load(mdgan / "generator.pt")
+    assert sorted(got) == sorted(want) == ["generator", "iteration", "raw_generator"]
+    for key in ("generator", "raw_generator"):  # the moving average of G, and G
+        assert_close_states(got[key], want[key], key)
+    got_g = got["raw_generator"]
     got_d = torch.load(standalone / "discriminator.pt")["discriminator"]
     assert_close_states(got_d, torch.load(mdgan / "discriminator_rank1.pt")["discriminator"], "discriminator")
     assert_moved(load_config(standalone), got_g)
@@ -64,7 +68,9 @@ def test_standalone_equals_mdgan_with_one_worker(tmp_path: Path, conditional: bo
 
 def reference_flgan(cfg: Config, num_workers: int, iterations: int) -> tuple[dict, dict, int]:
     """FL-GAN in one process: every worker's local GAN, then a shard-size-weighted mean of G and
-    D, computed here from the definition. Returns the averaged G and D states and the sync count."""
+    D, computed here from the definition. Returns what the server's generator.pt holds (the
+    averaged G and the moving average of the server's G over the iterations), the averaged D
+    state and the sync count."""
     plan = plan_data(cfg, num_workers)
     sizes = plan.shard_sizes
     assert len(set(sizes)) > 1, "unequal shards, or the weights are not tested"
@@ -82,6 +88,8 @@ def reference_flgan(cfg: Config, num_workers: int, iterations: int) -> tuple[dic
     ]
     period = max(1, math.ceil(sum(sizes) / num_workers * cfg.flgan.sync_every_epochs / cfg.train.batch_size))
     syncs = 0
+    server_g = make_generator(cfg, plan.image_shape, plan.num_classes)  # the initial G, until the first sync
+    average = average_of(server_g, cfg.gan.ema_halflife)
     for iteration in range(iterations):
         for gan in gans:
             gan.iteration()
@@ -94,8 +102,10 @@ def reference_flgan(cfg: Config, num_workers: int, iterations: int) -> tuple[dic
                         mean = sum(state[name].double() * size for state, size in zip(states, sizes)) / sum(sizes)
                         for state in states:
                             state[name].copy_(mean)
+            server_g.load_state_dict(gans[0].generator.state_dict())
             syncs += 1
-    return gans[0].generator.state_dict(), gans[0].discriminator.state_dict(), syncs
+        average.update(server_g, iteration + 1)
+    return final_generator(server_g, average, iterations), gans[0].discriminator.state_dict(), syncs
 
 
 @pytest.mark.parametrize("conditional", [False, True], ids=["plain", "acgan"])
@@ -110,9 +120,11 @@ def test_flgan_averaging_is_exact(tmp_path: Path, conditional: bool) -> None:
     run_dir = run_distributed(tmp_path / "flgan", workers + 1, overrides)
     cfg = load_config(run_dir)
     want_g, want_d, syncs = reference_flgan(cfg, workers, iterations)
-    got_g = torch.load(run_dir / "generator.pt")["generator"]
+    got = torch.load(run_dir / "generator.pt")
+    assert_close_states(got["generator"], want_g["generator"], "moving average of the averaged generator")
+    got_g = got["raw_generator"]
+    assert_close_states(got_g, want_g["raw_generator"], "averaged generator")
     got_d = torch.load(run_dir / "discriminator.pt")["discriminator"]
-    assert_close_states(got_g, want_g, "averaged generator")
     assert_close_states(got_d, want_d, "averaged discriminator")
     for rank in range(1, workers + 1):
         models = torch.load(run_dir / f"models_rank{rank}.pt")

@@ -32,6 +32,7 @@ from mdgan_dist.metrics import (
     feature_statistics,
     frechet_distance,
 )
+from mdgan_dist.metrics.scores import class_coverage, salt
 from mdgan_dist.metrics.store import StoredClassifier, load_classifier
 from mdgan_dist.metrics.training import ensure_classifier, load_part
 from mdgan_dist.models import build_generator
@@ -39,6 +40,8 @@ from mdgan_dist.seeding import seeded
 from multiproc import TINY, metrics, train_job
 
 CPU = torch.device("cpu")
+SCORES = ("classifier_score", "frechet_distance")
+FIGURES = ("salt", "class_share_min", "class_entropy")
 NUM_SAMPLES = 200  # generated samples per score: enough for a finite 128-d covariance, and fast
 
 
@@ -134,6 +137,47 @@ def test_frechet_distance_closed_forms() -> None:
     assert frechet_distance(mu, 4 * identity, mu, 9 * identity) == pytest.approx(d * (3 - 2) ** 2)
 
 
+def test_salt_counts_isolated_bright_pixels_only() -> None:
+    dark = -torch.ones(4, 1, 28, 28)
+    assert salt(dark) == 0.0
+    digit = dark.clone()
+    digit[:, :, 6:22, 12:16] = 1.0  # a thick stroke: bright pixels, all with bright neighbours
+    digit[:, :, 20, 8:20] = 0.8
+    assert salt(digit) == 0.0
+    # Specks on 5 % of the pixels, none next to another: on a grid of every other row and column.
+    specks = dark.clone()
+    rows, cols = torch.meshgrid(torch.arange(0, 28, 2), torch.arange(0, 28, 2), indexing="ij")
+    chosen = torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(0))[: round(0.05 * 28 * 28)]
+    specks[:, 0, rows.flatten()[chosen], cols.flatten()[chosen]] = 0.9
+    assert salt(specks) == pytest.approx(0.05, abs=0.5 / (28 * 28))
+    # A speck in the corner counts (no neighbours beyond the border); two side by side do not; a
+    # pixel exactly at the midpoint is not bright.
+    edge = dark.clone()
+    edge[:, :, 0, 0] = 1.0
+    edge[:, :, 10, 10:12] = 1.0
+    edge[:, :, 20, 20] = 0.0
+    assert salt(edge) == pytest.approx(1 / (28 * 28))
+    # Specks added to a digit: only they count. Colour images: the mean over channels decides.
+    assert salt(torch.maximum(digit, specks)) == pytest.approx(salt(specks), abs=2 / (28 * 28))
+    colour = edge.repeat(1, 3, 1, 1)
+    colour[:, 1:, 0, 0] = -1.0  # the corner speck: mean (1 - 1 - 1) / 3 < 0, not bright
+    assert salt(colour) == 0.0
+
+
+def test_class_coverage_of_hand_made_verdicts() -> None:
+    balanced = torch.eye(10).repeat(5, 1)
+    assert class_coverage(balanced) == pytest.approx({"class_share_min": 0.1, "class_entropy": math.log2(10)})
+    collapsed = torch.zeros(50, 10)
+    collapsed[:, 1] = 1.0
+    assert class_coverage(collapsed) == {"class_share_min": 0.0, "class_entropy": 0.0}
+    # Half 3s, half 7s (as probabilities, argmax decides): 1 bit, and eight classes missing.
+    halves = torch.full((40, 10), 0.05)
+    halves[:20, 3], halves[20:, 7] = 0.55, 0.55
+    assert class_coverage(halves) == pytest.approx({"class_share_min": 0.0, "class_entropy": 1.0})
+    skewed = torch.eye(10)[torch.tensor([0] * 20 + list(range(1, 10)) * 10)]  # 20 0s, 10 of the others
+    assert class_coverage(skewed)["class_share_min"] == pytest.approx(10 / 110)
+
+
 # The scores on real and noise images.
 
 
@@ -154,6 +198,18 @@ def test_frechet_distance_real_noise_and_growing_noise(scorer: Evaluator, train_
         for sigma in (0.1, 0.25, 0.5, 1.0)
     ]
     assert distances == sorted(distances), distances
+
+
+def test_real_floor_is_what_real_digits_score_and_does_not_depend_on_the_seed(cfg: Config, scorer: Evaluator) -> None:
+    floor = scorer.real_floor()
+    assert set(floor) == {*SCORES, *FIGURES}
+    assert floor["classifier_score"]["mean"] > 8.5
+    assert 0 < floor["frechet_distance"]["mean"] < 30 and floor["frechet_distance"]["sd"] > 0
+    assert floor["salt"]["mean"] < 1e-4
+    assert floor["class_share_min"]["mean"] > 0.03 and floor["class_entropy"]["mean"] > 3.2
+    other_seed = make_config(Path(cfg.eval.classifier_dir))
+    other_seed.train.seed = 7
+    assert Evaluator(other_seed, CPU).real_floor() == floor
 
 
 def test_real_statistics_of_disjoint_halves_are_close(scorer: Evaluator, heldout: torch.Tensor) -> None:
@@ -207,7 +263,7 @@ def test_score_generator_is_finite_deterministic_and_leaves_rng_alone(cfg: Confi
     second = scorer.score_generator(model, scorer.num_classes)
     assert torch.equal(torch.get_rng_state(), rng)
     assert model.training
-    assert set(first) == {"classifier_score", "frechet_distance"}
+    assert set(first) == {*SCORES, *FIGURES}
     assert all(math.isfinite(value) for value in first.values())
     assert first == second
 
@@ -226,8 +282,10 @@ def test_mdgan_eval_scores_a_folder_of_images(cfg: Config, heldout: torch.Tensor
     )
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(scores) == {"classifier_score", "frechet_distance"}
+    assert set(scores) == {*SCORES, *FIGURES, "real_floor"}
     assert scores["classifier_score"] > 5  # 20 real digits of 10 classes
+    assert scores["salt"] < 1e-3 and scores["class_share_min"] > 0
+    assert set(scores["real_floor"]) == {*SCORES, *FIGURES}
 
 
 def test_mdgan_eval_scores_a_run_directory_with_overrides(
@@ -285,7 +343,7 @@ def test_inception_is_and_fid_with_random_weights(
     with_inception.eval.inception_weights = str(weights)
     check_evaluation(with_inception)
     scores = Evaluator(with_inception, CPU).score(heldout[1::100])
-    assert set(scores) == {"classifier_score", "frechet_distance", "is", "fid"}
+    assert set(scores) == {*SCORES, *FIGURES, "is", "fid"}
     assert all(math.isfinite(value) for value in scores.values()), scores
 
 
@@ -307,13 +365,25 @@ def test_training_scores_its_generator_every_eval_every(
     assert all("is" not in record for record in scores)  # no Inception weights given
     # The last record is the score of the final G, recomputed here from generator.pt; the earlier
     # ones scored other (earlier) generators.
+    # Scores of the moving average of G (generator.pt's "generator") under their names, of the raw
+    # G (its "raw_generator") with the prefix raw_.
     run_cfg = config.load(run_dir / "config.yaml")
-    final = make_generator(run_cfg, (1, 28, 28), 10)
-    final.load_state_dict(torch.load(run_dir / "generator.pt")["generator"])
-    recomputed = Evaluator(run_cfg, CPU).score_generator(final, 10)
-    assert {name: scores[-1][name] for name in recomputed} == pytest.approx(recomputed, rel=1e-4)
+    scorer = Evaluator(run_cfg, CPU)
+    for key, prefix in (("generator", ""), ("raw_generator", "raw_")):
+        final = make_generator(run_cfg, (1, 28, 28), 10)
+        final.load_state_dict(torch.load(run_dir / "generator.pt")[key])
+        recomputed = scorer.score_generator(final, 10)
+        assert {name: scores[-1][prefix + name] for name in recomputed} == pytest.approx(recomputed, rel=1e-4)
+    assert scores[-1]["frechet_distance"] != pytest.approx(scores[-1]["raw_frechet_distance"], rel=1e-4)
     assert scores[0]["frechet_distance"] != pytest.approx(scores[-1]["frechet_distance"], rel=1e-4)
     assert "IS and FID" in job.ranks[0].output
+    # What real images score, once per run, as scored here.
+    floor = json.loads((run_dir / "real_floor.json").read_text())
+    for name, value in scorer.real_floor().items():
+        assert floor[name] == pytest.approx(value, rel=1e-5), name
+    assert "real images score: classifier_score" in job.ranks[0].output
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
-    assert [event.step for event in events.Scalars("score/classifier_score")] == [2, 4, 5]
+    for tag in ("score/classifier_score", "score/raw_salt", "score/class_share_min", "real/frechet_distance"):
+        assert [event.step for event in events.Scalars(tag)] == [2, 4, 5], tag
+    assert events.Scalars("real/salt")[0].value == pytest.approx(floor["salt"]["mean"])

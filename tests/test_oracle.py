@@ -18,6 +18,7 @@ import torch
 
 from conftest import ITERATIONS, load_config
 from mdgan_dist.algorithms.components import label_classes, make_discriminator, make_generator, make_sampler
+from mdgan_dist.algorithms.ema import average_of, final_generator
 from mdgan_dist.algorithms.mdgan.message import wire_dtype
 from mdgan_dist.algorithms.mdgan.schedule import (
     control_follows,
@@ -45,7 +46,8 @@ from mdgan_dist.seeding import generator
 def reference_run(
     cfg: Config, num_workers: int, iterations: int, schedule: list[tuple[list[int], list[int]]] | None = None
 ) -> tuple[dict, list[dict], int]:
-    """Single-process MD-GAN: returns G's state, every worker's final D state and the swap count.
+    """Single-process MD-GAN: returns what generator.pt holds (G and its moving average), every
+    worker's final D state and the swap count.
 
     schedule (mdgan.quorum): per iteration, the ranks that got its batches and the ranks whose
     feedback G's step used; by default every worker, both."""
@@ -55,6 +57,7 @@ def reference_run(
     conditional = cfg.model.conditional
     gen = make_generator(cfg, shape, classes)
     gen_opt = adam(gen, cfg.optim.g_lr, cfg.optim.beta1, cfg.optim.beta2)
+    average = average_of(gen, cfg.gan.ema_halflife)
     discs = [make_discriminator(cfg, shape, classes, n) for n in range(num_workers)]
     disc_opts = [adam(d, cfg.optim.d_lr, cfg.optim.beta1, cfg.optim.beta2) for d in discs]
     samplers = [make_sampler(cfg, *load_shard(plan.train, plan.shards[n]), n) for n in range(num_workers)]
@@ -99,6 +102,8 @@ def reference_run(
                 answered.append(n)
         upstream = aggregate_feedback(feedbacks, [feedback_batch(n, k) for n in answered], k)
         generator_step(gen_opt, generated, upstream, snapshot)
+        if average is not None:
+            average.update(gen, iteration + 1)
         if period and (iteration + 1) % period == 0:
             targets = derangement(num_workers, cfg.train.seed, swaps)
             states = [copy.deepcopy(d.state_dict()) for d in discs]
@@ -108,16 +113,23 @@ def reference_run(
                 if cfg.mdgan.swap_optimizer_state:
                     disc_opts[target].load_state_dict(opt_states[n])
             swaps += 1
-    return gen.state_dict(), [d.state_dict() for d in discs], swaps
+    return final_generator(gen, average, iterations), [d.state_dict() for d in discs], swaps
+
+
+def assert_same_generators(run_dir: Path, expected: dict) -> None:
+    """generator.pt equals the reference's: the shown G (the average, if any) and the raw G."""
+    actual = torch.load(run_dir / "generator.pt")
+    assert sorted(actual) == sorted(expected)
+    for key in ("generator", "raw_generator"):
+        for name, value in expected.get(key, {}).items():
+            torch.testing.assert_close(actual[key][name], value, rtol=1e-5, atol=1e-6, msg=f"{key} {name}")
 
 
 def test_distributed_round_equals_single_process(finished_run: tuple[Path, int]) -> None:
     run_dir, num_workers = finished_run
     cfg = load_config(run_dir)
     expected_g, expected_ds, expected_swaps = reference_run(cfg, num_workers, ITERATIONS)
-    actual_g = torch.load(run_dir / "generator.pt")["generator"]
-    for name, value in expected_g.items():
-        torch.testing.assert_close(actual_g[name], value, rtol=1e-5, atol=1e-6, msg=f"generator {name}")
+    assert_same_generators(run_dir, expected_g)
     for n in range(num_workers):
         actual_d = torch.load(run_dir / f"discriminator_rank{n + 1}.pt")["discriminator"]
         for name, value in expected_ds[n].items():
@@ -125,9 +137,14 @@ def test_distributed_round_equals_single_process(finished_run: tuple[Path, int])
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     assert [r["iteration"] for r in records] == list(range(1, ITERATIONS + 1))
     assert records[-1]["swaps"] == expected_swaps
-    # The parameters must have moved, or the comparison above proves nothing.
+    # The parameters must have moved, and the average must differ from the raw G, or the
+    # comparisons above prove nothing.
     initial = make_generator(cfg, (1, 28, 28), 10).state_dict()
-    assert any(not torch.equal(initial[name], actual_g[name]) for name in initial)
+    actual = torch.load(run_dir / "generator.pt")
+    raw = actual.get("raw_generator", actual["generator"])
+    assert any(not torch.equal(initial[name], raw[name]) for name in initial)
+    if cfg.gan.ema_halflife:
+        assert any(not torch.equal(actual["generator"][name], raw[name]) for name in initial)
 
 
 def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, int]) -> None:

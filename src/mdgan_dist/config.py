@@ -45,6 +45,9 @@ class GANConfig:
     real_label: float = 0.9  # D's target for real samples: 0.9 is one-sided label smoothing, 1 none
     disc_steps: int = 1  # L: discriminator steps per iteration
     reuse_real_batch: bool = False  # one real batch for all L steps instead of a fresh one each
+    # Halflife, in iterations, of the exponential moving average of G's weights that samples,
+    # scores and generator.pt come from (algorithms/ema.py); 0 shows the raw G, as the paper does.
+    ema_halflife: float = 100.0
 
 
 @dataclass
@@ -196,6 +199,10 @@ def validate(cfg: Config, world_size: int) -> None:
         f"data.classes_per_worker={cfg.data.classes_per_worker}: each worker must hold at least one class",
     )
     _require(cfg.gan.disc_steps >= 1, f"gan.disc_steps={cfg.gan.disc_steps}: must be >= 1")
+    _require(
+        cfg.gan.ema_halflife >= 0,
+        f"gan.ema_halflife={cfg.gan.ema_halflife}: must be >= 0 iterations (0 turns the average of G off)",
+    )
     _require(
         cfg.mdgan.swap_every_epochs >= 0,
         f"mdgan.swap_every_epochs={cfg.mdgan.swap_every_epochs}: must be >= 0 (0 disables swaps)",

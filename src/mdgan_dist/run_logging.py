@@ -15,6 +15,9 @@ from tqdm import tqdm
 
 log = logging.getLogger("mdgan_dist")
 
+REAL_FLOOR_FILE = "real_floor.json"
+RAW_PREFIX = "raw_"  # the raw G's scores, when the moving average is what is shown
+
 
 class RunLogger:
     """Lives on the server only: one writer of every side effect in the run directory."""
@@ -29,6 +32,7 @@ class RunLogger:
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start + 1 if start else None)
         self.metrics = _metrics_up_to(run_dir / "metrics.jsonl", start)
         self.bar: tqdm | None = None
+        self.floor: dict[str, float] = {}
         self.started = time.perf_counter()
 
     def __enter__(self) -> "RunLogger":
@@ -63,10 +67,22 @@ class RunLogger:
         if self.bar is not None:
             self.bar.set_postfix(g_loss=f"{values['g_loss']:.3f}", d_loss=f"{values['d_loss']:.3f}", refresh=False)
 
+    def real_floor(self, floor: dict[str, dict[str, float]]) -> None:
+        """What real images score (Evaluator.real_floor): real_floor.json, a log line, and from now
+        on a line next to each score in tensorboard (real/<score>, in the "scores" layout)."""
+        self.floor = {name: value["mean"] for name, value in floor.items()}
+        (self.run_dir / REAL_FLOOR_FILE).write_text(json.dumps(floor, indent=2) + "\n")
+        shown = ", ".join(f"{name} {value['mean']:.4g} ± {value['sd']:.2g}" for name, value in floor.items())
+        log.info(f"real images score: {shown}")
+        charts = {name: ["Multiline", [f"score/{name}", f"score/{RAW_PREFIX}{name}", f"real/{name}"]] for name in floor}
+        self.writer.add_custom_scalars({"scores": charts})
+
     def scores(self, iteration: int, scores: dict[str, float]) -> None:
         """Image-quality scores: tensorboard under score/, and a record of their own in metrics.jsonl."""
         for name, value in scores.items():
             self.writer.add_scalar(f"score/{name}", value, iteration)
+        for name, value in self.floor.items():
+            self.writer.add_scalar(f"real/{name}", value, iteration)
         self._record({"iteration": iteration, **scores, "elapsed_seconds": time.perf_counter() - self.started})
         log.info(f"iteration {iteration}: " + ", ".join(f"{name} {value:.4g}" for name, value in scores.items()))
 

@@ -1,7 +1,9 @@
 """What a server does with its generator between iterations: sample grids and scores.
 
 The same for every algorithm: MD-GAN's G, FL-GAN's averaged G and the standalone G are shown and
-scored the same way, on fixed noise that no training stream draws from.
+scored the same way, on fixed noise that no training stream draws from. With gan.ema_halflife the
+grids and scores are the moving average's (ema.py), and the raw G's scores are logged next to
+them with the prefix raw_.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import torch
 from torch import nn
 
 from mdgan_dist.algorithms.components import sample_images
+from mdgan_dist.algorithms.ema import GeneratorAverage
 from mdgan_dist.config import Config
 from mdgan_dist.metrics import Evaluator
-from mdgan_dist.run_logging import RunLogger
+from mdgan_dist.run_logging import RAW_PREFIX, RunLogger
 from mdgan_dist.seeding import generator
 
 
@@ -27,13 +30,22 @@ class Scoring:
         self.grid_labels = torch.arange(count) % num_classes if cfg.model.conditional else None
         self.evaluator = Evaluator(cfg, device) if cfg.eval.every else None
 
-    def after(self, done: int, last: bool, model: nn.Module, logger: RunLogger) -> None:
+    def after(
+        self, done: int, last: bool, model: nn.Module, average: GeneratorAverage | None, logger: RunLogger
+    ) -> None:
         """After `done` iterations: a sample grid every log.sample_every, scores every eval.every,
-        and both after the last iteration."""
+        and both after the last iteration. model: the raw G; average: its moving average, if any."""
+        shown = model if average is None else average.model
         if done % self.cfg.log.sample_every == 0 or last:
-            logger.samples(done, self.samples(model))
+            logger.samples(done, self.samples(shown))
         if self.evaluator is not None and (done % self.cfg.eval.every == 0 or last):
-            logger.scores(done, self.evaluator.score_generator(model, self.num_classes))
+            if not logger.floor:
+                logger.real_floor(self.evaluator.real_floor())
+            scores = self.evaluator.score_generator(shown, self.num_classes)
+            if average is not None:
+                raw = self.evaluator.score_generator(model, self.num_classes)
+                scores.update({RAW_PREFIX + name: value for name, value in raw.items()})
+            logger.scores(done, scores)
 
     def samples(self, model: nn.Module) -> torch.Tensor:
         return sample_images(model, self.grid_noise, self.grid_labels, self.num_classes, self.device)

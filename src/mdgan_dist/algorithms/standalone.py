@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from mdgan_dist.algorithms.ema import average_of, final_generator
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.scoring import Scoring
 from mdgan_dist.config import Config
@@ -34,6 +35,7 @@ def run_standalone(cfg: Config, plan: DataPlan, device: torch.device, run_dir: P
         generator(cfg.train.seed, "noise"),
         device,
     )
+    average = average_of(gan.generator, cfg.gan.ema_halflife)
     scoring = Scoring(cfg, plan.num_classes, device)
     log.info(f"standalone GAN on {len(shard)} samples, run directory {run_dir}")
     iterations = cfg.train.iterations
@@ -42,12 +44,14 @@ def run_standalone(cfg: Config, plan: DataPlan, device: torch.device, run_dir: P
             started = time.perf_counter()
             d_loss, g_loss = gan.iteration()
             done, last = iteration + 1, iteration + 1 == iterations
+            if average is not None:
+                average.update(gan.generator, done)
             if done % cfg.log.every == 0 or last:
                 logger.scalars(
                     done, d_loss_per_worker=[d_loss], g_loss=g_loss, d_loss=d_loss,
                     iteration_seconds=time.perf_counter() - started,
                 )  # fmt: skip
-            scoring.after(done, last, gan.generator, logger)
+            scoring.after(done, last, gan.generator, average, logger)
     write_stats(run_dir, 0, "standalone", device)
-    torch.save({"generator": gan.generator.state_dict(), "iteration": iterations}, run_dir / "generator.pt")
+    torch.save(final_generator(gan.generator, average, iterations), run_dir / "generator.pt")
     torch.save({"discriminator": gan.discriminator.state_dict()}, run_dir / "discriminator.pt")

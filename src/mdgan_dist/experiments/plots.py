@@ -1,5 +1,6 @@
 """Score curves of a grid: classifier score and Frechet distance against iterations, one line per
-configuration, as scores.png and as an image in a tensorboard event file."""
+configuration and a grey band for what real images score, as scores.png and as an image in a
+tensorboard event file."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
 from matplotlib.figure import Figure  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
-from mdgan_dist.experiments.results import ALWAYS_SHOWN, SCORES, RunSummary  # noqa: E402
+from mdgan_dist.experiments.results import ALWAYS_SHOWN, SCORES, RunSummary, floors  # noqa: E402
 
 # The method shows in the line style, the configuration in the colour.
 LINE_STYLES = {"standalone": ":", "flgan": "--", "mdgan": "-"}
@@ -30,6 +31,11 @@ def score_figure(runs: list[RunSummary]) -> Figure:
                 iterations, values = zip(*points)
                 style = LINE_STYLES.get(run.method, "-")
                 axes.plot(iterations, values, style, marker=".", color=colours(index % colours.N), label=label)
+        for name, floor in floors(runs):
+            if score in floor:
+                mean, sd = floor[score]["mean"], floor[score]["sd"]
+                axes.axhline(mean, color="grey", linewidth=1, label=name)
+                axes.axhspan(mean - sd, mean + sd, color="grey", alpha=0.2)
         if not axes.lines:
             axes.text(0.5, 0.5, "no scores logged", ha="center", va="center", transform=axes.transAxes)
         axes.set(xlabel="iteration", title=f"{title} ({'higher' if higher_is_better else 'lower'} is better)")

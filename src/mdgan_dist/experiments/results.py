@@ -1,8 +1,10 @@
-"""Run directories -> one summary per run -> results.md and results.csv, one row per configuration."""
+"""Run directories -> one summary per run -> results.md and results.csv, one row per configuration,
+and one row per real-data floor the runs recorded (what real images score, for comparison)."""
 
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from mdgan_dist import config
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments.formatting import duration
 from mdgan_dist.experiments.rundir import is_finished, read_grid_info, read_metrics
+from mdgan_dist.run_logging import RAW_PREFIX, REAL_FLOOR_FILE
 
 METHODS = ("standalone", "flgan", "mdgan")  # the table's order: the baselines first
 # The keys of score records: (their name in the table and the plot, whether higher is better).
@@ -23,7 +26,15 @@ SCORES = {
     "is": ("IS", True),
     "fid": ("FID", False),
 }
-ALWAYS_SHOWN = ("classifier_score", "frechet_distance")  # is and fid only when a run logged them
+# Figures of the final samples only: their best value over a run says little.
+FIGURES = {
+    "salt": ("salt", False),
+    "class_share_min": ("rarest class share", True),
+    "class_entropy": ("class entropy (bits)", True),
+}
+ALWAYS_SHOWN = ("classifier_score", "frechet_distance")  # the others only when a run logged them
+# With a moving average of G, the raw G's final scores: what the average changed.
+RAW_SHOWN = ("classifier_score", "frechet_distance", "salt")
 
 
 class NoRunsError(Exception):
@@ -40,7 +51,8 @@ class RunSummary:
     finished: bool
     iterations: int | None  # the last iteration logged
     wall_seconds: float | None  # elapsed_seconds of the last record
-    curves: dict[str, list[tuple[int, float]]]  # score -> (iteration, value), in logged order
+    curves: dict[str, list[tuple[int, float]]]  # score, figure or raw_ score -> (iteration, value), in logged order
+    floor: tuple[str, int, dict[str, dict[str, float]]] | None  # (dataset, samples, real_floor.json), if scored
 
     def best(self, score: str) -> tuple[float | None, int | None]:
         """The best value and the iteration where it was first reached; Nones without scores."""
@@ -52,6 +64,7 @@ class RunSummary:
         return value, iteration
 
     def final(self, score: str) -> float | None:
+        """The last logged value of a score, a figure or a raw_ score."""
         points = self.curves.get(score)
         return points[-1][1] if points else None
 
@@ -76,7 +89,10 @@ def summarize(run_dir: Path) -> RunSummary:
     if cfg.algorithm == "mdgan":
         k = cfg.mdgan.k if workers is None else config.resolved_k(cfg.mdgan, workers)
     elapsed = [r["elapsed_seconds"] for r in records if "elapsed_seconds" in r]
-    curves = {s: [(r["iteration"], float(r[s])) for r in records if r.get(s) is not None] for s in SCORES}
+    logged = [*SCORES, *FIGURES, *(RAW_PREFIX + name for name in RAW_SHOWN)]
+    curves = {s: [(r["iteration"], float(r[s])) for r in records if r.get(s) is not None] for s in logged}
+    floor_file = run_dir / REAL_FLOOR_FILE
+    floor = (cfg.data.name, cfg.eval.num_samples, json.loads(floor_file.read_text())) if floor_file.exists() else None
     return RunSummary(
         name=grid_info.get("name", run_dir.name),
         method=cfg.algorithm,
@@ -87,6 +103,7 @@ def summarize(run_dir: Path) -> RunSummary:
         iterations=max((r["iteration"] for r in records), default=None),
         wall_seconds=elapsed[-1] if elapsed else None,
         curves={score: points for score, points in curves.items() if points},
+        floor=floor,
     )
 
 
@@ -107,7 +124,16 @@ class Column:
 
 
 def columns(runs: list[RunSummary]) -> list[Column]:
-    shown = [s for s in SCORES if s in ALWAYS_SHOWN or any(s in run.curves for run in runs)]
+    def logged(name: str) -> bool:
+        return any(name in run.curves for run in runs)
+
+    shown = [s for s in SCORES if s in ALWAYS_SHOWN or logged(s)]
+    figures = [_final_column(name, f"final {title}") for name, (title, _) in FIGURES.items() if logged(name)]
+    raw = [
+        _final_column(RAW_PREFIX + name, f"final {_title(name)}, raw G")
+        for name in RAW_SHOWN
+        if logged(RAW_PREFIX + name)
+    ]
     base = [
         Column("configuration", "configuration", lambda r: r.name),
         Column("method", "method", lambda r: r.method),
@@ -118,7 +144,15 @@ def columns(runs: list[RunSummary]) -> list[Column]:
         Column("iterations", "iterations", lambda r: r.iterations),
         Column("wall_time_s", "wall time", lambda r: r.wall_seconds, duration),
     ]
-    return base + [column for score in shown for column in _score_columns(score)]
+    return base + [column for score in shown for column in _score_columns(score)] + figures + raw
+
+
+def _title(name: str) -> str:
+    return {**SCORES, **FIGURES}[name][0]
+
+
+def _final_column(name: str, title: str) -> Column:
+    return Column(f"{name}_final", title, lambda run: run.final(name), _number)
 
 
 def _score_columns(score: str) -> list[Column]:
@@ -132,7 +166,32 @@ def _score_columns(score: str) -> list[Column]:
 
 
 def _number(value: float) -> str:
-    return f"{value:.3f}"
+    return f"{value:.3g}" if abs(value) < 0.01 else f"{value:.3f}"
+
+
+def floors(runs: list[RunSummary]) -> list[tuple[str, dict[str, dict[str, float]]]]:
+    """One (row name, floor) per dataset and sample count the runs were scored with."""
+    found = {}
+    for run in runs:
+        if run.floor is not None:
+            dataset, samples, floor = run.floor
+            found.setdefault(f"real data ({dataset}, {samples} samples)", floor)
+    return list(found.items())
+
+
+def _floor_cells(table: list[Column], floor: dict[str, dict[str, float]], name: str) -> list[tuple[str, Any]]:
+    """A floor row: its name, and "mean ± sd" (CSV: the mean) under each final score it has."""
+    cells: list[tuple[str, Any]] = []
+    for column in table:
+        score = column.key.removesuffix("_final")
+        if column.key == "configuration":
+            cells.append((name, name))
+        elif column.key.endswith("_final") and score in floor:
+            mean, sd = floor[score]["mean"], floor[score]["sd"]
+            cells.append((f"{_number(mean)} ± {_number(sd)}", mean))
+        else:
+            cells.append(("", ""))
+    return cells
 
 
 def markdown(runs: list[RunSummary]) -> str:
@@ -141,6 +200,8 @@ def markdown(runs: list[RunSummary]) -> str:
     for run in runs:
         cells = [column.value(run) for column in table]
         lines.append("| " + " | ".join("" if v is None else c.text(v) for c, v in zip(table, cells)) + " |")
+    for name, floor in floors(runs):
+        lines.append("| " + " | ".join(text for text, _ in _floor_cells(table, floor, name)) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -153,4 +214,5 @@ def write_tables(runs: list[RunSummary], out: Path) -> tuple[Path, Path]:
         writer = csv.writer(handle)
         writer.writerow(c.key for c in table)
         writer.writerows(["" if (v := c.value(run)) is None else v for c in table] for run in runs)
+        writer.writerows([value for _, value in _floor_cells(table, floor, name)] for name, floor in floors(runs))
     return md_path, csv_path

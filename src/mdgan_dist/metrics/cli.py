@@ -12,7 +12,9 @@ train-classifier trains the classifier for the dataset `data` selects (seeded by
 caches it in eval.classifier_dir; with a valid one already cached it only reports it, --force
 retrains. It prints {"classifier": file, "heldout_accuracy": ..., "trained": true|false} as JSON.
 
-score prints the scores as one JSON object. PATH is one of
+score prints the scores as one JSON object, with what real images score next to them under
+"real_floor" (per score its mean and standard deviation over draws of as many train-split images,
+Evaluator.real_floor). PATH is one of
   - a run directory (its final generator.pt), a checkpoint directory (its server.pt), or such a
     file: G is rebuilt from the run's config.yaml (next to the file, or two levels up for a
     checkpoint) and eval.num_samples of its samples are scored. OVERRIDES apply on top of that
@@ -37,6 +39,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mdgan_dist.algorithms.ema import shown_generator
 from mdgan_dist.checkpoint import SERVER_FILE
 from mdgan_dist.checkpoint import load as load_file
 from mdgan_dist.config import Config
@@ -116,7 +119,7 @@ def train_classifier(overrides: list[str], force: bool) -> dict[str, object]:
     return {"classifier": str(stored.path), "heldout_accuracy": stored.heldout_accuracy, "trained": trained}
 
 
-def score(path: Path, overrides: list[str]) -> dict[str, float]:
+def score(path: Path, overrides: list[str]) -> dict[str, object]:
     weights = _generator_file(path)
     if weights is not None:
         return _score_generator(weights, overrides)
@@ -132,7 +135,7 @@ def _generator_file(path: Path) -> Path | None:
     return found[0] if found else None
 
 
-def _score_generator(weights: Path, overrides: list[str]) -> dict[str, float]:
+def _score_generator(weights: Path, overrides: list[str]) -> dict[str, object]:
     # A run directory holds config.yaml; a checkpoint sits in <run>/checkpoints/iteration_*/.
     candidates = [weights.parent / "config.yaml", weights.parent.parent.parent / "config.yaml"]
     saved = next((candidate for candidate in candidates if candidate.is_file()), None)
@@ -143,13 +146,13 @@ def _score_generator(weights: Path, overrides: list[str]) -> dict[str, float]:
     evaluator = Evaluator(cfg, device)
     model = build_generator(cfg.model, evaluator.image_shape, evaluator.num_classes)
     try:
-        model.load_state_dict(load_file(weights, torch.device("cpu"))["generator"])
+        model.load_state_dict(shown_generator(load_file(weights, torch.device("cpu"))))
     except (KeyError, RuntimeError) as error:
         raise ConfigError(f"{weights} holds no generator for the model of {saved}: {error}") from error
-    return evaluator.score_generator(model.to(device), evaluator.num_classes)
+    return _with_floor(evaluator, evaluator.score_generator(model.to(device), evaluator.num_classes))
 
 
-def _score_images(folder: Path, overrides: list[str]) -> dict[str, float]:
+def _score_images(folder: Path, overrides: list[str]) -> dict[str, object]:
     cfg = typed_config(compose_raw(overrides))
     evaluator = Evaluator(cfg, device_for(cfg))
     paths = sorted(str(path) for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
@@ -160,7 +163,11 @@ def _score_images(folder: Path, overrides: list[str]) -> dict[str, float]:
         raise ConfigError(f"data={cfg.data.name} has {height}x{width} images: only square images are supported")
     # Read, converted to grey or RGB and resized exactly as the dataset's own images are.
     images = ImageFolderDataset(paths, torch.zeros(len(paths)), evaluator.num_classes, channels, height)
-    return evaluator.score(load_shard(images, torch.arange(len(paths)))[0])
+    return _with_floor(evaluator, evaluator.score(load_shard(images, torch.arange(len(paths)))[0]))
+
+
+def _with_floor(evaluator: Evaluator, scores: dict[str, float]) -> dict[str, object]:
+    return {**scores, "real_floor": evaluator.real_floor()}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,6 +4,9 @@ Scores, all against the dataset's held-out part:
     classifier_score  the Inception Score formula with the project's evaluation classifier (the
                       paper's "MNIST score"); higher is better, at most the number of classes
     frechet_distance  FID's formula in that classifier's penultimate-layer features; lower is better
+    salt              the fraction of isolated bright pixels (specks of noise); real digits: about 0
+    class_share_min,  the share of the rarest class among the classifier's verdicts, and the entropy
+    class_entropy     of those shares in bits: a generator that misses or favours classes shows here
     is, fid           Inception Score (one split, as classifier_score) and FID in Inception's pool
                       features, only with eval.inception_weights set
 """
@@ -18,10 +21,10 @@ from torch import nn
 
 from mdgan_dist.algorithms.components import sample_images
 from mdgan_dist.config import Config
-from mdgan_dist.data import ImageDataset, open_dataset
+from mdgan_dist.data import ImageDataset, load_shard, open_dataset
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.metrics.inception import InceptionFeatures
-from mdgan_dist.metrics.scores import classifier_score, feature_statistics, frechet_distance
+from mdgan_dist.metrics.scores import class_coverage, classifier_score, feature_statistics, frechet_distance, salt
 from mdgan_dist.metrics.store import StoredClassifier, load_classifier, train_command
 from mdgan_dist.metrics.training import EVAL_BATCH_SIZE, load_part
 from mdgan_dist.seeding import generator
@@ -29,6 +32,7 @@ from mdgan_dist.seeding import generator
 log = logging.getLogger("mdgan_dist")
 
 MAX_REAL_SAMPLES = 10_000  # held-out images behind the real feature statistics
+FLOOR_DRAWS = 5  # random draws of real images behind the real-data floor
 
 
 def check_evaluation(cfg: Config) -> None:
@@ -90,12 +94,14 @@ class Evaluator:
         return torch.cat(probs), torch.cat(features)
 
     def score(self, images: torch.Tensor) -> dict[str, float]:
-        """Scores of images [n, C, H, W] in [-1, 1], n >= 2: classifier_score and frechet_distance,
-        plus is and fid when Inception weights are set."""
+        """Scores of images [n, C, H, W] in [-1, 1], n >= 2: classifier_score, frechet_distance, salt
+        and the class coverage, plus is and fid when Inception weights are set."""
         probs, features = self.classify(images)
         scores = {
             "classifier_score": classifier_score(probs),
             "frechet_distance": frechet_distance(*feature_statistics(features), *self.real_statistics),
+            "salt": salt(images),
+            **class_coverage(probs),
         }
         if self.inception is not None:
             logits, pooled = self.inception(images)
@@ -111,3 +117,22 @@ class Evaluator:
         noise = torch.randn(count, self.cfg.model.z_dim, generator=generator(self.cfg.train.seed, "eval"))
         labels = torch.arange(count) % num_classes if self.cfg.model.conditional else None
         return self.score(sample_images(model, noise, labels, num_classes, self.device))
+
+    def real_floor(self, draws: int = FLOOR_DRAWS) -> dict[str, dict[str, float]]:
+        """What real images score, scored as G's samples are and as many: the mean and standard
+        deviation, per score, over `draws` random draws of eval.num_samples train-split images.
+
+        The train split, because the held-out images are the Frechet distance's reference: against
+        themselves they would score 0. The draws do not depend on train.seed, so every run on a
+        dataset shows the same floor."""
+        train = open_dataset(self.cfg.data, "train")
+        count = min(self.cfg.eval.num_samples, len(train))
+        draws_scores = []
+        for draw in range(draws):
+            indices = torch.randperm(len(train), generator=generator(0, "real_floor", draw))[:count]
+            draws_scores.append(self.score(load_shard(train, indices)[0]))
+        floor = {}
+        for name in draws_scores[0]:
+            values = torch.tensor([scores[name] for scores in draws_scores], dtype=torch.float64)
+            floor[name] = {"mean": float(values.mean()), "sd": float(values.std()) if draws > 1 else 0.0}
+        return floor

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from mdgan_dist.algorithms.components import make_discriminator, make_generator
+from mdgan_dist.algorithms.ema import average_of, final_generator
 from mdgan_dist.algorithms.flat_state import unflatten_into
 from mdgan_dist.algorithms.flgan.averaging import model_tensors, weighted_average
 from mdgan_dist.algorithms.mdgan.handshake import greet_workers
@@ -50,6 +51,8 @@ class FLGANServer:
         # The global models: built as every worker builds its own, so all start equal.
         self.generator = make_generator(cfg, image_shape, num_classes).to(device)
         self.discriminator = make_discriminator(cfg, image_shape, num_classes, 0).to(device)
+        # The average of the server's G over iterations: between two averagings that G stays as it is.
+        self.average = average_of(self.generator, cfg.gan.ema_halflife)
         self.tensors = model_tensors(self.generator, self.discriminator)
         size = sum(tensor.numel() for tensor in self.tensors)
         self.models = {rank: torch.empty(size, device=device) for rank in self.workers}
@@ -72,6 +75,8 @@ class FLGANServer:
                 if done % period == 0 or last:  # the scored G is always the average of the latest models
                     self.synchronise(done, shard_sizes)
                     syncs += 1
+                if self.average is not None:
+                    self.average.update(self.generator, done)
                 if done % cfg.log.every == 0 or last:
                     logger.scalars(
                         done,
@@ -83,7 +88,7 @@ class FLGANServer:
                         iteration_seconds=time.perf_counter() - started,
                         syncs=syncs,
                     )
-                scoring.after(done, last, self.generator, logger)
+                scoring.after(done, last, self.generator, self.average, logger)
         stop = self.transport.header(Header(Kind.STOP, iterations))
         self.transport.exchange("stop", sends=[(rank, stop) for rank in self.workers])
         write_peer_stats(
@@ -94,7 +99,7 @@ class FLGANServer:
             sync_bytes_sent=self.sync_bytes_sent,
             sync_bytes_recv=self.sync_bytes_recv,
         )
-        torch.save({"generator": self.generator.state_dict(), "iteration": iterations}, self.run_dir / "generator.pt")
+        torch.save(final_generator(self.generator, self.average, iterations), self.run_dir / "generator.pt")
         torch.save({"discriminator": self.discriminator.state_dict()}, self.run_dir / "discriminator.pt")
 
     def train_iteration(self, iteration: int) -> tuple[list[float], list[float]]:

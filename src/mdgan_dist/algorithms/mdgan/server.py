@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from mdgan_dist.algorithms.components import label_classes, make_generator
+from mdgan_dist.algorithms.ema import average_of, final_generator
 from mdgan_dist.algorithms.mdgan.handshake import greet_workers, refuse_workers
 from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, wire_dtype
 from mdgan_dist.algorithms.mdgan.roster import Roster
@@ -91,6 +92,7 @@ class Server:
         device = transport.device
         self.generator = make_generator(cfg, image_shape, num_classes).to(device)
         self.optimizer = adam(self.generator, cfg.optim.g_lr, cfg.optim.beta1, cfg.optim.beta2)
+        self.average = average_of(self.generator, cfg.gan.ema_halflife)
         self.noise = generator(cfg.train.seed, "noise")
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
         classes = label_classes(cfg, num_classes)
@@ -152,7 +154,7 @@ class Server:
                         lists=self.ranks_of(current),
                         **timings,
                     )
-                scoring.after(done, last, self.generator, logger)
+                scoring.after(done, last, self.generator, self.average, logger)
                 if current.stop or (cfg.checkpoint.every and (done % cfg.checkpoint.every == 0 or last)):
                     self.checkpoint(done)
                 if current.stop and not last:
@@ -173,7 +175,7 @@ class Server:
             feedbacks_late=self.late_discarded,
         )
         if finished:
-            final = {"generator": self.generator.state_dict(), "iteration": cfg.train.iterations}
+            final = final_generator(self.generator, self.average, cfg.train.iterations)
             torch.save(final, self.run_dir / "generator.pt")
 
     def start(self) -> tuple[int, int | None]:
@@ -205,6 +207,8 @@ class Server:
         state = load_checkpoint(found.directory / SERVER_FILE, self.transport.device)
         self.generator.load_state_dict(state["generator"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
         self.noise.set_state(state["noise"])
         self.swaps = state["swaps"]
         torch.set_rng_state(state["rng"])
@@ -225,6 +229,7 @@ class Server:
             "iteration": done,
             "generator": self.generator.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "average": None if self.average is None else self.average.state_dict(),
             "noise": self.noise.get_state(),
             "swaps": self.swaps,
             "rng": torch.get_rng_state(),
@@ -307,6 +312,8 @@ class Server:
         feedbacks = [self.incoming[rank][parity].feedback.to(device, torch.float32) for rank in answered]
         upstream = aggregate_feedback(feedbacks, [batches.assignment[rank] for rank in answered], self.roster.k)
         generator_step(self.optimizer, batches.generated, upstream, batches.snapshot)
+        if self.average is not None:
+            self.average.update(self.generator, batches.iteration + 1)
         backward = time.perf_counter() - started
         if batches.control:  # the late feedback is in before the control message goes out
             self.take_late_feedback(everyone=True)
