@@ -52,9 +52,10 @@ from mdgan_dist.algorithms.flgan.averaging import model_tensors
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
 from mdgan_dist.algorithms.steps import (
-    adam,
     aggregate_feedback,
+    discriminator_adam,
     generate,
+    generator_adam,
     generator_feedback,
     generator_step,
     sample_latent,
@@ -337,7 +338,7 @@ def compute_steps(cfg: Config, workers: list[int], device: torch.device) -> dict
     # MD-GAN worker: L D-steps on X_d, then the feedback on X_g, as worker.py calls them. The
     # batches are the generator's, made once (the worker receives them, it does not make them).
     discriminator = make_discriminator(cfg, shape, classes, 0).to(device)
-    d_optimizer = adam(discriminator, cfg.optim.d_lr, cfg.optim.beta1, cfg.optim.beta2)
+    d_optimizer = discriminator_adam(discriminator, cfg.optim)
     sampler = make_sampler(cfg, shard[0].to(device), shard[1].to(device), 0)
     g = make_generator(cfg, shape, classes).to(device)
     with torch.no_grad():
@@ -369,7 +370,7 @@ def server_step(cfg: Config, shape: tuple[int, int, int], classes: int, k: int, 
     """The MD-GAN server's compute of one iteration with k batches: generate, aggregate, G step.
     The feedback is a fixed tensor per batch (what arrives does not change the cost)."""
     g = make_generator(cfg, shape, classes).to(device)
-    optimizer = adam(g, cfg.optim.g_lr, cfg.optim.beta1, cfg.optim.beta2)
+    optimizer = generator_adam(g, cfg.optim)
     noise, batch = noise_stream(cfg.train.seed, "noise"), cfg.train.batch_size
     feedbacks = [torch.randn(batch, *shape, device=device) * 1e-3 for _ in range(k)]
     assignment = [feedback_batch(n, k) for n in range(k)]

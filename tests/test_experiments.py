@@ -68,6 +68,7 @@ def test_paper_presets_expand_to_the_papers_24_configurations(name: str) -> None
     assert preset.name == name
     assert [c.name for c in preset.configurations] == PAPER_NAMES
     assert "model.conditional=true" in preset.overrides and "train.iterations=50000" in preset.overrides
+    assert "recipe=paper" in preset.overrides
 
 
 def test_small_preset_expands_to_six_configurations() -> None:
@@ -84,7 +85,10 @@ def test_every_configuration_of_every_shipped_preset_is_a_valid_trainer_config(p
         cfg = trainer_config([*preset.overrides, *configuration.overrides()], configuration.world_size)
         assert (cfg.algorithm, cfg.train.batch_size) == (configuration.algorithm, configuration.batch_size)
         if configuration.algorithm == "mdgan":
-            assert cfg.mdgan.k == configuration.k and cfg.mdgan.swap_every_epochs == 1
+            swaps = 0 if "mdgan.swap_every_epochs=0" in configuration.variant_overrides else 1
+            assert cfg.mdgan.k == configuration.k and cfg.mdgan.swap_every_epochs == swaps
+        if "recipe=paper" in preset.overrides:  # the paper's settings, or a variant of them
+            assert cfg.gan.ema_halflife == (100 if "gan.ema_halflife=100" in preset.overrides else 0)
 
 
 @pytest.mark.parametrize(
@@ -94,12 +98,55 @@ def test_every_configuration_of_every_shipped_preset_is_a_valid_trainer_config(p
         ({"algorithms": ["mdgam"], "workers": [2], "k": [1], "batch_sizes": [8]}, "grid.algorithms holds 'mdgam'"),
         ({"algorithms": ["mdgan"], "workers": [0], "k": [1], "batch_sizes": [8]}, "grid.workers holds 0"),
         ({"algorithms": ["mdgan"], "workers": [2], "k": ["log"], "batch_sizes": [8]}, "grid.k holds 'log'"),
-        ({"algorithms": ["mdgan"], "workers": [2], "k": [1]}, "grid has exactly the keys"),
+        ({"algorithms": ["mdgan"], "workers": [2], "k": [1]}, "grid has the keys"),
+        (
+            {**{"algorithms": ["mdgan"], "workers": [2], "k": [1], "batch_sizes": [8]}, "seeds": [-1]},
+            "grid.seeds holds -1",
+        ),
+        (
+            {"algorithms": ["mdgan"], "workers": [2], "k": [1], "batch_sizes": [8], "variants": {"x": ["mdgan.k=2"]}},
+            "grid.variants.x sets mdgan.k=2",
+        ),
+        (
+            {"algorithms": ["mdgan"], "workers": [2], "k": [1], "batch_sizes": [8], "variants": {"a b": ["gan.L=2"]}},
+            "has the name 'a b'",
+        ),
+        (
+            {"algorithms": ["mdgan"], "workers": [2], "k": [1], "batch_sizes": [8], "variants": {"x": "gan.L=2"}},
+            "grid.variants.x must be a list of overrides",
+        ),
     ],
 )
 def test_a_bad_grid_is_refused_with_what_to_change(tmp_path: Path, grid: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_preset(str(write_preset(tmp_path, grid)))
+
+
+def test_variants_and_seeds_name_runs_and_add_their_overrides(tmp_path: Path, capsys) -> None:
+    grid = {
+        "algorithms": ["standalone", "mdgan"],
+        "workers": [2],
+        "k": [1],
+        "batch_sizes": [8],
+        "variants": {"slow": ["optim.g_lr=1e-4", "optim.d_lr=1e-4"], "paper": ["gan.ema_halflife=0"]},
+        "seeds": [0, 3],
+    }
+    configurations = load_preset(str(write_preset(tmp_path, grid))).configurations
+    assert [c.name for c in configurations] == [
+        f"{base}-{variant}-s{seed}"
+        for base in ("standalone-b8", "mdgan-N2-k1-b8")
+        for variant in ("slow", "paper")
+        for seed in (0, 3)
+    ]
+    slow = configurations[5]
+    assert (slow.name, slow.group) == ("mdgan-N2-k1-b8-slow-s3", "mdgan-N2-k1-b8-slow")
+    assert slow.overrides() == [
+        "algorithm=mdgan", "train.batch_size=8", "mdgan.k=1", "optim.g_lr=1e-4", "optim.d_lr=1e-4", "train.seed=3"
+    ]  # fmt: skip
+    root = tmp_path / "root"
+    assert main(["run", str(write_preset(tmp_path, grid)), "--root", str(root), "--dry-run"]) == 0
+    command = shlex.split(output_lines(capsys)["mdgan-N2-k1-b8-slow-s3"])
+    assert command[-3:] == ["optim.d_lr=1e-4", "train.seed=3", f"run.dir={root}/tiny/mdgan-N2-k1-b8-slow-s3"]
 
 
 def test_unknown_preset_names_the_shipped_ones() -> None:
@@ -201,14 +248,25 @@ def test_a_bad_override_stops_the_grid_before_any_run(tmp_path: Path, capsys) ->
 # --- results ---------------------------------------------------------------------------------------
 
 
-def make_run(root: Path, name: str, cfg: Config, records: list[dict], workers: int | None, finished: bool) -> None:
+def make_run(
+    root: Path,
+    name: str,
+    cfg: Config,
+    records: list[dict],
+    workers: int | None,
+    finished: bool,
+    group: str | None = None,
+    floor: dict | None = None,
+) -> None:
     """A run directory as the trainer and the runner leave it."""
     run_dir = root / name
     run_dir.mkdir(parents=True)
     config.save(cfg, run_dir / "config.yaml")
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
     if workers is not None:
-        (run_dir / "grid.json").write_text(json.dumps({"name": name, "workers": workers}))
+        (run_dir / "grid.json").write_text(json.dumps({"name": name, "group": group or name, "workers": workers}))
+    if floor is not None:
+        (run_dir / "real_floor.json").write_text(json.dumps(floor))
     if finished:
         (run_dir / "generator.pt").write_bytes(b"model")
 
@@ -291,6 +349,47 @@ def test_inception_columns_appear_when_a_run_logged_them(tmp_path: Path) -> None
     rows = list(csv.DictReader((tmp_path / "elsewhere" / "results.csv").open()))
     assert float(rows[1]["is_final"]) == 3.5 and float(rows[1]["fid_best"]) == 80.0
     assert rows[2]["is_best"] == rows[2]["fid_final"] == ""
+
+
+def test_results_show_the_figures_the_raw_g_the_floor_and_the_mean_over_seeds(tmp_path: Path, capsys) -> None:
+    floor = {
+        "classifier_score": {"mean": 9.25, "sd": 0.125},
+        "frechet_distance": {"mean": 4.5, "sd": 1.5},
+        "salt": {"mean": 1e-05, "sd": 5e-06},
+    }
+    cfg = Config(algorithm="mdgan", train=TrainConfig(batch_size=16, iterations=20), mdgan=MDGANConfig(k=1))
+    finals = [(8.0, 10.0, 0.001, 0.002), (9.0, 14.0, 0.003, 0.004), (7.0, 12.0, 0.002, 0.006)]
+    for seed, (cs, fd, salt, raw_salt) in enumerate(finals):
+        figures = {"salt": salt, "class_share_min": 0.05 + seed / 100, "class_entropy": 3.0, "raw_salt": raw_salt}
+        records = [training(20, 1.0, 2), scores(20, 1.5, cs, fd, **figures)]
+        name = f"mdgan-N2-k1-b16-s{seed}"
+        make_run(tmp_path, name, cfg, records, 2, True, group="mdgan-N2-k1-b16", floor=floor)
+    # Another configuration, one seed: a row of its own in the first table only.
+    make_run(tmp_path, "mdgan-N2-k1-b16-paper", cfg, [scores(20, 1.5, 5.0, 50.0, salt=0.01)], 2, True)
+    assert main(["results", str(tmp_path)]) == 0
+    out = tmp_path / "results"
+
+    rows = {row["configuration"]: row for row in csv.DictReader((out / "results.csv").open())}
+    assert float(rows["mdgan-N2-k1-b16-s1"]["salt_final"]) == 0.003
+    assert float(rows["mdgan-N2-k1-b16-s2"]["raw_salt_final"]) == 0.006
+    assert float(rows["mdgan-N2-k1-b16-s2"]["class_share_min_final"]) == 0.07
+    assert rows["mdgan-N2-k1-b16-paper"]["raw_salt_final"] == ""
+    real = rows["real data (mnist5k, 500 samples)"]
+    assert float(real["classifier_score_final"]) == 9.25 and float(real["salt_final"]) == 1e-05
+    assert real["classifier_score_best"] == real["class_share_min_final"] == ""
+
+    (seeds,) = csv.DictReader((out / "seeds.csv").open())
+    assert (seeds["configuration"], seeds["runs"]) == ("mdgan-N2-k1-b16", "3")
+    assert float(seeds["classifier_score_final_mean"]) == pytest.approx(8.0)
+    assert float(seeds["classifier_score_final_sd"]) == pytest.approx(1.0)
+    assert float(seeds["frechet_distance_final_sd"]) == pytest.approx(2.0)
+    assert float(seeds["raw_salt_final_mean"]) == pytest.approx(0.004)
+
+    table = (out / "results.md").read_text()
+    assert table == capsys.readouterr().out.split("wrote ")[0]
+    assert "| real data (mnist5k, 500 samples) |" in table and "9.250 ± 0.125" in table
+    assert "| mdgan-N2-k1-b16 | 3 | 8.000 ± 1.000 | 12.000 ± 2.000 |" in table
+    assert "final salt, raw G" in table
 
 
 def test_results_of_a_folder_without_runs_is_an_error(tmp_path: Path, capsys) -> None:

@@ -28,10 +28,11 @@ from mdgan_dist.algorithms.mdgan.schedule import (
     training_batch,
 )
 from mdgan_dist.algorithms.steps import (
-    adam,
     aggregate_feedback,
+    discriminator_adam,
     discriminator_step,
     generate,
+    generator_adam,
     generator_feedback,
     generator_step,
     sample_latent,
@@ -56,10 +57,10 @@ def reference_run(
     classes = plan.num_classes
     conditional = cfg.model.conditional
     gen = make_generator(cfg, shape, classes)
-    gen_opt = adam(gen, cfg.optim.g_lr, cfg.optim.beta1, cfg.optim.beta2)
+    gen_opt = generator_adam(gen, cfg.optim)
     average = average_of(gen, cfg.gan.ema_halflife)
     discs = [make_discriminator(cfg, shape, classes, n) for n in range(num_workers)]
-    disc_opts = [adam(d, cfg.optim.d_lr, cfg.optim.beta1, cfg.optim.beta2) for d in discs]
+    disc_opts = [discriminator_adam(d, cfg.optim) for d in discs]
     samplers = [make_sampler(cfg, *load_shard(plan.train, plan.shards[n]), n) for n in range(num_workers)]
     noise = generator(cfg.train.seed, "noise")
     period = swap_period(plan.shard_sizes, batch, cfg.mdgan.swap_every_epochs)

@@ -72,6 +72,10 @@ class OptimConfig:
     d_lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    # Adam's epsilon. Adam ignores a constant scale c of the gradient except through it:
+    # Adam(c * g, eps) steps as Adam(g, eps / c) (docs/results.md, "Salt noise").
+    g_eps: float = 1e-8
+    d_eps: float = 1e-8
 
 
 @dataclass
@@ -241,7 +245,7 @@ def validate(cfg: Config, world_size: int) -> None:
         )
     kill_point(fault, world_size - 1)
     slow_point(fault, world_size - 1)
-    for name in ("g_lr", "d_lr"):
+    for name in ("g_lr", "d_lr", "g_eps", "d_eps"):
         value = getattr(cfg.optim, name)
         _require(value > 0, f"optim.{name}={value}: must be > 0")
     for name in ("beta1", "beta2"):

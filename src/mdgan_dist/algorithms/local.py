@@ -12,9 +12,10 @@ import torch
 
 from mdgan_dist.algorithms.components import label_classes, make_discriminator, make_generator, make_sampler
 from mdgan_dist.algorithms.steps import (
-    adam,
     aggregate_feedback,
+    discriminator_adam,
     generate,
+    generator_adam,
     generator_feedback,
     generator_step,
     sample_latent,
@@ -41,11 +42,10 @@ class LocalGAN:
         self.num_classes = num_classes
         self.noise = noise
         self.device = device
-        optim = cfg.optim
         self.generator = make_generator(cfg, image_shape, num_classes).to(device)
-        self.g_optimizer = adam(self.generator, optim.g_lr, optim.beta1, optim.beta2)
+        self.g_optimizer = generator_adam(self.generator, cfg.optim)
         self.discriminator = make_discriminator(cfg, image_shape, num_classes, 0).to(device)
-        self.d_optimizer = adam(self.discriminator, optim.d_lr, optim.beta1, optim.beta2)
+        self.d_optimizer = discriminator_adam(self.discriminator, cfg.optim)
         images, labels = shard
         self.sampler = make_sampler(cfg, images.to(device), labels.to(device), worker)
 

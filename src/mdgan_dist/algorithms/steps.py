@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mdgan_dist.algorithms.acceleration import forward
-from mdgan_dist.config import GANConfig
+from mdgan_dist.config import GANConfig, OptimConfig
 from mdgan_dist.data import ShardSampler
 
 
@@ -173,5 +173,13 @@ def snapshot_parameters(module: nn.Module) -> dict[str, torch.Tensor]:
     return {name: param.detach().clone().requires_grad_(True) for name, param in module.named_parameters()}
 
 
-def adam(module: nn.Module, lr: float, beta1: float, beta2: float) -> torch.optim.Adam:
-    return torch.optim.Adam(module.parameters(), lr=lr, betas=(beta1, beta2))
+def adam(module: nn.Module, lr: float, beta1: float, beta2: float, eps: float = 1e-8) -> torch.optim.Adam:
+    return torch.optim.Adam(module.parameters(), lr=lr, betas=(beta1, beta2), eps=eps)
+
+
+def generator_adam(generator: nn.Module, cfg: OptimConfig) -> torch.optim.Adam:
+    return adam(generator, cfg.g_lr, cfg.beta1, cfg.beta2, cfg.g_eps)
+
+
+def discriminator_adam(discriminator: nn.Module, cfg: OptimConfig) -> torch.optim.Adam:
+    return adam(discriminator, cfg.d_lr, cfg.beta1, cfg.beta2, cfg.d_eps)

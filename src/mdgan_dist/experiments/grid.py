@@ -15,25 +15,38 @@ from mdgan_dist.experiments.paths import PRESET_DIR
 
 LOG2 = "log2"
 GRID_KEYS = ("algorithms", "workers", "k", "batch_sizes")
+OPTIONAL_GRID_KEYS = ("variants", "seeds")
+# What names a configuration and where it goes: a variant must not set these.
+NAMING_KEYS = ("algorithm", "train.batch_size", "mdgan.k", "train.seed", "run.dir")
 
 
 @dataclass(frozen=True)
 class Configuration:
-    """One point of a grid. workers is None for standalone, k is None for everything but mdgan."""
+    """One point of a grid. workers is None for standalone, k is None for everything but mdgan;
+    variant names a set of overrides of grid.variants; seed is None when the grid has no seeds."""
 
     algorithm: str
     batch_size: int
     workers: int | None = None
     k: int | None = None
+    variant: str | None = None
+    variant_overrides: tuple[str, ...] = ()
+    seed: int | None = None
 
     @property
-    def name(self) -> str:
+    def group(self) -> str:
+        """The name without the seed: the runs that results averages over."""
         parts = [self.algorithm]
         if self.workers is not None:
             parts.append(f"N{self.workers}")
         if self.k is not None:
             parts.append(f"k{self.k}")
-        return "-".join([*parts, f"b{self.batch_size}"])
+        parts.append(f"b{self.batch_size}")
+        return "-".join([*parts, *([self.variant] if self.variant else [])])
+
+    @property
+    def name(self) -> str:
+        return self.group if self.seed is None else f"{self.group}-s{self.seed}"
 
     @property
     def world_size(self) -> int:
@@ -42,7 +55,10 @@ class Configuration:
 
     def overrides(self) -> list[str]:
         values = [f"algorithm={self.algorithm}", f"train.batch_size={self.batch_size}"]
-        return values if self.k is None else [*values, f"mdgan.k={self.k}"]
+        if self.k is not None:
+            values.append(f"mdgan.k={self.k}")
+        values += self.variant_overrides
+        return values if self.seed is None else [*values, f"train.seed={self.seed}"]
 
 
 @dataclass(frozen=True)
@@ -66,23 +82,52 @@ def load_preset(spec: str) -> Preset:
         raise ConfigError(f"{path}: name must be a folder name, got {name!r}")
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"{path}: overrides must be a list of Hydra overrides such as data=mnist")
-    if not isinstance(grid, dict) or set(grid) != set(GRID_KEYS):
-        raise ConfigError(f"{path}: grid has exactly the keys {', '.join(GRID_KEYS)}")
+    if not isinstance(grid, dict) or not set(GRID_KEYS) <= set(grid) <= {*GRID_KEYS, *OPTIONAL_GRID_KEYS}:
+        raise ConfigError(
+            f"{path}: grid has the keys {', '.join(GRID_KEYS)}, and may have {' and '.join(OPTIONAL_GRID_KEYS)}"
+        )
     return Preset(name, overrides, expand(path, grid))
 
 
 def expand(path: Path, grid: dict[str, Any]) -> list[Configuration]:
-    """Every combination, in the preset's order, each identical configuration once."""
+    """Every combination, in the preset's order (seeds innermost), each identical configuration once."""
     algorithms = _values(path, grid, "algorithms", lambda a: a in ALGORITHMS, f"one of {', '.join(ALGORITHMS)}")
     workers = _values(path, grid, "workers", _is_positive_int, "a positive integer")
     ks = _values(path, grid, "k", lambda k: k == LOG2 or _is_positive_int(k), f"a positive integer or {LOG2}")
     batch_sizes = _values(path, grid, "batch_sizes", _is_positive_int, "a positive integer")
+    variants = _variants(path, grid.get("variants"))
+    seeds = [None] if "seeds" not in grid else _values(path, grid, "seeds", _is_seed, "a seed (an integer >= 0)")
     found = []
     for algorithm in algorithms:
         for n in [None] if algorithm == "standalone" else workers:
             for k in [_resolve_k(path, k, n) for k in ks] if algorithm == "mdgan" else [None]:
-                found.extend(Configuration(algorithm, b, n, k) for b in batch_sizes)
+                for b in batch_sizes:
+                    for variant, changes in variants.items():
+                        found.extend(Configuration(algorithm, b, n, k, variant, changes, seed) for seed in seeds)
     return list(dict.fromkeys(found))
+
+
+def _variants(path: Path, raw: Any) -> dict[str | None, tuple[str, ...]]:
+    """grid.variants: a name -> its Hydra overrides, e.g. {lr1e-4: [optim.g_lr=1e-4]}; none: one
+    configuration without a variant."""
+    if raw is None:
+        return {None: ()}
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{path}: grid.variants must map names to lists of overrides, e.g. lr1e-4: [optim.g_lr=1e-4]")
+    variants: dict[str | None, tuple[str, ...]] = {}
+    for name, changes in raw.items():
+        if not isinstance(name, str) or not name or any(c in name for c in "/ "):
+            raise ConfigError(f"{path}: grid.variants has the name {name!r}: use a folder name without spaces")
+        if not isinstance(changes, list) or not all(isinstance(change, str) and "=" in change for change in changes):
+            raise ConfigError(f"{path}: grid.variants.{name} must be a list of overrides such as optim.g_lr=1e-4")
+        for change in changes:
+            if change.split("=", 1)[0].lstrip("+~") in NAMING_KEYS:
+                raise ConfigError(
+                    f"{path}: grid.variants.{name} sets {change}: {', '.join(NAMING_KEYS)} come from the grid's "
+                    "other keys (algorithms, batch_sizes, k, seeds) and the runner"
+                )
+        variants[name] = tuple(changes)
+    return variants
 
 
 def _resolve_k(path: Path, value: int | str, workers: int) -> int:
@@ -104,3 +149,7 @@ def _values(path: Path, grid: dict[str, Any], key: str, valid: Callable[[Any], b
 
 def _is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

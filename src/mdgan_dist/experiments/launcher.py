@@ -39,6 +39,7 @@ class Job:
         return {
             "preset": self.preset,
             "name": self.name,
+            "group": self.configuration.group,
             **dataclasses.asdict(self.configuration),
             "overrides": self.overrides,
         }
@@ -46,7 +47,8 @@ class Job:
 
 def plan(preset: Preset, configurations: list[Configuration], root: Path, extra: list[str]) -> list[Job]:
     """Extra overrides come after the preset's and before the configuration's own: they change
-    anything but what names a run (algorithm, N, k, b) and where it goes. run.dir comes last, since
+    anything but what names a run (algorithm, N, k, b, its variant's overrides, the seed) and where
+    it goes. run.dir comes last, since
     Hydra's last override wins, also over the run.dir launch/slurm.sbatch passes before ours."""
     jobs = []
     for configuration in configurations:

@@ -1,5 +1,6 @@
-"""Run directories -> one summary per run -> results.md and results.csv, one row per configuration,
-and one row per real-data floor the runs recorded (what real images score, for comparison)."""
+"""Run directories -> one summary per run -> results.md and results.csv, one row per run, and one
+row per real-data floor the runs recorded (what real images score, for comparison). Runs of one
+configuration with several seeds also get a row of their mean ± standard deviation (seeds.csv)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class NoRunsError(Exception):
 @dataclass(frozen=True)
 class RunSummary:
     name: str
+    group: str  # the configuration without its seed
     method: str
     workers: int | None  # None: standalone, or a run started by hand whose metrics do not tell N
     k: int | None  # mdgan only
@@ -95,6 +97,7 @@ def summarize(run_dir: Path) -> RunSummary:
     floor = (cfg.data.name, cfg.eval.num_samples, json.loads(floor_file.read_text())) if floor_file.exists() else None
     return RunSummary(
         name=grid_info.get("name", run_dir.name),
+        group=grid_info.get("group", grid_info.get("name", run_dir.name)),
         method=cfg.algorithm,
         workers=workers,
         k=k,
@@ -194,19 +197,53 @@ def _floor_cells(table: list[Column], floor: dict[str, dict[str, float]], name: 
     return cells
 
 
+def seed_groups(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
+    """The configurations run with more than one seed, and their runs, in the table's order."""
+    groups: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        groups.setdefault(run.group, []).append(run)
+    return {group: members for group, members in groups.items() if len(members) > 1}
+
+
+def _seed_rows(runs: list[RunSummary]) -> tuple[list[str], list[list[tuple[str, Any, Any]]]]:
+    """The mean ± sd table over seeds: its titles and, per configuration, (text, mean, sd) cells."""
+    finals = [column for column in columns(runs) if column.key.endswith("_final")]
+    titles = ["configuration", "runs", *(column.title for column in finals)]
+    rows = []
+    for group, members in seed_groups(runs).items():
+        cells: list[tuple[str, Any, Any]] = [(group, group, ""), (str(len(members)), len(members), "")]
+        for column in finals:
+            values = [value for run in members if (value := column.value(run)) is not None]
+            if not values:
+                cells.append(("", "", ""))
+                continue
+            mean = sum(values) / len(values)
+            sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+            count = "" if len(values) == len(members) else f" ({len(values)} runs)"
+            cells.append((f"{_number(mean)} ± {_number(sd)}{count}", mean, sd))
+        rows.append(cells)
+    return titles, rows
+
+
+def _table(titles: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def markdown(runs: list[RunSummary]) -> str:
     table = columns(runs)
-    lines = ["| " + " | ".join(c.title for c in table) + " |", "|" + "---|" * len(table)]
-    for run in runs:
-        cells = [column.value(run) for column in table]
-        lines.append("| " + " | ".join("" if v is None else c.text(v) for c, v in zip(table, cells)) + " |")
-    for name, floor in floors(runs):
-        lines.append("| " + " | ".join(text for text, _ in _floor_cells(table, floor, name)) + " |")
+    rows = [["" if (v := c.value(run)) is None else c.text(v) for c in table] for run in runs]
+    rows += [[text for text, _ in _floor_cells(table, floor, name)] for name, floor in floors(runs)]
+    lines = _table([c.title for c in table], rows)
+    titles, seed_rows = _seed_rows(runs)
+    if seed_rows:
+        lines += ["", "Mean ± standard deviation over the seeds:", ""]
+        lines += _table(titles, [[text for text, _, _ in row] for row in seed_rows])
     return "\n".join(lines) + "\n"
 
 
-def write_tables(runs: list[RunSummary], out: Path) -> tuple[Path, Path]:
-    """results.md and results.csv: the same rows; the CSV holds the raw numbers (seconds, full precision)."""
+def write_tables(runs: list[RunSummary], out: Path) -> list[Path]:
+    """results.md and results.csv: the same rows; the CSV holds the raw numbers (seconds, full
+    precision). With several seeds of a configuration, seeds.csv: their means and sds."""
     table = columns(runs)
     md_path, csv_path = out / "results.md", out / "results.csv"
     md_path.write_text(markdown(runs))
@@ -215,4 +252,15 @@ def write_tables(runs: list[RunSummary], out: Path) -> tuple[Path, Path]:
         writer.writerow(c.key for c in table)
         writer.writerows(["" if (v := c.value(run)) is None else v for c in table] for run in runs)
         writer.writerows([value for _, value in _floor_cells(table, floor, name)] for name, floor in floors(runs))
-    return md_path, csv_path
+    titles, seed_rows = _seed_rows(runs)
+    if not seed_rows:
+        return [md_path, csv_path]
+    seeds_path = out / "seeds.csv"
+    with open(seeds_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        finals = [column.key for column in table if column.key.endswith("_final")]
+        writer.writerow(["configuration", "runs", *(f"{key}_{stat}" for key in finals for stat in ("mean", "sd"))])
+        writer.writerows(
+            [row[0][1], row[1][1], *(value for _, mean, sd in row[2:] for value in (mean, sd))] for row in seed_rows
+        )
+    return [md_path, csv_path, seeds_path]

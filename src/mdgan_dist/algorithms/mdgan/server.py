@@ -24,9 +24,9 @@ from mdgan_dist.algorithms.mdgan.schedule import (
 )
 from mdgan_dist.algorithms.scoring import Scoring
 from mdgan_dist.algorithms.steps import (
-    adam,
     aggregate_feedback,
     generate,
+    generator_adam,
     generator_step,
     sample_latent,
     snapshot_parameters,
@@ -91,7 +91,7 @@ class Server:
         workers = self.roster.live
         device = transport.device
         self.generator = make_generator(cfg, image_shape, num_classes).to(device)
-        self.optimizer = adam(self.generator, cfg.optim.g_lr, cfg.optim.beta1, cfg.optim.beta2)
+        self.optimizer = generator_adam(self.generator, cfg.optim)
         self.average = average_of(self.generator, cfg.gan.ema_halflife)
         self.noise = generator(cfg.train.seed, "noise")
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire

@@ -16,7 +16,7 @@ from mdgan_dist.algorithms.mdgan.handshake import answer_server
 from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, wire_dtype
 from mdgan_dist.algorithms.mdgan.server import message_shapes
 from mdgan_dist.algorithms.mdgan.swap import swap_discriminator
-from mdgan_dist.algorithms.steps import adam, generator_feedback, train_discriminator
+from mdgan_dist.algorithms.steps import discriminator_adam, generator_feedback, train_discriminator
 from mdgan_dist.checkpoint import atomic_save, checkpoint_dir, find_worker_file, resume_directory, worker_file
 from mdgan_dist.checkpoint import load as load_checkpoint
 from mdgan_dist.config import Config, digest, kill_point, slow_point
@@ -46,7 +46,7 @@ class Worker:
         self.shard_size = len(images)
         self.sampler = make_sampler(cfg, images.to(device), labels.to(device), self.worker)
         self.discriminator = make_discriminator(cfg, image_shape, num_classes, self.worker).to(device)
-        self.optimizer = adam(self.discriminator, cfg.optim.d_lr, cfg.optim.beta1, cfg.optim.beta2)
+        self.optimizer = discriminator_adam(self.discriminator, cfg.optim)
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
         self.batches = BatchMessage(batch, image_shape, label_classes(cfg, num_classes), dtype, wire)
         self.reply = FeedbackMessage(batch, image_shape, dtype, wire)
