@@ -47,7 +47,13 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mdgan_dist.algorithms.components import label_classes, make_discriminator, make_generator, make_sampler
+from mdgan_dist.algorithms.components import (
+    label_classes,
+    make_augment,
+    make_discriminator,
+    make_generator,
+    make_sampler,
+)
 from mdgan_dist.algorithms.flgan.averaging import model_tensors
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
@@ -340,6 +346,7 @@ def compute_steps(cfg: Config, workers: list[int], device: torch.device) -> dict
     discriminator = make_discriminator(cfg, shape, classes, 0).to(device)
     d_optimizer = discriminator_adam(discriminator, cfg.optim)
     sampler = make_sampler(cfg, shard[0].to(device), shard[1].to(device), 0)
+    augment = make_augment(cfg, 0)
     g = make_generator(cfg, shape, classes).to(device)
     with torch.no_grad():
         z, labels = sample_latent(noise, 2 * batch, cfg.model.z_dim, conditional)
@@ -351,8 +358,8 @@ def compute_steps(cfg: Config, workers: list[int], device: torch.device) -> dict
         return None if labels is None else labels[row]
 
     def mdgan_worker() -> None:
-        train_discriminator(discriminator, d_optimizer, sampler, (received[0], label(0)), cfg.gan)
-        generator_feedback(discriminator, received[1], cfg.gan.loss, label(1))
+        train_discriminator(discriminator, d_optimizer, sampler, (received[0], label(0)), cfg.gan, augment)
+        generator_feedback(discriminator, received[1], cfg.gan.loss, label(1), augment)
 
     # FL-GAN worker (and the standalone GAN): a whole GAN's iteration.
     local = LocalGAN(cfg, shape, classes, shard, 0, noise_stream(cfg.train.seed, "noise", 0), device)

@@ -27,7 +27,7 @@ CASES = {
             "gan.disc_steps=2",
             "gan.loss=saturating",
             "gan.real_label=1.0",
-            "gan.ema_halflife=0",  # the paper's setting: no moving average of G
+            "recipe=paper",  # no moving average of G, no augmentation
         ],
     ),
     "N2-k2-reuse-real": (

@@ -31,7 +31,7 @@ CASES = {
     "unknown dataset": ({"WORLD_SIZE": "3"}, ["data=imagenet"], 1, "Could not find 'data/imagenet'"),
     "unknown dataset name": ({"WORLD_SIZE": "3"}, ["data.name=imagenet"], 2, "imagenet"),
     "unknown model": ({"WORLD_SIZE": "3"}, ["model=resnet"], 1, "Could not find 'model/resnet'"),
-    "model vs images": ({"WORLD_SIZE": "3"}, ["model=dcgan"], 2, "model dcgan expects"),
+    "model vs images": ({"WORLD_SIZE": "3"}, ["model=cifar10_cnn"], 2, "model cifar10_cnn expects"),
     "missing mnist": ({"WORLD_SIZE": "3"}, ["data=mnist", "data.root=nowhere"], 2, "train-images-idx3-ubyte"),
     "bad loss": ({"WORLD_SIZE": "3"}, ["gan.loss=wasserstein"], 2, "gan.loss='wasserstein' is not one of"),
     "wrong type": ({"WORLD_SIZE": "3"}, ["train.iterations=many"], 1, "train.iterations"),

@@ -32,6 +32,7 @@ CASES = [
     ("mnist_mlp", (3, 20, 24)),
     ("mnist_cnn", (1, 28, 28)),
     ("cifar10_cnn", (3, 32, 32)),
+    ("dcgan", (1, 28, 28)),
     ("dcgan", (1, 32, 32)),
     ("dcgan", (3, 32, 32)),
 ]
@@ -115,6 +116,15 @@ PAPER_SHAPES = {
     "cifar10_cnn": (3, 32, 32),
     "dcgan": (3, 32, 32),
 }
+
+
+def test_dcgan_for_28x28_images_is_one_upsampling_shorter() -> None:
+    generator, discriminator = build("dcgan", (1, 28, 28), 1.0)
+    expected_g = (
+        linear(100, 128 * 7 * 7, bias=False) + batchnorm(128) + conv(128, 64, 4, bias=False) + batchnorm(64)
+    ) + conv(64, 1, 4)
+    assert parameter_count(generator) == expected_g
+    assert parameter_count(discriminator) == conv(1, 64, 4) + conv(64, 128, 4) + conv(128, 1, 7)
 
 
 def test_model_names() -> None:
@@ -224,9 +234,9 @@ def test_seeded_builds_are_identical(name: str, shape: Shape) -> None:
     [
         (
             "dcgan",
-            (1, 28, 28),
-            "model dcgan expects 1x32x32 or 3x32x32 images, dataset gives 1x28x28: "
-            "set data.image_size=32 or choose model=mnist_mlp, mnist_cnn",
+            (1, 64, 64),
+            "model dcgan expects 1x28x28 or 1x32x32 or 3x28x28 or 3x32x32 images, dataset gives 1x64x64: "
+            "set data.image_size=28 or 32 or choose model=mnist_mlp",
         ),
         (
             "mnist_cnn",

@@ -17,7 +17,13 @@ from pathlib import Path
 import torch
 
 from conftest import ITERATIONS, load_config
-from mdgan_dist.algorithms.components import label_classes, make_discriminator, make_generator, make_sampler
+from mdgan_dist.algorithms.components import (
+    label_classes,
+    make_augment,
+    make_discriminator,
+    make_generator,
+    make_sampler,
+)
 from mdgan_dist.algorithms.ema import average_of, final_generator
 from mdgan_dist.algorithms.mdgan.message import wire_dtype
 from mdgan_dist.algorithms.mdgan.schedule import (
@@ -62,6 +68,7 @@ def reference_run(
     discs = [make_discriminator(cfg, shape, classes, n) for n in range(num_workers)]
     disc_opts = [discriminator_adam(d, cfg.optim) for d in discs]
     samplers = [make_sampler(cfg, *load_shard(plan.train, plan.shards[n]), n) for n in range(num_workers)]
+    augments = [make_augment(cfg, n) for n in range(num_workers)]  # a worker's, like its sampler
     noise = generator(cfg.train.seed, "noise")
     period = swap_period(plan.shard_sizes, batch, cfg.mdgan.swap_every_epochs)
     wire = wire_dtype(cfg.comm.dtype)
@@ -95,9 +102,9 @@ def reference_run(
                     images, real_classes = samplers[n].next_batch()
                     real = (images, real_classes if conditional else None)
                 fake = (received[training_batch(n, k)], labels_of(training_batch(n, k)))
-                discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan.real_label)
+                discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan.real_label, augments[n])
             fb = feedback_batch(n, k)
-            feedback = generator_feedback(discs[n], received[fb], cfg.gan.loss, labels_of(fb))[0]
+            feedback = generator_feedback(discs[n], received[fb], cfg.gan.loss, labels_of(fb), augments[n])[0]
             if n + 1 in used:  # a late feedback is computed, and discarded
                 feedbacks.append(feedback.to(wire).float())
                 answered.append(n)

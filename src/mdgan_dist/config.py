@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from mdgan_dist.augment import parse_policy
 from mdgan_dist.errors import ConfigError
 
 
@@ -48,6 +49,9 @@ class GANConfig:
     # Halflife, in iterations, of the exponential moving average of G's weights that samples,
     # scores and generator.pt come from (algorithms/ema.py); 0 shows the raw G, as the paper does.
     ema_halflife: float = 100.0
+    # What a discriminator sees of every image, real or generated (augment.py, DiffAugment):
+    # "translation", "cutout", both comma-separated, or "none" (the paper: the images as they are).
+    augment: str = "translation,cutout"
 
 
 @dataclass
@@ -212,6 +216,10 @@ def validate(cfg: Config, world_size: int) -> None:
         f"mdgan.swap_every_epochs={cfg.mdgan.swap_every_epochs}: must be >= 0 (0 disables swaps)",
     )
     _require_choice("gan.loss", cfg.gan.loss, LOSSES)
+    try:
+        parse_policy(cfg.gan.augment)
+    except ValueError as error:
+        raise ConfigError(f"gan.augment={cfg.gan.augment!r}: {error}, comma-separated, or none") from error
     _require(0 < cfg.gan.real_label <= 1, f"gan.real_label={cfg.gan.real_label}: must be in (0, 1]")
     _require_choice("data.split", cfg.data.split, SPLITS)
     _require_choice("comm.backend", cfg.comm.backend, BACKENDS)

@@ -1,4 +1,5 @@
-"""The seeded parts every algorithm builds the same way: G, D, a worker's real-batch sampler.
+"""The seeded parts every algorithm builds the same way: G, D, a worker's real-batch sampler and
+the augmentation its discriminator sees images through.
 
 Seeds are named streams (seeding.py), so MD-GAN's server and workers, FL-GAN's ranks, the
 standalone GAN and the tests' single-process references all build identical components. G and D
@@ -13,6 +14,7 @@ from torch import nn
 
 from mdgan_dist.algorithms.acceleration import prepare_model
 from mdgan_dist.algorithms.steps import generator_input
+from mdgan_dist.augment import Augment, parse_policy
 from mdgan_dist.config import Config
 from mdgan_dist.data import ShardSampler
 from mdgan_dist.models import build_discriminator, build_generator
@@ -33,6 +35,13 @@ def make_discriminator(cfg: Config, image_shape: tuple[int, int, int], num_class
 
 def make_sampler(cfg: Config, images: torch.Tensor, labels: torch.Tensor, worker: int) -> ShardSampler:
     return ShardSampler(images, labels, cfg.train.batch_size, derive_seed(cfg.train.seed, "sampler", worker))
+
+
+def make_augment(cfg: Config, worker: int) -> Augment | None:
+    """gan.augment on worker `worker`'s stream; None when it is off. The stream is the worker's,
+    like its sampler: it stays when the discriminators are swapped."""
+    policy = parse_policy(cfg.gan.augment)
+    return Augment(policy, derive_seed(cfg.train.seed, "augment", worker)) if policy else None
 
 
 def label_classes(cfg: Config, num_classes: int) -> int | None:

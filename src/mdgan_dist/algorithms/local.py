@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from mdgan_dist.algorithms.components import label_classes, make_discriminator, make_generator, make_sampler
+from mdgan_dist.algorithms.components import (
+    label_classes,
+    make_augment,
+    make_discriminator,
+    make_generator,
+    make_sampler,
+)
 from mdgan_dist.algorithms.steps import (
     aggregate_feedback,
     discriminator_adam,
@@ -48,6 +54,7 @@ class LocalGAN:
         self.d_optimizer = discriminator_adam(self.discriminator, cfg.optim)
         images, labels = shard
         self.sampler = make_sampler(cfg, images.to(device), labels.to(device), worker)
+        self.augment = make_augment(cfg, worker)
 
     def iteration(self) -> tuple[float, float]:
         """One round; returns D's loss (its last step) and G's loss."""
@@ -58,9 +65,9 @@ class LocalGAN:
         labels = None if labels is None else labels.to(self.device)
         generated = generate(self.generator, noise.to(self.device), labels, self.num_classes)
         d_loss = train_discriminator(
-            self.discriminator, self.d_optimizer, self.sampler, (generated.detach(), labels), cfg.gan
+            self.discriminator, self.d_optimizer, self.sampler, (generated.detach(), labels), cfg.gan, self.augment
         )
-        feedback, g_loss = generator_feedback(self.discriminator, generated, cfg.gan.loss, labels)
+        feedback, g_loss = generator_feedback(self.discriminator, generated, cfg.gan.loss, labels, self.augment)
         upstream = aggregate_feedback([feedback], [0], num_batches=1)
         generator_step(self.g_optimizer, generated.unsqueeze(0), upstream)
         return d_loss, g_loss

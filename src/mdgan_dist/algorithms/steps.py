@@ -8,6 +8,8 @@ autocast and its output cast back, so losses and feedback are always computed in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +17,13 @@ from torch import nn
 from mdgan_dist.algorithms.acceleration import forward
 from mdgan_dist.config import GANConfig, OptimConfig
 from mdgan_dist.data import ShardSampler
+
+# What D sees of a batch (gan.augment: augment.Augment); None: the batch as it is.
+Augmentation = Callable[[torch.Tensor], torch.Tensor] | None
+
+
+def _seen(augment: Augmentation, images: torch.Tensor) -> torch.Tensor:
+    return images if augment is None else augment(images)
 
 
 def generator_input(noise: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
@@ -96,13 +105,15 @@ def discriminator_step(
     real: tuple[torch.Tensor, torch.Tensor | None],
     fake: tuple[torch.Tensor, torch.Tensor | None],
     real_label: float,
+    augment: Augmentation = None,
 ) -> float:
-    """One Adam step of D on (images, classes) pairs; classes are None when unconditional."""
+    """One Adam step of D on (images, classes) pairs; classes are None when unconditional. D sees
+    the real images, then the generated ones, through `augment`."""
     (real_images, real_classes), (fake_images, fake_classes) = real, fake
     optimizer.zero_grad(set_to_none=True)
-    loss = discriminator_loss(
-        forward(discriminator, real_images), forward(discriminator, fake_images), real_label, real_classes, fake_classes
-    )
+    real_output = forward(discriminator, _seen(augment, real_images))
+    fake_output = forward(discriminator, _seen(augment, fake_images))
+    loss = discriminator_loss(real_output, fake_output, real_label, real_classes, fake_classes)
     loss.backward()
     optimizer.step()
     return loss.item()
@@ -114,6 +125,7 @@ def train_discriminator(
     sampler: ShardSampler,
     fake: tuple[torch.Tensor, torch.Tensor | None],
     cfg: GANConfig,
+    augment: Augmentation = None,
 ) -> float:
     """L discriminator steps against one generated batch, on fresh (or one reused) real batches;
     returns the loss of the last step. Real labels are used only for ACGAN."""
@@ -123,16 +135,21 @@ def train_discriminator(
         if real is None or not cfg.reuse_real_batch:
             images, classes = sampler.next_batch()
             real = (images, classes if conditional else None)
-        loss = discriminator_step(discriminator, optimizer, real, fake, cfg.real_label)
+        loss = discriminator_step(discriminator, optimizer, real, fake, cfg.real_label, augment)
     return loss
 
 
 def generator_feedback(
-    discriminator: nn.Module, samples: torch.Tensor, kind: str, classes: torch.Tensor | None = None
+    discriminator: nn.Module,
+    samples: torch.Tensor,
+    kind: str,
+    classes: torch.Tensor | None = None,
+    augment: Augmentation = None,
 ) -> tuple[torch.Tensor, float]:
-    """F_n = d J_gen(D_n(X)) / d X: what a worker tells the server about the samples it got."""
+    """F_n = d J_gen(D_n(X)) / d X: what a worker tells the server about the samples it got. With
+    `augment`, D judges the augmented samples and the gradient flows back through the augmentation."""
     samples = samples.detach().requires_grad_(True)
-    loss = generator_loss(forward(discriminator, samples), kind, classes)
+    loss = generator_loss(forward(discriminator, _seen(augment, samples)), kind, classes)
     (feedback,) = torch.autograd.grad(loss, samples)
     return feedback.contiguous(), loss.item()  # float32 like the samples; contiguous, it is sent as is
 

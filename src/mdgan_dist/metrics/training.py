@@ -9,6 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from mdgan_dist.augment import random_shifts
 from mdgan_dist.config import Config
 from mdgan_dist.data import ImageDataset, load_shard, open_dataset
 from mdgan_dist.metrics.classifier import EvalClassifier
@@ -32,19 +33,6 @@ def load_part(dataset: ImageDataset, limit: int | None = None) -> tuple[torch.Te
     if limit is None or limit >= len(dataset):
         return load_shard(dataset, torch.arange(len(dataset)))
     return load_shard(dataset, torch.linspace(0, len(dataset) - 1, limit).round().long())
-
-
-def random_shifts(images: torch.Tensor, max_shift: int, stream: torch.Generator) -> torch.Tensor:
-    """Each image moved by its own whole-pixel offset in [-max_shift, max_shift]^2; the uncovered
-    border is filled with the background value -1."""
-    n, channels, height, width = images.shape
-    padded = F.pad(images, (max_shift,) * 4, value=-1.0)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n, 1), generator=stream)
-    rows = (dy + torch.arange(height)).to(images.device)
-    cols = (dx + torch.arange(width)).to(images.device)
-    batch = torch.arange(n, device=images.device)[:, None, None, None]
-    channel = torch.arange(channels, device=images.device)[None, :, None, None]
-    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 @torch.no_grad()

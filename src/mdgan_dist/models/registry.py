@@ -17,25 +17,25 @@ ImageShape = tuple[int, int, int]
 @dataclass(frozen=True)
 class _Spec:
     channels: tuple[int, ...] | None  # None: any number of channels
-    size: int | None  # square images of this side; None: any H and W
+    sizes: tuple[int, ...] | None  # square images of one of these sides; None: any H and W
     generator: Callable[[int, float, ImageShape], nn.Module]  # (z_dim, width, image_shape)
     discriminator: Callable[[float, ImageShape, int], nn.Module]  # (width, image_shape, outputs)
 
     def accepts(self, shape: ImageShape) -> bool:
         c, h, w = shape
         channels_ok = self.channels is None or c in self.channels
-        return channels_ok and (self.size is None or h == w == self.size)
+        return channels_ok and (self.sizes is None or (h == w and h in self.sizes))
 
     def describe(self) -> str:
-        side = "HxW" if self.size is None else f"{self.size}x{self.size}"
-        return " or ".join(f"{c}x{side}" for c in self.channels or ("C",))
+        sides = ["HxW"] if self.sizes is None else [f"{size}x{size}" for size in self.sizes]
+        return " or ".join(f"{c}x{side}" for c in self.channels or ("C",) for side in sides)
 
 
 _SPECS: dict[str, _Spec] = {
     "mnist_mlp": _Spec(None, None, mlp.MLPGenerator, mlp.MLPDiscriminator),
-    "mnist_cnn": _Spec((1,), 28, cnn.mnist_generator, cnn.ConvDiscriminator),
-    "cifar10_cnn": _Spec((3,), 32, cnn.cifar10_generator, cnn.ConvDiscriminator),
-    "dcgan": _Spec((1, 3), 32, dcgan.generator, dcgan.DCGANDiscriminator),
+    "mnist_cnn": _Spec((1,), (28,), cnn.mnist_generator, cnn.ConvDiscriminator),
+    "cifar10_cnn": _Spec((3,), (32,), cnn.cifar10_generator, cnn.ConvDiscriminator),
+    "dcgan": _Spec((1, 3), tuple(dcgan.LAYOUTS), dcgan.generator, dcgan.DCGANDiscriminator),
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(_SPECS)
@@ -49,8 +49,8 @@ def check_image_shape(cfg: ModelConfig, image_shape: Sequence[int]) -> None:
         return
     c, h, w = shape
     data_fixes: list[str] = []  # all of these together make the data fit
-    if spec.size is not None and not h == w == spec.size:
-        data_fixes.append(f"set data.image_size={spec.size}")
+    if spec.sizes is not None and not (h == w and h in spec.sizes):
+        data_fixes.append(f"set data.image_size={' or '.join(map(str, spec.sizes))}")
     if spec.channels is not None and c not in spec.channels:
         wanted = " or ".join(map(str, spec.channels))
         data_fixes.append(f"use {wanted}-channel images (data.channels={spec.channels[0]} for imagefolder)")

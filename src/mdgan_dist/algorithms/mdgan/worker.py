@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from mdgan_dist.algorithms.components import label_classes, make_discriminator, make_sampler
+from mdgan_dist.algorithms.components import label_classes, make_augment, make_discriminator, make_sampler
 from mdgan_dist.algorithms.mdgan.handshake import answer_server
 from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, wire_dtype
 from mdgan_dist.algorithms.mdgan.server import message_shapes
@@ -45,6 +45,7 @@ class Worker:
         images, labels = shard
         self.shard_size = len(images)
         self.sampler = make_sampler(cfg, images.to(device), labels.to(device), self.worker)
+        self.augment = make_augment(cfg, self.worker)
         self.discriminator = make_discriminator(cfg, image_shape, num_classes, self.worker).to(device)
         self.optimizer = discriminator_adam(self.discriminator, cfg.optim)
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
@@ -153,6 +154,7 @@ class Worker:
             "discriminator": self.discriminator.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
+            "augment": None if self.augment is None else self.augment.state_dict(),
             "rng": torch.get_rng_state(),
         }
         atomic_save(state, worker_file(checkpoint_dir(run_dir, iteration), self.transport.rank, self.holds))
@@ -165,6 +167,8 @@ class Worker:
         self.discriminator.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
+        if self.augment is not None:
+            self.augment.load_state_dict(state["augment"])
         torch.set_rng_state(state["rng"])
 
     def train_iteration(self, iteration: int) -> None:
@@ -182,13 +186,15 @@ class Worker:
         labels = None if message.labels is None else message.labels.to(device).long()
         training, feedback_row = message.TRAINING, message.FEEDBACK
         fake = (self.samples[training], None if labels is None else labels[training])
-        d_loss = train_discriminator(self.discriminator, self.optimizer, self.sampler, fake, self.cfg.gan)
+        gan = self.cfg.gan
+        d_loss = train_discriminator(self.discriminator, self.optimizer, self.sampler, fake, gan, self.augment)
         trained = time.perf_counter()
         feedback, g_loss = generator_feedback(
             self.discriminator,
             self.samples[feedback_row],
-            self.cfg.gan.loss,
+            gan.loss,
             None if labels is None else labels[feedback_row],
+            self.augment,
         )
         self.reply.feedback.copy_(feedback)
         self.iterations_trained += 1
