@@ -359,7 +359,7 @@ def compute_steps(cfg: Config, workers: list[int], device: torch.device) -> dict
 
     def mdgan_worker() -> None:
         train_discriminator(discriminator, d_optimizer, sampler, (received[0], label(0)), cfg.gan, augment)
-        generator_feedback(discriminator, received[1], cfg.gan.loss, label(1), augment)
+        generator_feedback(discriminator, received[1], cfg.gan, label(1), augment)
 
     # FL-GAN worker (and the standalone GAN): a whole GAN's iteration.
     local = LocalGAN(cfg, shape, classes, shard, 0, noise_stream(cfg.train.seed, "noise", 0), device)

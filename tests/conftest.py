@@ -15,8 +15,10 @@ from multiproc import TINY, run_job  # noqa: E402
 
 ITERATIONS = 6
 
+# The defaults (the DCGAN pair, projection conditioning, augmentation, the moving average of G)
+# unless a case says otherwise.
 CASES = {
-    "N2-k1": (2, ["mdgan.k=1", "mdgan.swap_every_epochs=0"]),
+    "N2-k1-unconditional": (2, ["mdgan.k=1", "mdgan.swap_every_epochs=0", "model.conditional=false"]),
     "N3-k2-swaps": (3, ["mdgan.k=2", "mdgan.swap_every_epochs=0.02"]),
     "N4-kN-swaps-no-adam-state-L2-saturating": (
         4,
@@ -28,6 +30,8 @@ CASES = {
             "gan.loss=saturating",
             "gan.real_label=1.0",
             "recipe=paper",  # no moving average of G, no augmentation
+            "model=mnist_mlp",
+            "model.conditional=false",
         ],
     ),
     "N2-k2-reuse-real": (
@@ -37,10 +41,10 @@ CASES = {
     # Convolutions, BatchNorm in G and minibatch discrimination in D take the same path.
     "N2-k2-mnist-cnn-swaps": (2, ["model=mnist_cnn", "mdgan.k=2", "mdgan.swap_every_epochs=0.015"]),
     # ACGAN: labels travel with the batches, the class loss is in D's loss and in the feedback.
-    "N3-k2-acgan-swaps": (3, ["model.conditional=true", "mdgan.k=2", "mdgan.swap_every_epochs=0.02"]),
+    "N3-k2-acgan-swaps": (3, ["gan.conditioning=acgan", "mdgan.k=2", "mdgan.swap_every_epochs=0.02"]),
     "N2-k1-acgan-mnist-cnn-class-split": (
         2,
-        ["model=mnist_cnn", "model.conditional=true", "mdgan.k=1", "data.split=classes", "data.classes_per_worker=5"],
+        ["model=mnist_cnn", "gan.conditioning=acgan", "mdgan.k=1", "data.split=classes", "data.classes_per_worker=5"],
     ),
     # mdgan.overlap: iterations 1, 3 and 5 are sent ahead, by G before the previous step; swaps
     # after 2, 4 and 6 stop it from sending ahead across them.
@@ -48,7 +52,7 @@ CASES = {
     # Reduced precision on the wire: batches, labels and feedback rounded to bfloat16 / float16.
     "N2-k2-bfloat16-acgan-swaps": (
         2,
-        ["comm.dtype=bfloat16", "model.conditional=true", "mdgan.k=2", "mdgan.swap_every_epochs=0.015"],
+        ["comm.dtype=bfloat16", "gan.conditioning=acgan", "mdgan.k=2", "mdgan.swap_every_epochs=0.015"],
     ),
     "N2-k1-float16-overlap": (
         2,

@@ -172,9 +172,11 @@ def assert_same_final_models(run_dir: Path, reference: Path) -> None:
     assert files == sorted(path.name for path in run_dir.glob("*.pt")) and "generator.pt" in files
     for name in files:
         got, want = torch.load(run_dir / name), torch.load(reference / name)
-        key = "generator" if name == "generator.pt" else "discriminator"
-        assert got[key].keys() == want[key].keys()
-        assert all(torch.equal(got[key][p], want[key][p]) for p in want[key]), f"{name} differs"
+        assert got.keys() == want.keys()
+        # Every model in the file: generator.pt holds G and its moving average.
+        for key in (key for key, value in want.items() if isinstance(value, dict)):
+            assert got[key].keys() == want[key].keys()
+            assert all(torch.equal(got[key][p], want[key][p]) for p in want[key]), f"{name} {key} differs"
 
 
 def wait_for_iteration(metrics: Path, iteration: int, timeout_s: float) -> None:

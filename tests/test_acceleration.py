@@ -16,7 +16,7 @@ from torch import nn
 from mdgan_dist.algorithms.acceleration import PLAIN, forward, policy_of
 from mdgan_dist.algorithms.components import make_discriminator, make_generator
 from mdgan_dist.algorithms.steps import adam, discriminator_step, generate, generator_feedback, sample_latent
-from mdgan_dist.config import Config, trajectory_digest
+from mdgan_dist.config import Config, GANConfig, trajectory_digest
 from multiproc import TINY, TRAIN, Job
 
 SHAPE = (1, 28, 28)
@@ -25,8 +25,9 @@ BATCH = 16
 
 
 def config(model: str, **train: object) -> Config:
+    """An unconditional tiny `model`, with these train.* settings."""
     cfg = Config()
-    cfg.model.name, cfg.model.width = model, 0.0625
+    cfg.model.name, cfg.model.width, cfg.model.conditional = model, 0.0625, False
     for name, value in train.items():
         setattr(cfg.train, name, value)
     return cfg
@@ -39,8 +40,10 @@ def one_round(cfg: Config) -> dict[str, object]:
     noise, _ = sample_latent(torch.Generator().manual_seed(1), BATCH, cfg.model.z_dim, None)
     real = torch.rand(BATCH, *SHAPE, generator=torch.Generator().manual_seed(2)) * 2 - 1
     generated = generate(gen, noise, None, CLASSES)
-    d_loss = discriminator_step(disc, adam(disc, 2e-4, 0.5, 0.999), (real, None), (generated.detach(), None), 0.9)
-    feedback, g_loss = generator_feedback(disc, generated, "non_saturating")
+    d_loss = discriminator_step(
+        disc, adam(disc, 2e-4, 0.5, 0.999), (real, None), (generated.detach(), None), GANConfig()
+    )
+    feedback, g_loss = generator_feedback(disc, generated, GANConfig())
     return dict(gen=gen, disc=disc, generated=generated, d_loss=d_loss, feedback=feedback, g_loss=g_loss)
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from mdgan_dist.algorithms.steps import generator_feedback
 from mdgan_dist.augment import Augment, parse_policy, random_cutout, random_shifts
-from mdgan_dist.config import ModelConfig
+from mdgan_dist.config import GANConfig, ModelConfig
 from mdgan_dist.models import build_discriminator
 
 
@@ -79,14 +79,14 @@ def test_policy_names_and_state() -> None:
 def test_feedback_is_the_gradient_through_the_augmentation() -> None:
     """F = d J(D(T(x))) / dx: replayed by hand with the same draws of T."""
     torch.manual_seed(0)
-    discriminator = build_discriminator(ModelConfig(name="dcgan", width=0.25), (1, 28, 28), 10)
+    discriminator = build_discriminator(ModelConfig(name="dcgan", width=0.25, conditional=False), (1, 28, 28), 10)
     samples = torch.rand(6, 1, 28, 28) * 2 - 1
-    feedback, loss = generator_feedback(discriminator, samples, "non_saturating", augment=Augment(("translation",), 7))
+    feedback, loss = generator_feedback(discriminator, samples, GANConfig(), augment=Augment(("translation",), 7))
     x = samples.clone().requires_grad_(True)
     augmented = Augment(("translation",), 7)(x)
     by_hand = F.softplus(-discriminator(augmented)).mean()
     (expected,) = torch.autograd.grad(by_hand, x)
     torch.testing.assert_close(feedback, expected)
     assert loss == pytest.approx(by_hand.item())
-    plain, _ = generator_feedback(discriminator, samples, "non_saturating")
+    plain, _ = generator_feedback(discriminator, samples, GANConfig())
     assert not torch.allclose(plain, feedback)

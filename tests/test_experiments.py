@@ -87,8 +87,10 @@ def test_every_configuration_of_every_shipped_preset_is_a_valid_trainer_config(p
         if configuration.algorithm == "mdgan":
             swaps = 0 if "mdgan.swap_every_epochs=0" in configuration.variant_overrides else 1
             assert cfg.mdgan.k == configuration.k and cfg.mdgan.swap_every_epochs == swaps
-        if "recipe=paper" in preset.overrides:  # the paper's settings, or a variant of them
-            assert cfg.gan.ema_halflife == (100 if "gan.ema_halflife=100" in preset.overrides else 0)
+        if "recipe=paper" in preset.overrides:  # the paper's settings, unless the preset changes them
+            changed = {o.split("=")[0] for o in [*preset.overrides, *configuration.variant_overrides]}
+            assert cfg.gan.augment == "none" and cfg.gan.conditioning == "acgan" and cfg.optim.d_lr == 2e-4
+            assert cfg.gan.ema_halflife > 0 if "gan.ema_halflife" in changed else cfg.gan.ema_halflife == 0
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,22 @@ def reference_run(
     worker's final D state and the swap count.
 
     schedule (mdgan.quorum): per iteration, the ranks that got its batches and the ranks whose
-    feedback G's step used; by default every worker, both."""
+    feedback G's step used; by default every worker, both.
+
+    Runs with one intra-op thread, as every rank of the tests does (OMP_NUM_THREADS=1): another
+    thread count sums convolutions in another order, and Adam turns the rounding of a gradient
+    near zero into a visible step."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _reference_run(cfg, num_workers, iterations, schedule)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _reference_run(
+    cfg: Config, num_workers: int, iterations: int, schedule: list[tuple[list[int], list[int]]] | None
+) -> tuple[dict, list[dict], int]:
     plan = plan_data(cfg, num_workers)
     shape, batch, k = plan.image_shape, cfg.train.batch_size, resolved_k(cfg.mdgan, num_workers)
     classes = plan.num_classes
@@ -102,9 +117,9 @@ def reference_run(
                     images, real_classes = samplers[n].next_batch()
                     real = (images, real_classes if conditional else None)
                 fake = (received[training_batch(n, k)], labels_of(training_batch(n, k)))
-                discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan.real_label, augments[n])
+                discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan, augments[n])
             fb = feedback_batch(n, k)
-            feedback = generator_feedback(discs[n], received[fb], cfg.gan.loss, labels_of(fb), augments[n])[0]
+            feedback = generator_feedback(discs[n], received[fb], cfg.gan, labels_of(fb), augments[n])[0]
             if n + 1 in used:  # a late feedback is computed, and discarded
                 feedbacks.append(feedback.to(wire).float())
                 answered.append(n)

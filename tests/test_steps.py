@@ -18,22 +18,24 @@ from mdgan_dist.algorithms.steps import (
     sample_latent,
     snapshot_parameters,
 )
-from mdgan_dist.config import MDGANConfig, ModelConfig, resolved_k
+from mdgan_dist.config import GANConfig, MDGANConfig, ModelConfig, resolved_k
 from mdgan_dist.models import build_discriminator, build_generator
 
 SHAPE = (1, 28, 28)
 CLASSES = 10
 
 
-@pytest.mark.parametrize("conditional", [False, True], ids=["plain", "acgan"])
+@pytest.mark.parametrize("conditioning", [None, "acgan", "projection"], ids=["plain", "acgan", "projection"])
 @pytest.mark.parametrize("loss", ["non_saturating", "saturating"])
 @pytest.mark.parametrize("num_workers,k", [(1, 1), (3, 1), (3, 2), (4, 4)])
 def test_aggregated_feedback_is_the_gradient_of_the_mean_generator_loss(
-    loss: str, num_workers: int, k: int, conditional: bool
+    loss: str, num_workers: int, k: int, conditioning: str | None
 ) -> None:
     """Step 4 of the design: G's gradient from sum(F_n)/N equals autograd on mean_n J_gen(D_n(G(z))),
-    for ACGAN with the class loss of the labels the batches were generated for."""
+    conditional G and D judged on the labels the batches were generated for."""
     torch.manual_seed(0)
+    conditional = conditioning is not None
+    gan = GANConfig(loss=loss, conditioning=conditioning or "acgan")
     model = ModelConfig(width=0.0625, conditional=conditional)
     gen = build_generator(model, SHAPE, CLASSES)
     discs = [build_discriminator(model, SHAPE, CLASSES) for _ in range(num_workers)]
@@ -47,14 +49,17 @@ def test_aggregated_feedback_is_the_gradient_of_the_mean_generator_loss(
 
     generated = gen(generator_input(noise, None if labels is None else labels.flatten(), CLASSES)).view(k, 8, *SHAPE)
     feedbacks = [
-        generator_feedback(discs[n], generated[feedback_batch(n, k)], loss, labels_of(n))[0] for n in range(num_workers)
+        generator_feedback(discs[n], generated[feedback_batch(n, k)], gan, labels_of(n))[0] for n in range(num_workers)
     ]
     upstream = aggregate_feedback(feedbacks, [feedback_batch(n, k) for n in range(num_workers)], k)
     via_feedback = torch.autograd.grad(generated, list(gen.parameters()), upstream)
 
     generated = gen(generator_input(noise, None if labels is None else labels.flatten(), CLASSES)).view(k, 8, *SHAPE)
     mean_loss = (
-        sum(generator_loss(discs[n](generated[feedback_batch(n, k)]), loss, labels_of(n)) for n in range(num_workers))
+        sum(
+            generator_loss(discs[n](generated[feedback_batch(n, k)]), loss, labels_of(n), gan.conditioning)
+            for n in range(num_workers)
+        )
         / num_workers
     )
     direct = torch.autograd.grad(mean_loss, list(gen.parameters()))
@@ -93,6 +98,24 @@ def test_acgan_losses_add_the_class_cross_entropy() -> None:
     )
     with pytest.raises(ValueError, match="no class outputs"):
         generator_loss(fake[:, 0], "non_saturating", fake_classes)
+
+
+def test_projection_adds_the_logit_of_the_class_and_no_class_loss() -> None:
+    """D's output [b, 1 + C] under projection: the real/fake logit of a sample of class c is
+    column 0 plus column 1 + c; the plain losses then apply to it."""
+    real, fake = torch.tensor([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0]]), torch.tensor([[-1.0, 0.3, 0.1], [2.0, -2.0, 1.0]])
+    real_classes, fake_classes = torch.tensor([0, 1]), torch.tensor([1, 0])
+    projected_real, projected_fake = torch.tensor([3.0, 3.5]), torch.tensor([-0.9, 0.0])
+    torch.testing.assert_close(
+        discriminator_loss(real, fake, 0.9, real_classes, fake_classes, "projection"),
+        discriminator_loss(projected_real, projected_fake, 0.9),
+    )
+    torch.testing.assert_close(
+        generator_loss(fake, "non_saturating", fake_classes, "projection"),
+        generator_loss(projected_fake, "non_saturating"),
+    )
+    with pytest.raises(ValueError, match="unknown conditioning"):
+        generator_loss(fake, "non_saturating", fake_classes, "twin")
 
 
 def test_generator_input_appends_the_one_hot_label() -> None:
@@ -139,7 +162,7 @@ def test_a_stale_step_applies_the_gradient_of_the_parameters_that_generated_the_
     """mdgan.overlap: batches made by G_t through a snapshot, G stepped to G_t+1 meanwhile; the
     next step must use the gradient at G_t and apply it to G_t+1."""
     torch.manual_seed(0)
-    model = ModelConfig(width=0.125)
+    model = ModelConfig(name="mnist_mlp", width=0.125, conditional=False)
     gen = build_generator(model, SHAPE, CLASSES)
     optimizer = adam(gen, 2e-4, 0.5, 0.999)
     noise, upstream = torch.randn(8, model.z_dim), torch.randn(1, 8, *SHAPE)

@@ -32,10 +32,12 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "mnist_mlp"  # mnist_mlp | mnist_cnn | cifar10_cnn | dcgan
+    name: str = "dcgan"  # mnist_mlp | mnist_cnn | cifar10_cnn (the paper's) | dcgan
     z_dim: int = 100
-    width: float = 1.0  # scales hidden sizes and channels; 1.0 is the paper's architecture
-    conditional: bool = False  # ACGAN: G takes class labels, D adds class logits (the paper's 11 outputs)
+    width: float = 0.5  # scales hidden sizes and channels; 1.0 is the published architecture
+    # G takes class labels, D adds one logit per class (the paper's 11 outputs); how D uses them is
+    # gan.conditioning
+    conditional: bool = True
 
 
 @dataclass
@@ -43,6 +45,9 @@ class GANConfig:
     """The GAN itself, the same for every algorithm (standalone, FL-GAN, MD-GAN)."""
 
     loss: str = "non_saturating"  # non_saturating | saturating (the paper's log(1 - D(G(z))))
+    # With model.conditional: acgan (the paper's: D also classifies, a class loss for D and G) |
+    # projection (the class enters D's real/fake logit, no class loss; Miyato & Koyama 2018)
+    conditioning: str = "projection"
     real_label: float = 0.9  # D's target for real samples: 0.9 is one-sided label smoothing, 1 none
     disc_steps: int = 1  # L: discriminator steps per iteration
     reuse_real_batch: bool = False  # one real batch for all L steps instead of a fresh one each
@@ -72,8 +77,8 @@ class FLGANConfig:
 
 @dataclass
 class OptimConfig:
-    g_lr: float = 2e-4
-    d_lr: float = 2e-4
+    g_lr: float = 5e-4  # the paper's (DCGAN's) 2e-4 under recipe=paper
+    d_lr: float = 5e-4
     beta1: float = 0.5
     beta2: float = 0.999
     # Adam's epsilon. Adam ignores a constant scale c of the gradient except through it:
@@ -84,7 +89,7 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 6000  # I: global iterations (generator steps)
+    iterations: int = 4000  # I: global iterations (generator steps)
     batch_size: int = 64  # b
     seed: int = 0
     device: str = "auto"  # auto (GPU with NCCL, CPU with gloo) | cuda | cpu
@@ -155,6 +160,7 @@ class Config:
 
 
 LOSSES = ("non_saturating", "saturating")
+CONDITIONINGS = ("acgan", "projection")
 ALGORITHMS = ("mdgan", "flgan", "standalone")
 SPLITS = ("iid", "dirichlet", "classes")
 BACKENDS = ("auto", "gloo", "nccl")
@@ -216,6 +222,7 @@ def validate(cfg: Config, world_size: int) -> None:
         f"mdgan.swap_every_epochs={cfg.mdgan.swap_every_epochs}: must be >= 0 (0 disables swaps)",
     )
     _require_choice("gan.loss", cfg.gan.loss, LOSSES)
+    _require_choice("gan.conditioning", cfg.gan.conditioning, CONDITIONINGS)
     try:
         parse_policy(cfg.gan.augment)
     except ValueError as error:

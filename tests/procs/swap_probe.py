@@ -16,7 +16,7 @@ from mdgan_dist.algorithms.flat_state import flatten
 from mdgan_dist.algorithms.mdgan.schedule import derangement
 from mdgan_dist.algorithms.mdgan.swap import state_tensors, swap_discriminator
 from mdgan_dist.algorithms.steps import adam, discriminator_step
-from mdgan_dist.config import Config
+from mdgan_dist.config import Config, GANConfig
 from mdgan_dist.distributed.transport import Transport
 
 
@@ -28,7 +28,9 @@ def main(out: Path, with_optimizer: bool) -> None:
     disc = make_discriminator(cfg, (1, 28, 28), 10, rank)
     optimizer = adam(disc, 1e-3, 0.5, 0.999)
     torch.manual_seed(rank)
-    discriminator_step(disc, optimizer, (torch.randn(4, 1, 28, 28), None), (torch.randn(4, 1, 28, 28), None), 1.0)
+    discriminator_step(
+        disc, optimizer, (torch.randn(4, 1, 28, 28), None), (torch.randn(4, 1, 28, 28), None), GANConfig(real_label=1.0)
+    )
     before = flatten(state_tensors(disc, optimizer, True), torch.device("cpu"))
     targets = derangement(world, seed=3, swap_index=0)
     source = targets.index(rank)

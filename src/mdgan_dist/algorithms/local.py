@@ -67,7 +67,7 @@ class LocalGAN:
         d_loss = train_discriminator(
             self.discriminator, self.d_optimizer, self.sampler, (generated.detach(), labels), cfg.gan, self.augment
         )
-        feedback, g_loss = generator_feedback(self.discriminator, generated, cfg.gan.loss, labels, self.augment)
+        feedback, g_loss = generator_feedback(self.discriminator, generated, cfg.gan, labels, self.augment)
         upstream = aggregate_feedback([feedback], [0], num_batches=1)
         generator_step(self.g_optimizer, generated.unsqueeze(0), upstream)
         return d_loss, g_loss

@@ -54,20 +54,28 @@ def sample_latent(
     return noise, labels
 
 
-def _split(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """D's output as (real/fake logits [b], class logits [b, C] or None when unconditional)."""
+def _judgement(
+    output: torch.Tensor, classes: torch.Tensor | None, conditioning: str
+) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """D's output on samples of the given classes as (real/fake logits [b], class loss).
+
+    An unconditional D outputs the logits [b]. A conditional one outputs [b, 1 + C]: a logit,
+    then one per class. acgan (Odena et al. 2017): the logit, and the cross-entropy of the class
+    logits against the classes. projection (Miyato & Koyama 2018): the logit plus the logit of the
+    sample's class, which is the projection discriminator's inner product of D's last features
+    with a class embedding (the rows of D's last layer); no class loss."""
     if output.dim() == 1:
-        return output, None
-    return output[:, 0], output[:, 1:]
-
-
-def _class_loss(class_logits: torch.Tensor | None, classes: torch.Tensor | None) -> torch.Tensor | float:
-    """ACGAN's auxiliary loss: cross-entropy of D's class logits against the true classes."""
+        if classes is not None:
+            raise ValueError("class labels given, but the discriminator has no class outputs (model.conditional)")
+        return output, 0.0
+    logits, class_logits = output[:, 0], output[:, 1:]
     if classes is None:
-        return 0.0
-    if class_logits is None:
-        raise ValueError("class labels given, but the discriminator has no class outputs (model.conditional)")
-    return F.cross_entropy(class_logits, classes)
+        return logits, 0.0
+    if conditioning == "projection":
+        return logits + class_logits.gather(1, classes[:, None]).squeeze(1), 0.0
+    if conditioning != "acgan":
+        raise ValueError(f"unknown conditioning {conditioning!r}")
+    return logits, F.cross_entropy(class_logits, classes)
 
 
 def discriminator_loss(
@@ -76,27 +84,30 @@ def discriminator_loss(
     real_label: float,
     real_classes: torch.Tensor | None = None,
     fake_classes: torch.Tensor | None = None,
+    conditioning: str = "acgan",
 ) -> torch.Tensor:
     """Binary cross-entropy: real samples labelled real_label (1, or 0.9 for one-sided label
     smoothing), generated ones 0; for ACGAN plus the class loss on both real and generated samples."""
-    real_logits, real_class_logits = _split(real_output)
-    fake_logits, fake_class_logits = _split(fake_output)
+    real_logits, real_class_loss = _judgement(real_output, real_classes, conditioning)
+    fake_logits, fake_class_loss = _judgement(fake_output, fake_classes, conditioning)
     real_targets = torch.full_like(real_logits, real_label)
     adversarial = F.binary_cross_entropy_with_logits(real_logits, real_targets) + F.softplus(fake_logits).mean()
-    return adversarial + _class_loss(real_class_logits, real_classes) + _class_loss(fake_class_logits, fake_classes)
+    return adversarial + real_class_loss + fake_class_loss
 
 
-def generator_loss(fake_output: torch.Tensor, kind: str, fake_classes: torch.Tensor | None = None) -> torch.Tensor:
+def generator_loss(
+    fake_output: torch.Tensor, kind: str, fake_classes: torch.Tensor | None = None, conditioning: str = "acgan"
+) -> torch.Tensor:
     """non_saturating: -log D(G(z)); saturating: log(1 - D(G(z))), the paper's original form; for
     ACGAN plus the class loss of the generated samples against the labels they were made for."""
-    fake_logits, class_logits = _split(fake_output)
+    fake_logits, class_loss = _judgement(fake_output, fake_classes, conditioning)
     if kind == "non_saturating":
         adversarial = F.softplus(-fake_logits).mean()
     elif kind == "saturating":
         adversarial = -F.softplus(fake_logits).mean()
     else:
         raise ValueError(f"unknown generator loss {kind!r}")
-    return adversarial + _class_loss(class_logits, fake_classes)
+    return adversarial + class_loss
 
 
 def discriminator_step(
@@ -104,7 +115,7 @@ def discriminator_step(
     optimizer: torch.optim.Optimizer,
     real: tuple[torch.Tensor, torch.Tensor | None],
     fake: tuple[torch.Tensor, torch.Tensor | None],
-    real_label: float,
+    cfg: GANConfig,
     augment: Augmentation = None,
 ) -> float:
     """One Adam step of D on (images, classes) pairs; classes are None when unconditional. D sees
@@ -113,7 +124,7 @@ def discriminator_step(
     optimizer.zero_grad(set_to_none=True)
     real_output = forward(discriminator, _seen(augment, real_images))
     fake_output = forward(discriminator, _seen(augment, fake_images))
-    loss = discriminator_loss(real_output, fake_output, real_label, real_classes, fake_classes)
+    loss = discriminator_loss(real_output, fake_output, cfg.real_label, real_classes, fake_classes, cfg.conditioning)
     loss.backward()
     optimizer.step()
     return loss.item()
@@ -135,21 +146,21 @@ def train_discriminator(
         if real is None or not cfg.reuse_real_batch:
             images, classes = sampler.next_batch()
             real = (images, classes if conditional else None)
-        loss = discriminator_step(discriminator, optimizer, real, fake, cfg.real_label, augment)
+        loss = discriminator_step(discriminator, optimizer, real, fake, cfg, augment)
     return loss
 
 
 def generator_feedback(
     discriminator: nn.Module,
     samples: torch.Tensor,
-    kind: str,
+    cfg: GANConfig,
     classes: torch.Tensor | None = None,
     augment: Augmentation = None,
 ) -> tuple[torch.Tensor, float]:
     """F_n = d J_gen(D_n(X)) / d X: what a worker tells the server about the samples it got. With
     `augment`, D judges the augmented samples and the gradient flows back through the augmentation."""
     samples = samples.detach().requires_grad_(True)
-    loss = generator_loss(forward(discriminator, _seen(augment, samples)), kind, classes)
+    loss = generator_loss(forward(discriminator, _seen(augment, samples)), cfg.loss, classes, cfg.conditioning)
     (feedback,) = torch.autograd.grad(loss, samples)
     return feedback.contiguous(), loss.item()  # float32 like the samples; contiguous, it is sent as is
 

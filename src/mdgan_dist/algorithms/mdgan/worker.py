@@ -192,7 +192,7 @@ class Worker:
         feedback, g_loss = generator_feedback(
             self.discriminator,
             self.samples[feedback_row],
-            gan.loss,
+            gan,
             None if labels is None else labels[feedback_row],
             self.augment,
         )
