@@ -391,6 +391,8 @@ def test_results_show_the_figures_the_raw_g_the_floor_and_the_mean_over_seeds(tm
     assert table == capsys.readouterr().out.split("wrote ")[0]
     assert "| real data (mnist5k, 500 samples) |" in table and "9.250 ± 0.125" in table
     assert "| mdgan-N2-k1-b16 | 3 | 8.000 ± 1.000 | 12.000 ± 2.000 |" in table
+    seeds_table = table.split("over the seeds:")[1]
+    assert "| real data (mnist5k, 500 samples) |  | 9.250 ± 0.125 | 4.500 ± 1.500 | 1e-05 ± 5e-06 |" in seeds_table
     assert "final salt, raw G" in table
 
 

@@ -89,7 +89,7 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 4000  # I: global iterations (generator steps)
+    iterations: int = 3000  # I: global iterations (generator steps)
     batch_size: int = 64  # b
     seed: int = 0
     device: str = "auto"  # auto (GPU with NCCL, CPU with gloo) | cuda | cpu

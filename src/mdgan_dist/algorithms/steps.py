@@ -87,7 +87,8 @@ def discriminator_loss(
     conditioning: str = "acgan",
 ) -> torch.Tensor:
     """Binary cross-entropy: real samples labelled real_label (1, or 0.9 for one-sided label
-    smoothing), generated ones 0; for ACGAN plus the class loss on both real and generated samples."""
+    smoothing), generated ones 0. With classes, on the logits of `conditioning` (_judgement), and
+    for acgan plus the class loss on both real and generated samples."""
     real_logits, real_class_loss = _judgement(real_output, real_classes, conditioning)
     fake_logits, fake_class_loss = _judgement(fake_output, fake_classes, conditioning)
     real_targets = torch.full_like(real_logits, real_label)
@@ -98,8 +99,9 @@ def discriminator_loss(
 def generator_loss(
     fake_output: torch.Tensor, kind: str, fake_classes: torch.Tensor | None = None, conditioning: str = "acgan"
 ) -> torch.Tensor:
-    """non_saturating: -log D(G(z)); saturating: log(1 - D(G(z))), the paper's original form; for
-    ACGAN plus the class loss of the generated samples against the labels they were made for."""
+    """non_saturating: -log D(G(z)); saturating: log(1 - D(G(z))), the paper's original form. With
+    classes, on the logits of `conditioning`, and for acgan plus the class loss of the generated
+    samples against the labels they were made for."""
     fake_logits, class_loss = _judgement(fake_output, fake_classes, conditioning)
     if kind == "non_saturating":
         adversarial = F.softplus(-fake_logits).mean()
@@ -139,7 +141,7 @@ def train_discriminator(
     augment: Augmentation = None,
 ) -> float:
     """L discriminator steps against one generated batch, on fresh (or one reused) real batches;
-    returns the loss of the last step. Real labels are used only for ACGAN."""
+    returns the loss of the last step. Real labels are used only by a conditional model."""
     conditional = fake[1] is not None
     real = None
     for _ in range(cfg.disc_steps):

@@ -231,13 +231,16 @@ def _table(titles: list[str], rows: list[list[str]]) -> list[str]:
 
 def markdown(runs: list[RunSummary]) -> str:
     table = columns(runs)
+    floor_rows = [[text for text, _ in _floor_cells(table, floor, name)] for name, floor in floors(runs)]
     rows = [["" if (v := c.value(run)) is None else c.text(v) for c in table] for run in runs]
-    rows += [[text for text, _ in _floor_cells(table, floor, name)] for name, floor in floors(runs)]
-    lines = _table([c.title for c in table], rows)
+    lines = _table([c.title for c in table], rows + floor_rows)
     titles, seed_rows = _seed_rows(runs)
     if seed_rows:
+        # The floor again, under the same final columns, after a blank "runs" cell.
+        finals = [i for i, column in enumerate(table) if column.key.endswith("_final")]
+        again = [[row[0], "", *(row[i] for i in finals)] for row in floor_rows]
         lines += ["", "Mean ± standard deviation over the seeds:", ""]
-        lines += _table(titles, [[text for text, _, _ in row] for row in seed_rows])
+        lines += _table(titles, [[text for text, _, _ in row] for row in seed_rows] + again)
     return "\n".join(lines) + "\n"
 
 
