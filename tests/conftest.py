@@ -15,11 +15,12 @@ from multiproc import TINY, run_job  # noqa: E402
 
 ITERATIONS = 6
 
-# The defaults (the DCGAN pair, projection conditioning, augmentation, the moving average of G)
-# unless a case says otherwise.
+# The defaults (the DCGAN pair, projection conditioning, the moving average of G) unless a case
+# says otherwise.
 CASES = {
     "N2-k1-unconditional": (2, ["mdgan.k=1", "mdgan.swap_every_epochs=0", "model.conditional=false"]),
-    "N3-k2-swaps": (3, ["mdgan.k=2", "mdgan.swap_every_epochs=0.02"]),
+    # The augmentation's draws come from each worker's own stream, which stays with the worker.
+    "N3-k2-swaps-augment": (3, ["mdgan.k=2", "mdgan.swap_every_epochs=0.02", "gan.augment='translation,cutout'"]),
     "N4-kN-swaps-no-adam-state-L2-saturating": (
         4,
         [
@@ -48,7 +49,10 @@ CASES = {
     ),
     # mdgan.overlap: iterations 1, 3 and 5 are sent ahead, by G before the previous step; swaps
     # after 2, 4 and 6 stop it from sending ahead across them.
-    "N3-k2-overlap-swaps": (3, ["mdgan.overlap=true", "mdgan.k=2", "mdgan.swap_every_epochs=0.02"]),
+    "N3-k2-overlap-swaps-augment": (
+        3,
+        ["mdgan.overlap=true", "mdgan.k=2", "mdgan.swap_every_epochs=0.02", "gan.augment='translation,cutout'"],
+    ),
     # Reduced precision on the wire: batches, labels and feedback rounded to bfloat16 / float16.
     "N2-k2-bfloat16-acgan-swaps": (
         2,

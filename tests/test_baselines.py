@@ -50,8 +50,10 @@ def assert_moved(cfg: Config, final_generator: dict) -> None:
 
 @pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
 def test_standalone_equals_mdgan_with_one_worker(tmp_path: Path, conditional: bool) -> None:
-    """N = 1, k = 1, L = 1: the same seeds and the same step code give the same G and D."""
-    common = [*TINY, f"train.iterations={ITERATIONS}", f"model.conditional={str(conditional).lower()}", "log.every=1"]
+    """N = 1, k = 1, L = 1: the same seeds and the same step code give the same G and D, the
+    augmentation's draws included."""
+    conditioning = f"model.conditional={str(conditional).lower()}"
+    common = [*TINY, f"train.iterations={ITERATIONS}", conditioning, "log.every=1", "gan.augment='translation,cutout'"]
     mdgan = run_distributed(tmp_path / "mdgan", 2, [*common, "mdgan.k=1"])
     standalone = run_standalone(tmp_path / "standalone", common)
     got, want = torch.load(standalone / "generator.pt"), torch.load(mdgan / "generator.pt")

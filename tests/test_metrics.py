@@ -404,7 +404,7 @@ def test_a_short_run_with_the_default_config_scores_and_writes_its_files(cfg: Co
     assert job.wait(240) == [0] * 5, job.outputs()
     run_dir = tmp_path / "run"
     run_cfg = config.load(run_dir / "config.yaml")
-    assert (run_cfg.model.name, run_cfg.model.conditional, run_cfg.gan.augment) == ("dcgan", True, "translation,cutout")
+    assert (run_cfg.model.name, run_cfg.model.conditional, run_cfg.gan.augment) == ("dcgan", True, "none")
     scores = [record for record in metrics(run_dir) if "classifier_score" in record]
     assert [record["iteration"] for record in scores] == [10, 20]
     names = {*SCORES, *FIGURES}

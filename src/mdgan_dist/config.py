@@ -55,8 +55,9 @@ class GANConfig:
     # scores and generator.pt come from (algorithms/ema.py); 0 shows the raw G, as the paper does.
     ema_halflife: float = 100.0
     # What a discriminator sees of every image, real or generated (augment.py, DiffAugment):
-    # "translation", "cutout", both comma-separated, or "none" (the paper: the images as they are).
-    augment: str = "translation,cutout"
+    # "translation", "cutout", both comma-separated, or "none": the images as they are, as in the
+    # paper and the default run (docs/results.md, "The default run", measured both).
+    augment: str = "none"
 
 
 @dataclass

@@ -15,22 +15,30 @@ from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 from mdgan_dist.experiments.results import ALWAYS_SHOWN, SCORES, RunSummary, floors  # noqa: E402
 
-# The method shows in the line style, the configuration in the colour.
+# The method shows in the line style, the configuration in the colour, which its seeds share.
 LINE_STYLES = {"standalone": ":", "flgan": "--", "mdgan": "-"}
 
 
 def score_figure(runs: list[RunSummary]) -> Figure:
     figure = Figure(figsize=(14, 5), layout="constrained")
-    colours = matplotlib.colormaps["tab20"]
+    colours = matplotlib.colormaps["tab10"]
+    groups = list(dict.fromkeys(run.group for run in runs))
     for axes, score in zip(figure.subplots(1, len(ALWAYS_SHOWN)), ALWAYS_SHOWN):
         title, higher_is_better = SCORES[score]
-        for index, run in enumerate(runs):
+        for run in runs:
             points = run.curves.get(score)
             if points:
                 label = run.name if run.finished else f"{run.name} (unfinished)"
                 iterations, values = zip(*points)
                 style = LINE_STYLES.get(run.method, "-")
-                axes.plot(iterations, values, style, marker=".", color=colours(index % colours.N), label=label)
+                axes.plot(
+                    iterations,
+                    values,
+                    style,
+                    marker=".",
+                    color=colours(groups.index(run.group) % colours.N),
+                    label=label,
+                )
         for name, floor in floors(runs):
             if score in floor:
                 mean, sd = floor[score]["mean"], floor[score]["sd"]
