@@ -109,14 +109,18 @@ class Evaluator:
             scores["fid"] = frechet_distance(*feature_statistics(pooled), *self.inception_real_statistics)
         return scores
 
-    @torch.no_grad()
     def score_generator(self, model: nn.Module, num_classes: int) -> dict[str, float]:
-        """Scores of eval.num_samples samples of G, drawn from the same fixed noise at every call
-        (its own stream: no training RNG is touched); ACGAN samples cycle through the classes."""
+        """Scores of the samples that scored_samples draws."""
+        return self.score(self.scored_samples(model, num_classes))
+
+    @torch.no_grad()
+    def scored_samples(self, model: nn.Module, num_classes: int) -> torch.Tensor:
+        """eval.num_samples samples of G, drawn from the same fixed noise at every call (its own
+        stream: no training RNG is touched); conditional samples cycle through the classes."""
         count = self.cfg.eval.num_samples
         noise = torch.randn(count, self.cfg.model.z_dim, generator=generator(self.cfg.train.seed, "eval"))
         labels = torch.arange(count) % num_classes if self.cfg.model.conditional else None
-        return self.score(sample_images(model, noise, labels, num_classes, self.device))
+        return sample_images(model, noise, labels, num_classes, self.device)
 
     def real_floor(self, draws: int = FLOOR_DRAWS) -> dict[str, dict[str, float]]:
         """What real images score, scored as G's samples are and as many: the mean and standard
