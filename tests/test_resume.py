@@ -14,7 +14,13 @@ WORKERS = 3
 T = 6
 # Swaps every 2 iterations (shards of 1,500, b = 16), a checkpoint every 3: both fall inside each half.
 # The augmentation's stream is part of what a worker's checkpoint must restore.
-COMMON = [*TINY, "log.every=1", "mdgan.swap_every_epochs=0.02", "checkpoint.every=3", "gan.augment='translation,cutout'"]
+COMMON = [
+    *TINY,
+    "log.every=1",
+    "mdgan.swap_every_epochs=0.02",
+    "checkpoint.every=3",
+    "gan.augment='translation,cutout'",
+]
 
 
 @pytest.fixture(scope="module")
