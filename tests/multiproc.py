@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,19 @@ import torch
 # Small enough that 1 server + 4 workers share 2 cores in seconds.
 TINY = ["model.width=0.0625", "log.progress=false", "train.batch_size=16", "eval.every=0"]
 TRAIN = [sys.executable, "-m", "mdgan_dist.train"]
+
+
+@contextmanager
+def one_intra_op_thread() -> Iterator[None]:
+    """In-process references compute as every rank of the tests does (OMP_NUM_THREADS=1): another
+    thread count sums convolutions in another order, and Adam turns the rounding of a gradient
+    near zero into a visible step."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def free_port() -> int:

@@ -48,6 +48,7 @@ from mdgan_dist.config import Config, resolved_k
 from mdgan_dist.data import load_shard
 from mdgan_dist.job import plan_data
 from mdgan_dist.seeding import generator
+from multiproc import one_intra_op_thread
 
 
 def reference_run(
@@ -57,17 +58,10 @@ def reference_run(
     worker's final D state and the swap count.
 
     schedule (mdgan.quorum): per iteration, the ranks that got its batches and the ranks whose
-    feedback G's step used; by default every worker, both.
-
-    Runs with one intra-op thread, as every rank of the tests does (OMP_NUM_THREADS=1): another
-    thread count sums convolutions in another order, and Adam turns the rounding of a gradient
-    near zero into a visible step."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    feedback G's step used; by default every worker, both. Runs with one intra-op thread, as the
+    ranks do."""
+    with one_intra_op_thread():
         return _reference_run(cfg, num_workers, iterations, schedule)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _reference_run(
