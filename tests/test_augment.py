@@ -47,6 +47,7 @@ def test_cutout_sets_one_square_per_image_to_background() -> None:
         assert 1 <= len(rows) <= 4 and 1 <= len(cols) <= 4
         assert mask.sum() == len(rows) * len(cols)
         assert rows.tolist() == list(range(rows[0], rows[0] + len(rows)))
+        assert cols.tolist() == list(range(cols[0], cols[0] + len(cols)))
     assert len({tuple(mask.nonzero()[0].tolist()) for mask in changed[:, 0]}) > 8  # centres per image
 
 
