@@ -19,15 +19,14 @@ from pathlib import Path
 import hydra
 import torch
 import torch.distributed as dist
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig
 
 from mdgan_dist.algorithms.flgan.server import FLGANServer
 from mdgan_dist.algorithms.flgan.worker import FLGANWorker
 from mdgan_dist.algorithms.mdgan.server import Server
 from mdgan_dist.algorithms.mdgan.worker import Worker
 from mdgan_dist.algorithms.standalone import run_standalone
+from mdgan_dist.compose import CONF_DIR, CONFIG_NAME, typed_config
 from mdgan_dist.config import Config, validate
 from mdgan_dist.config import save as save_config
 from mdgan_dist.data import load_shard
@@ -45,19 +44,6 @@ from mdgan_dist.job import DataPlan, check_run_dir_is_new, plan_data
 from mdgan_dist.metrics import check_evaluation
 
 log = logging.getLogger("mdgan_dist")
-
-
-# The dataclasses are the schema: Hydra type-checks every YAML value and override against them.
-ConfigStore.instance().store(name="mdgan_schema", node=Config)
-
-
-def typed_config(raw: DictConfig) -> Config:
-    try:
-        cfg = OmegaConf.to_object(raw)
-    except OmegaConfBaseException as error:
-        raise ConfigError(str(error).strip()) from error
-    assert isinstance(cfg, Config)
-    return cfg
 
 
 def agree_on_run_dir(cfg: Config, world_size: int) -> Path:
@@ -133,12 +119,9 @@ def run(raw: DictConfig) -> int:
     return 0
 
 
-# An absolute path: Hydra resolves a relative one against the caller, which differs between
-# `python -m mdgan_dist.train` and the `mdgan-train` console script.
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
+# Hydra's own command line (--cfg job, --help, its error messages and exit code 1) in front of
+# the composer's conf/ and schema; the composed DictConfig is typed as compose() types it.
+@hydra.main(config_path=str(CONF_DIR), config_name=CONFIG_NAME, version_base=None)
 def hydra_main(raw: DictConfig) -> None:
     sys.exit(run(raw))
 

@@ -33,15 +33,13 @@ import sys
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mdgan_dist.algorithms.ema import shown_generator
-from mdgan_dist.checkpoint import SERVER_FILE
+from mdgan_dist.checkpoint import SERVER_FILE, shown_generator
 from mdgan_dist.checkpoint import load as load_file
+from mdgan_dist.compose import compose, compose_raw, typed_config
 from mdgan_dist.config import Config
 from mdgan_dist.config import load as load_config
 from mdgan_dist.data import load_shard
@@ -50,22 +48,12 @@ from mdgan_dist.errors import ConfigError
 from mdgan_dist.metrics.evaluator import Evaluator
 from mdgan_dist.metrics.training import ensure_classifier
 from mdgan_dist.models import build_generator
-from mdgan_dist.train import CONF_DIR, typed_config  # importing train also registers the schema
 
 log = logging.getLogger("mdgan_dist")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 GENERATOR_FILE = "generator.pt"
 _ABSENT = object()
-
-
-def compose_raw(overrides: list[str]) -> DictConfig:
-    """conf/config.yaml with Hydra overrides, exactly as the trainer composes it."""
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            return compose(config_name="config", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(f"overrides {' '.join(overrides)}: {str(error).strip()}") from error
 
 
 def run_config(saved: Path, overrides: list[str]) -> Config:
@@ -112,7 +100,7 @@ def device_for(cfg: Config) -> torch.device:
 
 
 def train_classifier(overrides: list[str], force: bool) -> dict[str, object]:
-    cfg = typed_config(compose_raw(overrides))
+    cfg = compose(overrides)
     stored, trained = ensure_classifier(cfg, device_for(cfg), force)
     verb = "trained" if trained else "already cached (--force retrains)"
     log.info(f"evaluation classifier for data={cfg.data.name} {verb}: held-out accuracy {stored.heldout_accuracy:.4f}")
@@ -153,7 +141,7 @@ def _score_generator(weights: Path, overrides: list[str]) -> dict[str, object]:
 
 
 def _score_images(folder: Path, overrides: list[str]) -> dict[str, object]:
-    cfg = typed_config(compose_raw(overrides))
+    cfg = compose(overrides)
     evaluator = Evaluator(cfg, device_for(cfg))
     paths = sorted(str(path) for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
     if len(paths) < 2:
