@@ -14,10 +14,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mdgan_dist import config
-from mdgan_dist.config import Config, MDGANConfig, TrainConfig
+from mdgan_dist.compose import compose
+from mdgan_dist.config import Config, MDGANConfig, TrainConfig, validate
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments.cli import main
-from mdgan_dist.experiments.compose import trainer_config
 from mdgan_dist.experiments.grid import load_preset
 from mdgan_dist.experiments.launcher import split_ranks
 from mdgan_dist.experiments.paths import PRESET_DIR, SBATCH_SCRIPT
@@ -82,7 +82,8 @@ def test_every_configuration_of_every_shipped_preset_is_a_valid_trainer_config(p
     preset = load_preset(str(path))
     assert preset.name == path.stem
     for configuration in preset.configurations:
-        cfg = trainer_config([*preset.overrides, *configuration.overrides()], configuration.world_size)
+        cfg = compose([*preset.overrides, *configuration.overrides()])
+        validate(cfg, configuration.world_size)
         assert (cfg.algorithm, cfg.train.batch_size) == (configuration.algorithm, configuration.batch_size)
         if configuration.algorithm == "mdgan":
             swaps = 0 if "mdgan.swap_every_epochs=0" in configuration.variant_overrides else 1

@@ -21,7 +21,8 @@ stable name, `mdgan-N4-k2-b64`, `flgan-N4-b64` or `standalone-b64`, which is its
 name. The runner writes `grid.json` (what it launched, including N, which the run's config.yaml
 lacks) and, for local runs, `train.log` into the run directory before the trainer starts.
 
-Modules: grid (preset -> configurations), compose (each configuration's trainer config, checked
-before anything starts), rundir (the run directory's files), launcher (local runs and SLURM jobs),
-results (run directories -> table), plots (score curves), cli (the two commands).
+Modules: grid (preset -> configurations), rundir (the run directory's files), launcher (local runs
+and SLURM jobs), results (run directories -> table), plots (score curves), paths (the checkout's
+presets and batch script), cli (the two commands; it composes and validates each configuration's
+trainer config, with mdgan_dist.compose, before anything starts).
 """

@@ -14,8 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from mdgan_dist.compose import compose
+from mdgan_dist.config import validate
 from mdgan_dist.errors import ConfigError
-from mdgan_dist.experiments.compose import trainer_config
 from mdgan_dist.experiments.grid import load_preset
 from mdgan_dist.experiments.launcher import (
     LaunchError,
@@ -75,12 +76,16 @@ def run_grid(args: argparse.Namespace) -> int:
     jobs = plan(preset, configurations, args.root, args.overrides)
     print(f"{preset.name}: {len(jobs)} configurations under {args.root / preset.name}", flush=True)
     pending = [job for job in jobs if not is_finished(job.run_dir)]
+    # Each config composed and validated as its trainer will: a typo or an impossible value stops the
+    # grid before its first run instead of in its tenth.
     scored = False
     for job in pending:
         try:
-            scored |= trainer_config(job.overrides, job.configuration.world_size).eval.every > 0
+            cfg = compose(job.overrides)
+            validate(cfg, job.configuration.world_size)
         except ConfigError as error:
             raise ConfigError(f"{job.name}: {error}") from error
+        scored |= cfg.eval.every > 0
     if scored:
         common = [*preset.overrides, *args.overrides]
         if args.dry_run:

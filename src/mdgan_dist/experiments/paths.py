@@ -1,11 +1,9 @@
-"""Where the checkout's files are: Hydra's conf/, the presets, the SLURM batch script (as in
-mdgan_dist.train, the package runs from a source checkout, installed editable)."""
+"""Where the checkout's files are: the presets and the SLURM batch script, found beside Hydra's
+conf/ (the package runs from a source checkout, installed editable: mdgan_dist.compose)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from mdgan_dist.compose import CONF_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-CONF_DIR = REPO_ROOT / "conf"
 PRESET_DIR = CONF_DIR / "experiment"
-SBATCH_SCRIPT = REPO_ROOT / "launch" / "slurm.sbatch"
+SBATCH_SCRIPT = CONF_DIR.parent / "launch" / "slurm.sbatch"
