@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from mdgan_dist.algorithms.steps import generator_input
 from mdgan_dist.config import ModelConfig
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.models import (
@@ -20,6 +19,7 @@ from mdgan_dist.models import (
     parameter_count,
 )
 from mdgan_dist.models.minibatch import MinibatchDiscrimination
+from mdgan_dist.models.sampling import generator_input
 
 Shape = tuple[int, int, int]
 TINY = 0.0625

@@ -12,7 +12,6 @@ from mdgan_dist.algorithms.steps import (
     discriminator_loss,
     generate,
     generator_feedback,
-    generator_input,
     generator_loss,
     generator_step,
     sample_latent,
@@ -20,6 +19,7 @@ from mdgan_dist.algorithms.steps import (
 )
 from mdgan_dist.config import GANConfig, MDGANConfig, ModelConfig, resolved_k
 from mdgan_dist.models import build_discriminator, build_generator
+from mdgan_dist.models.sampling import generator_input
 
 SHAPE = (1, 28, 28)
 CLASSES = 10

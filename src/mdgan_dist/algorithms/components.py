@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from mdgan_dist.algorithms.acceleration import prepare_model
-from mdgan_dist.algorithms.steps import generator_input
 from mdgan_dist.augment import Augment, parse_policy
 from mdgan_dist.config import Config
 from mdgan_dist.data import ShardSampler
@@ -47,22 +46,3 @@ def make_augment(cfg: Config, worker: int) -> Augment | None:
 def label_classes(cfg: Config, num_classes: int) -> int | None:
     """The number of classes generated samples are labelled with: ACGAN only."""
     return num_classes if cfg.model.conditional else None
-
-
-@torch.no_grad()
-def sample_images(
-    model: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None, num_classes: int, device: torch.device
-) -> torch.Tensor:
-    """G's samples for showing or scoring: in eval mode (BatchNorm's running statistics, not the
-    batch's), in chunks of at most 256, then G back in the mode it was in. On the CPU."""
-    was_training = model.training
-    model.eval()
-    try:
-        chunks = []
-        for start in range(0, len(noise), 256):
-            part = slice(start, start + 256)
-            chunk_labels = None if labels is None else labels[part].to(device)
-            chunks.append(model(generator_input(noise[part].to(device), chunk_labels, num_classes)).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(chunks)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mdgan_dist.algorithms.components import sample_images
 from mdgan_dist.algorithms.ema import GeneratorAverage
 from mdgan_dist.config import Config
 from mdgan_dist.metrics import Evaluator
+from mdgan_dist.models.sampling import sample_images
 from mdgan_dist.run_logging import RAW_PREFIX, RunLogger
 from mdgan_dist.seeding import generator
 

@@ -17,6 +17,7 @@ from torch import nn
 from mdgan_dist.algorithms.acceleration import forward
 from mdgan_dist.config import GANConfig, OptimConfig
 from mdgan_dist.data import ShardSampler
+from mdgan_dist.models.sampling import generator_input
 
 # What D sees of a batch (gan.augment: augment.Augment); None: the batch as it is.
 Augmentation = Callable[[torch.Tensor], torch.Tensor] | None
@@ -24,13 +25,6 @@ Augmentation = Callable[[torch.Tensor], torch.Tensor] | None
 
 def _seen(augment: Augmentation, images: torch.Tensor) -> torch.Tensor:
     return images if augment is None else augment(images)
-
-
-def generator_input(noise: torch.Tensor, labels: torch.Tensor | None, num_classes: int) -> torch.Tensor:
-    """What G takes: the noise, followed by the one-hot class label for ACGAN (labels given)."""
-    if labels is None:
-        return noise
-    return torch.cat([noise, F.one_hot(labels, num_classes).to(noise.dtype)], dim=1)
 
 
 def generate(

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mdgan_dist.algorithms.components import sample_images
 from mdgan_dist.config import Config
 from mdgan_dist.data import ImageDataset, load_shard, open_dataset
 from mdgan_dist.errors import ConfigError
@@ -27,6 +26,7 @@ from mdgan_dist.metrics.inception import InceptionFeatures
 from mdgan_dist.metrics.scores import class_coverage, classifier_score, feature_statistics, frechet_distance, salt
 from mdgan_dist.metrics.store import StoredClassifier, load_classifier, train_command
 from mdgan_dist.metrics.training import EVAL_BATCH_SIZE, load_part
+from mdgan_dist.models.sampling import sample_images
 from mdgan_dist.seeding import generator
 
 log = logging.getLogger("mdgan_dist")

@@ -63,7 +63,7 @@ def check_image_shape(cfg: ModelConfig, image_shape: Sequence[int]) -> None:
 
 def build_generator(cfg: ModelConfig, image_shape: Sequence[int], num_classes: int) -> nn.Module:
     """G: z [b, z_dim] -> images [b, C, H, W] in [-1, 1]. With model.conditional (ACGAN) its input
-    is z followed by the one-hot class label, [b, z_dim + num_classes] (steps.generator_input)."""
+    is z followed by the one-hot class label, [b, z_dim + num_classes] (sampling.generator_input)."""
     check_image_shape(cfg, image_shape)
     inputs = cfg.z_dim + (num_classes if cfg.conditional else 0)
     return _spec(cfg.name).generator(inputs, cfg.width, _image_shape(image_shape))
