@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from mdgan_dist.algorithms.ema import GeneratorAverage, average_of, decay, final_generator, shown_generator
+from mdgan_dist.algorithms.ema import GeneratorAverage, average_of, decay, final_generator
+from mdgan_dist.checkpoint import shown_generator
 
 
 def one_weight(value: float) -> nn.Module:

@@ -1,5 +1,5 @@
-"""Checkpoints on disk: atomic files per role, a manifest that marks one complete, and the search
-for the newest complete checkpoint to resume from.
+"""Checkpoints on disk: atomic files per role, a manifest that marks one complete, the search for
+the newest complete checkpoint to resume from, and which G a checkpoint or generator.pt shows.
 
 Layout (the run directory is assumed to be on a file system every rank sees):
     <run_dir>/checkpoints/iteration_00001000/server.pt
@@ -142,3 +142,10 @@ def prune(run_dir: Path, keep: int) -> None:
 
 def load(path: Path, device: torch.device) -> dict[str, Any]:
     return torch.load(path, map_location=device, weights_only=False)
+
+
+def shown_generator(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The G to score from a loaded generator.pt (its "generator" is already the shown one,
+    ema.final_generator) or server checkpoint (whose "generator" is the raw G, next to its "average")."""
+    average = state.get("average")
+    return state["generator"] if average is None else average["model"]

@@ -76,10 +76,3 @@ def final_generator(generator: nn.Module, average: GeneratorAverage | None, iter
     if average is None:
         return {"generator": generator.state_dict(), "iteration": iterations}
     return {"generator": average.model.state_dict(), "raw_generator": generator.state_dict(), "iteration": iterations}
-
-
-def shown_generator(state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The G to score from a generator.pt or a server checkpoint (whose "generator" is the raw G,
-    next to its "average")."""
-    average = state.get("average")
-    return state["generator"] if average is None else average["model"]

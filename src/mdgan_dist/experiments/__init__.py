@@ -9,7 +9,7 @@ A preset is a YAML file in conf/experiment/ (named without .yaml) or any path to
 OmegaConf.load (Hydra never composes it into the trainer's config):
 
     name: mnist5k_small              # runs go to <root>/<name>/<configuration>
-    overrides: [data=mnist5k, ...]   # Hydra overrides of mdgan_dist.train shared by every configuration
+    overrides: [data=mnist5k, ...]   # the trainer's Hydra overrides shared by every configuration
     grid:                            # every combination of:
       algorithms: [standalone, flgan, mdgan]
       workers: [1, 4]                # N; standalone ignores it
