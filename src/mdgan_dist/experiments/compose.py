@@ -9,7 +9,8 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mdgan_dist.config import Config, validate
+from mdgan_dist.algorithms.registry import validate
+from mdgan_dist.config import Config
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments.paths import CONF_DIR
 
