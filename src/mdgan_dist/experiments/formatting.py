@@ -1,4 +1,4 @@
-"""How durations read in status lines and tables."""
+"""How durations and figures read in status lines and tables."""
 
 from __future__ import annotations
 
@@ -10,3 +10,8 @@ def duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m{secs:02d}s"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def number(value: float) -> str:
+    """A score: three decimals, or three significant digits where decimals would read 0.00x."""
+    return f"{value:.3g}" if abs(value) < 0.01 else f"{value:.3f}"
