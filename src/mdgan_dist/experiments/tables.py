@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -22,7 +22,19 @@ class Column(Generic[Row]):
         return "" if value is None else self.text(value)
 
 
+def keyed(key: str, title: str, text: Callable[[Any], str] = str) -> Column[Mapping[str, Any]]:
+    """A column of dict rows: the value under its key, an empty cell where the key is missing."""
+    return Column(key, title, lambda row: row.get(key), text)
+
+
 def markdown_table(titles: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     """The lines of a markdown table: the titles, the rule under them, one line per row of cells."""
     lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def render_table(columns: Sequence[Column[Row]], rows: Iterable[Row]) -> list[str]:
+    """markdown_table() of these rows, one cell per column."""
+    return markdown_table(
+        [column.title for column in columns], ([column.cell(row) for column in columns] for row in rows)
+    )
