@@ -23,5 +23,6 @@ lacks) and, for local runs, `train.log` into the run directory before the traine
 
 Modules: grid (preset -> configurations), compose (each configuration's trainer config, checked
 before anything starts), rundir (the run directory's files), launcher (local runs and SLURM jobs),
-results (run directories -> table), plots (score curves), cli (the two commands).
+results (run directories -> table), plots (score curves), cli (the two commands); tables and
+formatting draw the markdown tables and their figures (bench/suite.py draws its tables with them too).
 """
