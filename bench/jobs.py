@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -109,13 +108,6 @@ def launcher(spec: Spec) -> list[str]:
     ]
 
 
-def threads_used(run_dir: Path) -> int | None:
-    """The intra-op threads the server (or the one process) used: the only way to know the
-    default's value. No file of the run records it, so this reads train.py's log line."""
-    found = re.search(r"(\d+) intra-op threads per process", (run_dir / "job.log").read_text(errors="replace"))
-    return int(found.group(1)) if found else None
-
-
 class Runner:
     """Runs jobs of the real trainer in a scratch folder and reads back what they wrote."""
 
@@ -184,4 +176,5 @@ class Runner:
             entry = json.loads(path.read_text())
             stats[entry["rank"]] = entry
         cfg = load_config(run_dir / "config.yaml")
-        return Result(spec, overrides, cfg, records, stats, seconds, threads_used(run_dir))
+        # The server's (or the one process's) intra-op threads; a --before tree may not record them.
+        return Result(spec, overrides, cfg, records, stats, seconds, stats[0].get("threads"))
