@@ -14,8 +14,9 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mdgan_dist import config
+from mdgan_dist.algorithms.registry import validate
 from mdgan_dist.compose import compose
-from mdgan_dist.config import Config, MDGANConfig, TrainConfig, validate
+from mdgan_dist.config import Config, MDGANConfig, TrainConfig
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments.cli import main
 from mdgan_dist.experiments.grid import load_preset

@@ -162,7 +162,6 @@ class Config:
 
 LOSSES = ("non_saturating", "saturating")
 CONDITIONINGS = ("acgan", "projection")
-ALGORITHMS = ("mdgan", "flgan", "standalone")
 SPLITS = ("iid", "dirichlet", "classes")
 BACKENDS = ("auto", "gloo", "nccl")
 # The wire dtypes, each with the largest integer it holds exactly (2^(mantissa bits + 1)):
@@ -179,114 +178,63 @@ def resolved_k(cfg: MDGANConfig, num_workers: int) -> int:
     return max(1, math.ceil(math.log2(num_workers))) if num_workers > 1 else 1
 
 
-def validate(cfg: Config, world_size: int) -> None:
-    """Checks what can be checked without data or peers; raises ConfigError saying what to do."""
-    _require_choice("algorithm", cfg.algorithm, ALGORITHMS)
-    if cfg.algorithm == "standalone":
-        _require(
-            world_size == 1,
-            f"algorithm=standalone runs in one process, got WORLD_SIZE={world_size}: "
-            "launch it with `python -m mdgan_dist.train algorithm=standalone` (or torchrun --nproc_per_node=1)",
-        )
-    elif world_size < 2:
-        raise ConfigError(
-            f"algorithm={cfg.algorithm} needs at least 2 processes (1 server + 1 worker), got WORLD_SIZE={world_size}: "
-            "launch with `torchrun --nproc_per_node=N+1 -m mdgan_dist.train` and N >= 1, "
-            "or use algorithm=standalone for one process"
-        )
-    if cfg.algorithm == "mdgan":
-        num_workers = world_size - 1
-        k = resolved_k(cfg.mdgan, num_workers)
-        if not 1 <= k <= num_workers:
-            raise ConfigError(
-                f"mdgan.k={k} is outside 1..N with N={num_workers} workers: "
-                f"set mdgan.k between 1 and {num_workers}, or leave it unset for ceil(log2 N)"
-            )
-        validate_speed_options(cfg, num_workers)
-    _require(
+def validate_fields(cfg: Config) -> None:
+    """Checks the values every algorithm reads, without data or peers; raises ConfigError saying
+    what to do. Each algorithm checks its own (algorithms/registry.py: validate)."""
+    require(
         cfg.flgan.sync_every_epochs > 0,
         f"flgan.sync_every_epochs={cfg.flgan.sync_every_epochs}: must be > 0 (FL-GAN averages G and D every E epochs)",
     )
-    _require(cfg.eval.every >= 0, f"eval.every={cfg.eval.every}: must be >= 0 (0 disables scoring)")
-    _require(cfg.eval.num_samples >= 2, f"eval.num_samples={cfg.eval.num_samples}: need at least 2 samples")
-    _require(
+    require(cfg.eval.every >= 0, f"eval.every={cfg.eval.every}: must be >= 0 (0 disables scoring)")
+    require(cfg.eval.num_samples >= 2, f"eval.num_samples={cfg.eval.num_samples}: need at least 2 samples")
+    require(
         cfg.data.classes_per_worker >= 1,
         f"data.classes_per_worker={cfg.data.classes_per_worker}: each worker must hold at least one class",
     )
-    _require(cfg.gan.disc_steps >= 1, f"gan.disc_steps={cfg.gan.disc_steps}: must be >= 1")
-    _require(
+    require(cfg.gan.disc_steps >= 1, f"gan.disc_steps={cfg.gan.disc_steps}: must be >= 1")
+    require(
         cfg.gan.ema_halflife >= 0,
         f"gan.ema_halflife={cfg.gan.ema_halflife}: must be >= 0 iterations (0 turns the average of G off)",
     )
-    _require(
+    require(
         cfg.mdgan.swap_every_epochs >= 0,
         f"mdgan.swap_every_epochs={cfg.mdgan.swap_every_epochs}: must be >= 0 (0 disables swaps)",
     )
-    _require_choice("gan.loss", cfg.gan.loss, LOSSES)
-    _require_choice("gan.conditioning", cfg.gan.conditioning, CONDITIONINGS)
+    require_choice("gan.loss", cfg.gan.loss, LOSSES)
+    require_choice("gan.conditioning", cfg.gan.conditioning, CONDITIONINGS)
     try:
         parse_policy(cfg.gan.augment)
     except ValueError as error:
         raise ConfigError(f"gan.augment={cfg.gan.augment!r}: {error}, comma-separated, or none") from error
-    _require(0 < cfg.gan.real_label <= 1, f"gan.real_label={cfg.gan.real_label}: must be in (0, 1]")
-    _require_choice("data.split", cfg.data.split, SPLITS)
-    _require_choice("comm.backend", cfg.comm.backend, BACKENDS)
-    _require_choice("comm.dtype", cfg.comm.dtype, tuple(WIRE_DTYPES))
-    if cfg.algorithm != "mdgan" and (cfg.mdgan.overlap or cfg.mdgan.quorum is not None):
-        raise ConfigError(f"mdgan.overlap and mdgan.quorum are MD-GAN's, not {cfg.algorithm}'s: remove them")
-    _require_choice("train.device", cfg.train.device, DEVICES)
-    _require_choice("train.precision", cfg.train.precision, PRECISIONS)
-    _require(
+    require(0 < cfg.gan.real_label <= 1, f"gan.real_label={cfg.gan.real_label}: must be in (0, 1]")
+    require_choice("data.split", cfg.data.split, SPLITS)
+    require_choice("comm.backend", cfg.comm.backend, BACKENDS)
+    require_choice("comm.dtype", cfg.comm.dtype, tuple(WIRE_DTYPES))
+    require_choice("train.device", cfg.train.device, DEVICES)
+    require_choice("train.precision", cfg.train.precision, PRECISIONS)
+    require(
         cfg.train.threads is None or cfg.train.threads >= 1,
         f"train.threads={cfg.train.threads}: must be >= 1, or null for the node's cores shared among its ranks",
     )
-    _require(cfg.data.alpha > 0, f"data.alpha={cfg.data.alpha}: the Dirichlet concentration must be > 0")
-    _require(cfg.train.iterations >= 1, f"train.iterations={cfg.train.iterations}: must be >= 1")
-    _require(cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size}: must be >= 1")
-    _require(cfg.model.z_dim >= 1, f"model.z_dim={cfg.model.z_dim}: must be >= 1")
-    _require(cfg.model.width > 0, f"model.width={cfg.model.width}: must be > 0")
-    _require(cfg.comm.timeout_s > 0, f"comm.timeout_s={cfg.comm.timeout_s}: must be > 0 seconds")
-    _require(cfg.log.every >= 1, f"log.every={cfg.log.every}: must be >= 1")
-    _require(cfg.log.sample_every >= 1, f"log.sample_every={cfg.log.sample_every}: must be >= 1")
-    _require(cfg.checkpoint.every >= 0, f"checkpoint.every={cfg.checkpoint.every}: must be >= 0 (0 disables)")
-    _require(
+    require(cfg.data.alpha > 0, f"data.alpha={cfg.data.alpha}: the Dirichlet concentration must be > 0")
+    require(cfg.train.iterations >= 1, f"train.iterations={cfg.train.iterations}: must be >= 1")
+    require(cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size}: must be >= 1")
+    require(cfg.model.z_dim >= 1, f"model.z_dim={cfg.model.z_dim}: must be >= 1")
+    require(cfg.model.width > 0, f"model.width={cfg.model.width}: must be > 0")
+    require(cfg.comm.timeout_s > 0, f"comm.timeout_s={cfg.comm.timeout_s}: must be > 0 seconds")
+    require(cfg.log.every >= 1, f"log.every={cfg.log.every}: must be >= 1")
+    require(cfg.log.sample_every >= 1, f"log.sample_every={cfg.log.sample_every}: must be >= 1")
+    require(cfg.checkpoint.every >= 0, f"checkpoint.every={cfg.checkpoint.every}: must be >= 0 (0 disables)")
+    require(
         cfg.checkpoint.keep >= 2,
         f"checkpoint.keep={cfg.checkpoint.keep}: keep at least 2, so a torn newest one has a fallback",
     )
-    fault = cfg.fault
-    if cfg.algorithm != "mdgan" and (fault.tolerate_worker_loss or fault.kill_worker or fault.slow_worker):
-        raise ConfigError(
-            "fault.tolerate_worker_loss, fault.kill_worker and fault.slow_worker are MD-GAN's (algorithm=mdgan), "
-            f"not {cfg.algorithm}'s: remove them from the command line"
-        )
-    kill_point(fault, world_size - 1)
-    slow_point(fault, world_size - 1)
     for name in ("g_lr", "d_lr", "g_eps", "d_eps"):
         value = getattr(cfg.optim, name)
-        _require(value > 0, f"optim.{name}={value}: must be > 0")
+        require(value > 0, f"optim.{name}={value}: must be > 0")
     for name in ("beta1", "beta2"):
         value = getattr(cfg.optim, name)
-        _require(0 <= value < 1, f"optim.{name}={value}: must be in [0, 1)")
-
-
-def validate_speed_options(cfg: Config, num_workers: int) -> None:
-    """mdgan.overlap and mdgan.quorum, and the combinations not supported."""
-    quorum, tolerant = cfg.mdgan.quorum, cfg.fault.tolerate_worker_loss
-    if quorum is not None:
-        _require(
-            1 <= quorum <= num_workers,
-            f"mdgan.quorum={quorum} is outside 1..N with N={num_workers} workers: "
-            "set it between 1 and N, or leave it unset to wait for every worker",
-        )
-    partial = quorum is not None and quorum < num_workers
-    _require(
-        not (partial and (cfg.mdgan.overlap or tolerant)),
-        "mdgan.quorum below N cannot be combined with mdgan.overlap or fault.tolerate_worker_loss: choose one",
-    )
-    _require(
-        not (cfg.mdgan.overlap and tolerant),
-        "mdgan.overlap cannot be combined with fault.tolerate_worker_loss: choose one",
-    )
+        require(0 <= value < 1, f"optim.{name}={value}: must be in [0, 1)")
 
 
 def kill_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:
@@ -327,10 +275,10 @@ def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
 
 
 def validate_wire_labels(cfg: Config, num_classes: int) -> None:
-    """ACGAN's labels must be exact in comm.dtype."""
+    """Labels that travel with the generated batches (MD-GAN) must be exact in comm.dtype."""
     exact = WIRE_DTYPES[cfg.comm.dtype]
-    _require(
-        not (cfg.algorithm == "mdgan" and cfg.model.conditional and num_classes > exact),
+    require(
+        not (cfg.model.conditional and num_classes > exact),
         f"comm.dtype={cfg.comm.dtype} holds class labels exactly only up to {exact}, the dataset has "
         f"{num_classes} classes: use comm.dtype=float32 with model.conditional=true",
     )
@@ -373,10 +321,10 @@ def load(path: Path) -> Config:
     return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
-def _require(ok: bool, message: str) -> None:
+def require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
 
 
-def _require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    _require(value in choices, f"{name}={value!r} is not one of {', '.join(choices)}")
+def require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    require(value in choices, f"{name}={value!r} is not one of {', '.join(choices)}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from mdgan_dist.config import Config, validate_shards, validate_wire_labels
+from mdgan_dist.config import Config, validate_shards
 from mdgan_dist.data import ImageDataset, open_dataset, split_indices
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.models import check_image_shape
@@ -39,13 +39,12 @@ class DataPlan:
 def plan_data(cfg: Config, num_workers: int) -> DataPlan:
     train = open_dataset(cfg.data, "train")
     check_image_shape(cfg.model, train.image_shape)
-    if cfg.algorithm == "standalone":  # the whole train split, whatever data.split says
+    if num_workers == 0:  # one process trains on the whole train split, whatever data.split says
         shards = [torch.arange(len(train.labels))]
     else:
         shards = split_indices(train.labels, num_workers, cfg.data, derive_seed(cfg.train.seed, "split"))
     plan = DataPlan(train, shards)
     validate_shards(cfg, plan.shard_sizes)
-    validate_wire_labels(cfg, train.num_classes)
     return plan
 
 

@@ -20,8 +20,9 @@ def peak_memory(device: torch.device) -> dict[str, int | None]:
 
 
 def write_stats(run_dir: Path, rank: int, role: str, device: torch.device, **counters: float | int | None) -> None:
-    """run_dir/stats_rank{rank}.json: the role, the given counters, and peak memory."""
-    stats = {"rank": rank, "role": role, **counters, **peak_memory(device)}
+    """run_dir/stats_rank{rank}.json: the role, its intra-op threads, the given counters, and
+    peak memory."""
+    stats = {"rank": rank, "role": role, "threads": torch.get_num_threads(), **counters, **peak_memory(device)}
     (run_dir / f"stats_rank{rank}.json").write_text(json.dumps(stats, indent=2))
 
 

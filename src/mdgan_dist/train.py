@@ -21,15 +21,11 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
 
-from mdgan_dist.algorithms.flgan.server import FLGANServer
-from mdgan_dist.algorithms.flgan.worker import FLGANWorker
-from mdgan_dist.algorithms.mdgan.server import Server
-from mdgan_dist.algorithms.mdgan.worker import Worker
-from mdgan_dist.algorithms.standalone import run_standalone
+from mdgan_dist.algorithms.registry import Algorithm, plan, validate
+from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.compose import CONF_DIR, CONFIG_NAME, typed_config
-from mdgan_dist.config import Config, validate
+from mdgan_dist.config import Config
 from mdgan_dist.config import save as save_config
-from mdgan_dist.data import load_shard
 from mdgan_dist.distributed.env import LaunchEnv, job_id
 from mdgan_dist.distributed.process_group import (
     choose_backend,
@@ -40,10 +36,10 @@ from mdgan_dist.distributed.process_group import (
 )
 from mdgan_dist.distributed.transport import Transport
 from mdgan_dist.errors import ConfigError, PeerError
-from mdgan_dist.job import DataPlan, check_run_dir_is_new, plan_data
+from mdgan_dist.job import check_run_dir_is_new
 from mdgan_dist.metrics import check_evaluation
 
-log = logging.getLogger("mdgan_dist")
+log = logging.getLogger(__name__)
 
 
 def agree_on_run_dir(cfg: Config, world_size: int) -> Path:
@@ -58,27 +54,15 @@ def agree_on_run_dir(cfg: Config, world_size: int) -> Path:
     return run_dir
 
 
-def run_role(cfg: Config, env: LaunchEnv, plan: DataPlan, transport: Transport) -> None:
-    run_dir = agree_on_run_dir(cfg, env.world_size)
-    num_workers = env.world_size - 1
-    if env.is_server:
-        save_config(cfg, run_dir / "config.yaml")
-        log.info(f"run directory {run_dir}")
-        server = Server if cfg.algorithm == "mdgan" else FLGANServer
-        server(cfg, transport, num_workers, plan.image_shape, plan.num_classes, run_dir).run()
-        return
-    shard = load_shard(plan.train, plan.shards[env.rank - 1])
-    if cfg.algorithm == "mdgan":
-        Worker(cfg, transport, plan.image_shape, plan.num_classes, shard).run(run_dir)
+def run_role(algorithm: Algorithm, ctx: RoleContext, is_server: bool) -> None:
+    """Rank 0 (or the only process) writes the config and runs the server role, the others a worker."""
+    if is_server:
+        save_config(ctx.cfg, ctx.run_dir / "config.yaml")
+        log.info("run directory %s", ctx.run_dir)
+        algorithm.server(ctx).run()
     else:
-        FLGANWorker(cfg, transport, plan.image_shape, plan.num_classes, shard).run(run_dir)
-
-
-def run_alone(cfg: Config, plan: DataPlan, device: torch.device) -> None:
-    """algorithm=standalone: no process group, no peers."""
-    run_dir = agree_on_run_dir(cfg, world_size=1)
-    save_config(cfg, run_dir / "config.yaml")
-    run_standalone(cfg, plan, device, run_dir)
+        assert algorithm.worker is not None
+        algorithm.worker(ctx).run()
 
 
 def run(raw: DictConfig) -> int:
@@ -89,31 +73,32 @@ def run(raw: DictConfig) -> int:
     )
     try:
         cfg = typed_config(raw)
-        validate(cfg, env.world_size)
+        algorithm = validate(cfg, env.world_size)
         check_run_dir_is_new(cfg)
         check_evaluation(cfg)
-        plan = plan_data(cfg, env.world_size - 1)
+        data = plan(cfg, env.world_size)
         gpus = visible_gpus()
         backend = choose_backend(cfg.comm.backend, env, gpus)
         device = choose_device(cfg.train.device, backend, env, gpus)
         threads = cfg.train.threads or env.threads_per_process()
         torch.set_num_threads(threads)
-        log.info(f"{threads} intra-op threads per process (train.threads)")
+        log.info("%d intra-op threads per process (train.threads)", threads)
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        if cfg.algorithm == "standalone":
-            run_alone(cfg, plan, device)
+        if algorithm.single_process:
+            run_role(algorithm, RoleContext(cfg, data, agree_on_run_dir(cfg, world_size=1), device), is_server=True)
             return 0
         init_process_group(backend, env, device, cfg.comm.timeout_s)
         transport = Transport(
             env.rank, cfg.comm.timeout_s, device, wire_device(backend, device), cfg.fault.tolerate_worker_loss
         )
-        run_role(cfg, env, plan, transport)
+        ctx = RoleContext(cfg, data, agree_on_run_dir(cfg, env.world_size), device, transport)
+        run_role(algorithm, ctx, env.is_server)
     except ConfigError as error:
-        log.error(f"config error: {error}")
+        log.error("config error: %s", error)
         return 2
     except PeerError as error:
-        log.error(str(error))
+        log.error("%s", error)
         return 1
     dist.destroy_process_group()
     return 0

@@ -17,6 +17,7 @@ from mdgan_dist.algorithms.mdgan.schedule import derangement
 from mdgan_dist.algorithms.mdgan.swap import state_tensors, swap_discriminator
 from mdgan_dist.algorithms.steps import adam, discriminator_step
 from mdgan_dist.config import Config, GANConfig
+from mdgan_dist.distributed.protocol import SwapOrder
 from mdgan_dist.distributed.transport import Transport
 
 
@@ -35,9 +36,7 @@ def main(out: Path, with_optimizer: bool) -> None:
     targets = derangement(world, seed=3, swap_index=0)
     source = targets.index(rank)
     transport = Transport(rank, 60, torch.device("cpu"))
-    arrived = swap_discriminator(
-        transport, disc, optimizer, with_optimizer, 0, rank, target=targets[rank], source=source
-    )
+    arrived = swap_discriminator(transport, disc, optimizer, with_optimizer, SwapOrder(0, targets[rank], source), rank)
     after = flatten(state_tensors(disc, optimizer, True), torch.device("cpu"))
     params = sum(t.numel() for t in disc.state_dict().values())
     torch.save(

@@ -1,34 +1,44 @@
-"""The wire protocol's header: a small int64 tensor in front of every message.
+"""The wire protocol: one small type per message, all carried by the same header tensor.
 
-Layout: [kind, iteration, arg0, arg1, payload_numel, value0, value1, 0]. value0 and value1 carry
-float64 statistics (a worker's losses) bit-cast into int64 so that one header tensor suffices.
+Every message starts with one int64 header of HEADER_LEN values, laid out as
+[kind, iteration, arg0, arg1, numel, value0, value1, 0] (Slots); value0 and value1 carry float64
+statistics (a worker's losses) bit-cast into int64, so one header tensor suffices. The message
+types below give those slots their names, kind by kind: they are built from and written into the
+same tensor, so the bytes on the wire are the layout's whatever type carries them. `numel` is
+the number of payload values that follow the header (in the same packet, or as the next
+message), 0 for a bare header.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import ClassVar, TypeVar, cast
 
 import torch
 
 HEADER_LEN = 8
+MICROSECONDS = 1e6  # the workers' compute times travel as integer microseconds
 
 
 class Kind(IntEnum):
-    HELLO = 1  # server -> worker: digest, start iteration, shapes, then the verdict; worker -> server: shard size
-    TRAIN = 2  # server -> worker: one packed tensor (X_d, X_g) follows
-    FEEDBACK = 3  # worker -> server: the error feedback F_n follows; values: d_loss, g_loss
-    SWAP = 4  # server -> worker: arg0 = rank to send D to, arg1 = rank to receive D from
-    DISCRIMINATOR = 5  # worker -> worker: arg0 = which D (the worker it was born on); its flat state follows
-    STOP = 6  # server -> worker: training is over
-    ABORT = 7  # either way: the start-up handshake failed; arg0 = the worker rank that disagreed
-    CHECKPOINT = 8  # server -> worker: write your state for this iteration; worker -> server: written
-    SYNC = 9  # FL-GAN: server -> worker: send G and D; worker -> server: its G and D follow; server -> worker: the average follows
+    HELLO = 1  # start-up: ServerHello, WorkerHello, Go, PairGreeting
+    TRAIN = 2  # Train
+    FEEDBACK = 3  # Feedback
+    SWAP = 4  # SwapOrder
+    DISCRIMINATOR = 5  # DiscriminatorState
+    STOP = 6  # Stop
+    ABORT = 7  # Abort
+    CHECKPOINT = 8  # Checkpoint
+    SYNC = 9  # Sync (FL-GAN)
 
 
 @dataclass(frozen=True)
-class Header:
-    kind: Kind
+class Slots:
+    """The header's fields as they travel, before a message type names them."""
+
+    kind: int
     iteration: int = 0
     arg0: int = 0
     arg1: int = 0
@@ -36,28 +46,267 @@ class Header:
     value0: float = 0.0
     value1: float = 0.0
 
-    def encode(self, out: torch.Tensor) -> torch.Tensor:
+    def write(self, out: torch.Tensor) -> torch.Tensor:
         """Writes the header into a preallocated int64 tensor of HEADER_LEN and returns it."""
-        ints = torch.tensor([int(self.kind), self.iteration, self.arg0, self.arg1, self.numel])
+        ints = torch.tensor([self.kind, self.iteration, self.arg0, self.arg1, self.numel])
         values = torch.tensor([self.value0, self.value1, 0.0], dtype=torch.float64)
         out[:5].copy_(ints)
         out[5:].copy_(values.view(torch.int64))
         return out
 
     @classmethod
-    def decode(cls, tensor: torch.Tensor) -> "Header":
+    def read(cls, tensor: torch.Tensor) -> Slots:
         ints = tensor.cpu()
         values = ints[5:7].clone().view(torch.float64)
+        return cls(*(int(value) for value in ints[:5]), float(values[0]), float(values[1]))
+
+
+class Message:
+    """A message type: its kind, and how its named fields map onto the header's slots."""
+
+    KIND: ClassVar[Kind]
+
+    def slots(self) -> Slots:
+        raise NotImplementedError
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> Message:
+        raise NotImplementedError
+
+    def encode(self, out: torch.Tensor) -> torch.Tensor:
+        return self.slots().write(out)
+
+
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class ServerHello(Message):
+    """server -> worker, first of the handshake; the message shapes [b, C, H, W] follow."""
+
+    KIND = Kind.HELLO
+    config_digest: int
+    start: int  # the iteration to start from; handshake.REFUSED when the server cannot start
+    shapes_numel: int
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, arg0=self.config_digest, arg1=self.start, numel=self.shapes_numel)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> ServerHello:
+        return cls(slots.arg0, slots.arg1, slots.numel)
+
+
+@dataclass(frozen=True)
+class WorkerHello(Message):
+    """worker -> server: it runs the server's config; its shard size."""
+
+    KIND = Kind.HELLO
+    shard_size: int
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, arg0=self.shard_size)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> WorkerHello:
+        return cls(slots.arg0)
+
+
+@dataclass(frozen=True)
+class Go(Message):
+    """server -> worker, the handshake's verdict when every worker agreed: start."""
+
+    KIND = Kind.HELLO
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> Go:
+        return cls()
+
+
+@dataclass(frozen=True)
+class PairGreeting(Message):
+    """worker -> worker, once at start: the sender's rank (MD-GAN's swap pairs connect)."""
+
+    KIND = Kind.HELLO
+    rank: int
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, arg0=self.rank)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> PairGreeting:
+        return cls(slots.arg0)
+
+
+@dataclass(frozen=True)
+class Abort(Message):
+    """Either way, in the handshake: the worker rank that runs another configuration."""
+
+    KIND = Kind.ABORT
+    rank: int
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, arg0=self.rank)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> Abort:
+        return cls(slots.arg0)
+
+
+@dataclass(frozen=True)
+class Train(Message):
+    """server -> worker: the generated batches of one iteration follow (MD-GAN), or the order to
+    run one local iteration (FL-GAN, numel 0)."""
+
+    KIND = Kind.TRAIN
+    iteration: int
+    control_follows: bool = False  # the next message is a control message, sent as a bare header
+    numel: int = 0
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, self.iteration, arg0=int(self.control_follows), numel=self.numel)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> Train:
+        return cls(slots.iteration, bool(slots.arg0), slots.numel)
+
+
+@dataclass(frozen=True)
+class Feedback(Message):
+    """worker -> server: one iteration's losses, the seconds spent on the D steps and on the
+    feedback (MD-GAN), and the error feedback F_n when numel > 0."""
+
+    KIND = Kind.FEEDBACK
+    iteration: int
+    d_loss: float
+    g_loss: float
+    d_seconds: float = 0.0
+    feedback_seconds: float = 0.0
+    numel: int = 0
+
+    def slots(self) -> Slots:
+        return Slots(
+            self.KIND,
+            self.iteration,
+            arg0=round(self.d_seconds * MICROSECONDS),
+            arg1=round(self.feedback_seconds * MICROSECONDS),
+            numel=self.numel,
+            value0=self.d_loss,
+            value1=self.g_loss,
+        )
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> Feedback:
         return cls(
-            kind=Kind(int(ints[0])),
-            iteration=int(ints[1]),
-            arg0=int(ints[2]),
-            arg1=int(ints[3]),
-            numel=int(ints[4]),
-            value0=float(values[0]),
-            value1=float(values[1]),
+            slots.iteration,
+            d_loss=slots.value0,
+            g_loss=slots.value1,
+            d_seconds=slots.arg0 / MICROSECONDS,
+            feedback_seconds=slots.arg1 / MICROSECONDS,
+            numel=slots.numel,
         )
 
 
-def header_buffer(device: torch.device) -> torch.Tensor:
-    return torch.zeros(HEADER_LEN, dtype=torch.int64, device=device)
+@dataclass(frozen=True)
+class SwapOrder(Message):
+    """server -> worker, after an iteration: where to send D, and where the next one comes from."""
+
+    KIND = Kind.SWAP
+    iteration: int
+    send_to: int
+    receive_from: int
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, self.iteration, arg0=self.send_to, arg1=self.receive_from)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> SwapOrder:
+        return cls(slots.iteration, slots.arg0, slots.arg1)
+
+
+@dataclass(frozen=True)
+class DiscriminatorState(Message):
+    """worker -> worker: a D's flat state follows; born_on: the worker that D was created on."""
+
+    KIND = Kind.DISCRIMINATOR
+    iteration: int
+    born_on: int
+    numel: int
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, self.iteration, arg0=self.born_on, numel=self.numel)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> DiscriminatorState:
+        return cls(slots.iteration, slots.arg0, slots.numel)
+
+
+@dataclass(frozen=True)
+class Stop(Message):
+    """server -> worker: training is over; finished is false after a stop request (the run
+    continues later, and nobody writes final models)."""
+
+    KIND = Kind.STOP
+    iteration: int
+    finished: bool
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, self.iteration, arg0=int(self.finished))
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> Stop:
+        return cls(slots.iteration, bool(slots.arg0))
+
+
+@dataclass(frozen=True)
+class Checkpoint(Message):
+    """server -> worker: write your state for this iteration; worker -> server: written."""
+
+    KIND = Kind.CHECKPOINT
+    iteration: int
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, self.iteration)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> Checkpoint:
+        return cls(slots.iteration)
+
+
+@dataclass(frozen=True)
+class Sync(Message):
+    """FL-GAN: server -> worker, the order to send G and D (numel 0); worker -> server, its G and D
+    follow; server -> worker, their average follows."""
+
+    KIND = Kind.SYNC
+    iteration: int
+    numel: int = 0
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, self.iteration, numel=self.numel)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> Sync:
+        return cls(slots.iteration, slots.numel)
+
+
+class ProtocolMismatch(ValueError):
+    """A header that none of the expected message types reads; says what arrived instead."""
+
+
+def decode(tensor: torch.Tensor, types: Sequence[type[M]]) -> tuple[M, Slots]:
+    """Reads a received header as the one of `types` its kind names; raises ProtocolMismatch."""
+    slots = Slots.read(tensor)
+    by_kind = {message_type.KIND: message_type for message_type in types}
+    assert len(by_kind) == len(types), "the expected message types must differ in kind"
+    try:
+        kind = Kind(slots.kind)
+    except ValueError:
+        raise ProtocolMismatch(f"malformed header {tensor.tolist()}") from None
+    if kind not in by_kind:
+        expected = " or ".join(message_type.__name__ for message_type in types)
+        raise ProtocolMismatch(f"expected a {expected} message, got a {kind.name} header")
+    return cast(M, by_kind[kind].from_slots(slots)), slots

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 
-from mdgan_dist.distributed.protocol import HEADER_LEN, Header, Kind
+from mdgan_dist.distributed.protocol import HEADER_LEN, M, Message, ProtocolMismatch, decode
 from mdgan_dist.errors import PeerError
 
 Transfer = tuple[int, torch.Tensor]  # (peer rank, tensor to send or to receive into)
@@ -258,8 +258,9 @@ class Transport:
             self.rank, peer, stage, f"connection lost, the peer process probably died (see its log): {text}"
         )
 
-    def header(self, header: Header) -> torch.Tensor:
-        return header.encode(torch.empty(HEADER_LEN, dtype=torch.int64, device=self.wire))
+    def header(self, message: Message) -> torch.Tensor:
+        """A message as a bare header on the wire device, ready to send."""
+        return message.encode(torch.empty(HEADER_LEN, dtype=torch.int64, device=self.wire))
 
     def empty_header(self) -> torch.Tensor:
         return torch.zeros(HEADER_LEN, dtype=torch.int64, device=self.wire)
@@ -268,19 +269,26 @@ class Transport:
         return tensor if tensor.device == self.wire else torch.empty_like(tensor, device=self.wire)
 
     def expect(
-        self, buffer: torch.Tensor, peer: int, stage: str, kinds: Sequence[Kind], iteration: int | None = None
-    ) -> Header:
-        """Decodes a received header and fails loudly if the peer is not where the protocol is."""
+        self,
+        buffer: torch.Tensor,
+        peer: int,
+        stage: str,
+        *types: type[M],
+        iteration: int | None = None,
+        numel: int | None = None,
+    ) -> M:
+        """Reads a received header as one of `types`, and fails with the PeerError that names the
+        peer and the stage if the peer is not where the protocol is: another kind, another
+        iteration, or a payload of another size than the `numel` values the receiver holds."""
         try:
-            header = Header.decode(buffer)
-        except ValueError as error:
-            raise PeerError(self.rank, peer, stage, f"malformed header {buffer.tolist()}") from error
-        if header.kind not in kinds:
-            expected = " or ".join(kind.name for kind in kinds)
-            raise PeerError(self.rank, peer, stage, f"expected a {expected} message, got {header.kind.name}")
-        if iteration is not None and header.iteration != iteration:
-            raise PeerError(self.rank, peer, stage, f"out of step: message of iteration {header.iteration}")
-        return header
+            message, slots = decode(buffer, types)
+        except ProtocolMismatch as error:
+            raise PeerError(self.rank, peer, stage, str(error)) from error
+        if iteration is not None and slots.iteration != iteration:
+            raise PeerError(self.rank, peer, stage, f"out of step: message of iteration {slots.iteration}")
+        if numel is not None and slots.numel != numel:
+            raise PeerError(self.rank, peer, stage, f"announced {slots.numel} payload values, expected {numel}")
+        return message
 
 
 def _nbytes(tensor: torch.Tensor) -> int:

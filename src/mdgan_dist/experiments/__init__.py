@@ -24,5 +24,6 @@ lacks) and, for local runs, `train.log` into the run directory before the traine
 Modules: grid (preset -> configurations), rundir (the run directory's files), launcher (local runs
 and SLURM jobs), results (run directories -> table), plots (score curves), paths (the checkout's
 presets and batch script), cli (the two commands; it composes and validates each configuration's
-trainer config, with mdgan_dist.compose, before anything starts).
+trainer config, with mdgan_dist.compose, before anything starts); tables and formatting draw the
+markdown tables and their figures (bench/suite.py draws its tables with them too).
 """

@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from mdgan_dist.algorithms.registry import validate
 from mdgan_dist.compose import compose
-from mdgan_dist.config import validate
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments.grid import load_preset
 from mdgan_dist.experiments.launcher import (

@@ -9,7 +9,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mdgan_dist.config import ALGORITHMS, MDGANConfig, resolved_k
+from mdgan_dist.algorithms.registry import ALGORITHMS
+from mdgan_dist.config import MDGANConfig, resolved_k
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments.paths import PRESET_DIR
 

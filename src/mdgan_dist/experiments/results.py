@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mdgan_dist import config
 from mdgan_dist.errors import ConfigError
-from mdgan_dist.experiments.formatting import duration
+from mdgan_dist.experiments.formatting import duration, number
 from mdgan_dist.experiments.rundir import is_finished, read_grid_info, read_metrics
+from mdgan_dist.experiments.tables import Column, markdown_table
 from mdgan_dist.run_logging import RAW_PREFIX, REAL_FLOOR_FILE
 
 METHODS = ("standalone", "flgan", "mdgan")  # the table's order: the baselines first
@@ -118,15 +118,7 @@ def collect(root: Path) -> list[RunSummary]:
     return sorted((summarize(run_dir) for run_dir in run_dirs), key=lambda run: run.sort_key)
 
 
-@dataclass(frozen=True)
-class Column:
-    key: str  # the CSV header
-    title: str  # the markdown header
-    value: Callable[[RunSummary], Any]
-    text: Callable[[Any], str] = str  # how the markdown shows a value that is not None
-
-
-def columns(runs: list[RunSummary]) -> list[Column]:
+def columns(runs: list[RunSummary]) -> list[Column[RunSummary]]:
     def logged(name: str) -> bool:
         return any(name in run.curves for run in runs)
 
@@ -154,22 +146,18 @@ def _title(name: str) -> str:
     return {**SCORES, **FIGURES}[name][0]
 
 
-def _final_column(name: str, title: str) -> Column:
-    return Column(f"{name}_final", title, lambda run: run.final(name), _number)
+def _final_column(name: str, title: str) -> Column[RunSummary]:
+    return Column(f"{name}_final", title, lambda run: run.final(name), number)
 
 
-def _score_columns(score: str) -> list[Column]:
+def _score_columns(score: str) -> list[Column[RunSummary]]:
     title, higher_is_better = SCORES[score]
     best = "best" if higher_is_better else "best (lowest)"
     return [
-        Column(f"{score}_best", f"{best} {title}", lambda run: run.best(score)[0], _number),
+        Column(f"{score}_best", f"{best} {title}", lambda run: run.best(score)[0], number),
         Column(f"{score}_best_iteration", "at iteration", lambda run: run.best(score)[1]),
-        Column(f"{score}_final", f"final {title}", lambda run: run.final(score), _number),
+        Column(f"{score}_final", f"final {title}", lambda run: run.final(score), number),
     ]
-
-
-def _number(value: float) -> str:
-    return f"{value:.3g}" if abs(value) < 0.01 else f"{value:.3f}"
 
 
 def floors(runs: list[RunSummary]) -> list[tuple[str, dict[str, dict[str, float]]]]:
@@ -182,7 +170,9 @@ def floors(runs: list[RunSummary]) -> list[tuple[str, dict[str, dict[str, float]
     return list(found.items())
 
 
-def _floor_cells(table: list[Column], floor: dict[str, dict[str, float]], name: str) -> list[tuple[str, Any]]:
+def _floor_cells(
+    table: list[Column[RunSummary]], floor: dict[str, dict[str, float]], name: str
+) -> list[tuple[str, Any]]:
     """A floor row: its name, and "mean ± sd" (CSV: the mean) under each final score it has."""
     cells: list[tuple[str, Any]] = []
     for column in table:
@@ -191,7 +181,7 @@ def _floor_cells(table: list[Column], floor: dict[str, dict[str, float]], name: 
             cells.append((name, name))
         elif column.key.endswith("_final") and score in floor:
             mean, sd = floor[score]["mean"], floor[score]["sd"]
-            cells.append((f"{_number(mean)} ± {_number(sd)}", mean))
+            cells.append((f"{number(mean)} ± {number(sd)}", mean))
         else:
             cells.append(("", ""))
     return cells
@@ -220,27 +210,23 @@ def _seed_rows(runs: list[RunSummary]) -> tuple[list[str], list[list[tuple[str, 
             mean = sum(values) / len(values)
             sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
             count = "" if len(values) == len(members) else f" ({len(values)} runs)"
-            cells.append((f"{_number(mean)} ± {_number(sd)}{count}", mean, sd))
+            cells.append((f"{number(mean)} ± {number(sd)}{count}", mean, sd))
         rows.append(cells)
     return titles, rows
-
-
-def _table(titles: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def markdown(runs: list[RunSummary]) -> str:
     table = columns(runs)
     floor_rows = [[text for text, _ in _floor_cells(table, floor, name)] for name, floor in floors(runs)]
-    rows = [["" if (v := c.value(run)) is None else c.text(v) for c in table] for run in runs]
-    lines = _table([c.title for c in table], rows + floor_rows)
+    rows = [[c.cell(run) for c in table] for run in runs]
+    lines = markdown_table([c.title for c in table], rows + floor_rows)
     titles, seed_rows = _seed_rows(runs)
     if seed_rows:
         # The floor again, under the same final columns, after a blank "runs" cell.
         finals = [i for i, column in enumerate(table) if column.key.endswith("_final")]
         again = [[row[0], "", *(row[i] for i in finals)] for row in floor_rows]
         lines += ["", "Mean ± standard deviation over the seeds:", ""]
-        lines += _table(titles, [[text for text, _, _ in row] for row in seed_rows] + again)
+        lines += markdown_table(titles, [[text for text, _, _ in row] for row in seed_rows] + again)
     return "\n".join(lines) + "\n"
 
 

@@ -9,10 +9,12 @@ and no allocation on the hot path.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
-from mdgan_dist.distributed.protocol import HEADER_LEN
+from mdgan_dist.distributed.protocol import HEADER_LEN, M, Train
+from mdgan_dist.distributed.transport import Transfer, Transport
 
 
 def wire_dtype(name: str) -> torch.dtype:
@@ -34,9 +36,8 @@ class Packet:
 
 
 class BatchMessage(Packet):
-    """server -> worker: X_d and X_g (2 x b x C x H x W), then their class labels (2 x b) for ACGAN."""
-
-    TRAINING, FEEDBACK = 0, 1  # row of X_d and of X_g
+    """server -> worker: X_d and X_g (2 x b x C x H x W, rows compute.TRAINING and
+    compute.FEEDBACK), then their class labels (2 x b) for conditional models."""
 
     def __init__(
         self,
@@ -65,3 +66,40 @@ class FeedbackMessage(Packet):
     def __init__(self, batch: int, image_shape: tuple[int, int, int], dtype: torch.dtype, device: torch.device) -> None:
         super().__init__(batch * math.prod(image_shape), dtype, device)
         self.feedback = self.payload.view(batch, *image_shape)
+
+
+class Framing:
+    """Bare header, or header plus packet: how the next message between the server and one
+    worker travels. The rule lives here, for both sides.
+
+    A receive must know its size. A TRAIN travels as one packet, header included, when the TRAIN
+    before it said that no control message follows; otherwise (after the handshake, and after a
+    swap or checkpoint order) the worker waits for a message of any kind in a bare header, and the
+    TRAIN's packet comes after that header. Each side keeps one Framing per peer."""
+
+    def __init__(self) -> None:
+        self.packet_next = False
+
+    def send_train(self, peer: int, order: Train, packet: Packet, transport: Transport) -> list[Transfer]:
+        """Server side: the transfers that carry `order` and the batches in `packet`."""
+        order.encode(packet.header)
+        transfers = [] if self.packet_next else [(peer, transport.header(order))]
+        self.packet_next = not order.control_follows
+        return [*transfers, (peer, packet.buffer)]
+
+    def receive(
+        self, transport: Transport, packet: Packet, instruction: torch.Tensor, types: Sequence[type[M]], patience: int
+    ) -> M:
+        """Worker side: the server's next message, one of `types`; a TRAIN's batches are then in
+        `packet`, checked to be the iteration and the size the TRAIN announced."""
+        stage = "waiting for the server's next instruction"
+        buffer, header = (packet.buffer, packet.header) if self.packet_next else (instruction, instruction)
+        transport.exchange(stage, recvs=[(0, buffer)], patience=patience)
+        message = transport.expect(header, 0, stage, *types)
+        if isinstance(message, Train):
+            stage = f"receiving the generated batches of iteration {message.iteration}"
+            if not self.packet_next:
+                transport.exchange(stage, recvs=[(0, packet.buffer)])
+            transport.expect(packet.header, 0, stage, Train, iteration=message.iteration, numel=packet.payload.numel())
+        self.packet_next = isinstance(message, Train) and not message.control_follows
+        return message

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from mdgan_dist.algorithms.epochs import iterations_per_epochs
 from mdgan_dist.seeding import generator
 
 
@@ -17,13 +16,6 @@ def feedback_batch(worker: int, k: int) -> int:
 def training_batch(worker: int, k: int) -> int:
     """Index of the batch X_d(n) that worker n trains its discriminator against."""
     return (worker + 1) % k
-
-
-def iterations_per_epochs(shard_sizes: list[int], batch_size: int, epochs: float) -> int:
-    """Iterations in which a worker sees E epochs of its shard: ceil(m * E / b), m the mean shard
-    size (one period for all, even when non-iid shards differ in size), at least 1."""
-    mean_shard = sum(shard_sizes) / len(shard_sizes)
-    return max(1, math.ceil(mean_shard * epochs / batch_size))
 
 
 def swap_period(shard_sizes: list[int], batch_size: int, epochs: float) -> int | None:

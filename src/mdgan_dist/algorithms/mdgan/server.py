@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-from mdgan_dist.algorithms.components import label_classes, make_generator
-from mdgan_dist.algorithms.ema import average_of, final_generator
-from mdgan_dist.algorithms.mdgan.handshake import greet_workers, refuse_workers
-from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, wire_dtype
+from mdgan_dist.algorithms.components import label_classes
+from mdgan_dist.algorithms.ema import final_generator
+from mdgan_dist.algorithms.handshake import greet_workers, refuse_workers
+from mdgan_dist.algorithms.mdgan.compute import FEEDBACK, TRAINING, Generated, GeneratorCompute
+from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, Framing, wire_dtype
 from mdgan_dist.algorithms.mdgan.roster import Roster
 from mdgan_dist.algorithms.mdgan.schedule import (
     control_follows,
@@ -22,15 +23,8 @@ from mdgan_dist.algorithms.mdgan.schedule import (
     swap_period,
     training_batch,
 )
+from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.scoring import Scoring
-from mdgan_dist.algorithms.steps import (
-    aggregate_feedback,
-    generate,
-    generator_adam,
-    generator_step,
-    sample_latent,
-    snapshot_parameters,
-)
 from mdgan_dist.checkpoint import (
     SERVER_FILE,
     atomic_save,
@@ -41,20 +35,14 @@ from mdgan_dist.checkpoint import (
     write_manifest,
 )
 from mdgan_dist.checkpoint import load as load_checkpoint
-from mdgan_dist.config import Config, digest, resolved_k, to_dict, trajectory_digest
-from mdgan_dist.distributed.protocol import Header, Kind
-from mdgan_dist.distributed.transport import Posted, Transfer, Transport
+from mdgan_dist.config import resolved_k, to_dict, trajectory_digest
+from mdgan_dist.distributed.protocol import Checkpoint, Feedback, Stop, SwapOrder, Train
+from mdgan_dist.distributed.transport import Posted, Transfer
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.resources import write_peer_stats
 from mdgan_dist.run_logging import RunLogger
-from mdgan_dist.seeding import generator
 
-log = logging.getLogger("mdgan_dist")
-
-
-def message_shapes(cfg: Config, image_shape: tuple[int, int, int]) -> torch.Tensor:
-    """What the handshake agrees on: batch size and sample shape of every training message."""
-    return torch.tensor([cfg.train.batch_size, *image_shape], dtype=torch.int64)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,8 +50,7 @@ class Round:
     """One iteration's generated batches, from generation to the G step."""
 
     iteration: int
-    generated: torch.Tensor  # k x b x C x H x W, with G's graph
-    snapshot: dict[str, torch.Tensor] | None  # mdgan.overlap: the parameters that generated them
+    generated: Generated  # mdgan.overlap: made through a snapshot of G's parameters
     control: bool  # a control message follows this iteration
     stop: bool  # a stop was requested before this iteration was sent
     generate_seconds: float
@@ -73,54 +60,42 @@ class Round:
 
 
 class Server:
-    def __init__(
-        self,
-        cfg: Config,
-        transport: Transport,
-        num_workers: int,
-        image_shape: tuple[int, int, int],
-        num_classes: int,
-        run_dir: Path,
-    ) -> None:
-        self.cfg = cfg
-        self.transport = transport
-        self.image_shape = image_shape
-        self.num_classes = num_classes
-        self.run_dir = run_dir
-        self.roster = Roster(num_workers, resolved_k(cfg.mdgan, num_workers), cfg.fault.tolerate_worker_loss)
+    def __init__(self, ctx: RoleContext) -> None:
+        self.ctx = ctx
+        self.cfg = cfg = ctx.cfg
+        self.transport = transport = ctx.transport
+        self.run_dir = ctx.run_dir
+        self.roster = Roster(ctx.num_workers, resolved_k(cfg.mdgan, ctx.num_workers), cfg.fault.tolerate_worker_loss)
         workers = self.roster.live
-        device = transport.device
-        self.generator = make_generator(cfg, image_shape, num_classes).to(device)
-        self.optimizer = generator_adam(self.generator, cfg.optim)
-        self.average = average_of(self.generator, cfg.gan.ema_halflife)
-        self.noise = generator(cfg.train.seed, "noise")
+        self.compute = GeneratorCompute(cfg, ctx.image_shape, ctx.num_classes, self.roster.k, ctx.device)
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
-        classes = label_classes(cfg, num_classes)
+        classes = label_classes(cfg, ctx.num_classes)
         # Packets are allocated once and reused; two per worker and direction, because with
         # mdgan.overlap the next iteration's are filled while this one's are on the wire.
         self.outgoing = {
-            rank: [BatchMessage(batch, image_shape, classes, dtype, wire) for _ in range(2)] for rank in workers
+            rank: [BatchMessage(batch, ctx.image_shape, classes, dtype, wire) for _ in range(2)] for rank in workers
         }
-        self.incoming = {rank: [FeedbackMessage(batch, image_shape, dtype, wire) for _ in range(2)] for rank in workers}
+        self.incoming = {
+            rank: [FeedbackMessage(batch, ctx.image_shape, dtype, wire) for _ in range(2)] for rank in workers
+        }
         self.batch_numel = self.outgoing[workers[0]][0].payload.numel()
+        self.feedback_numel = self.incoming[workers[0]][0].payload.numel()
         self.replies = {rank: transport.empty_header() for rank in workers}
-        # Whether a worker expects its next TRAIN as one packet (True) or as a bare header and then
-        # the packet (False: after the handshake and after every control message).
-        self.expects_packet = dict.fromkeys(workers, False)
+        self.framing = {rank: Framing() for rank in workers}
         self.quorum = cfg.mdgan.quorum or len(workers)
         self.late: dict[int, Posted] = {}  # mdgan.quorum: ranks whose feedback has not arrived yet
         self.late_discarded = 0
         self.swaps = 0
-        self.trajectory = trajectory_digest(cfg, num_workers)
+        self.trajectory = trajectory_digest(cfg, ctx.num_workers)
         # `touch <run_dir>/STOP`: checkpoint after the next iteration sent and end cleanly (SLURM's
         # pre-time-limit signal does this through launch/slurm.sbatch).
-        self.stop_file = run_dir / "STOP"
+        self.stop_file = self.run_dir / "STOP"
 
     def run(self) -> None:
         cfg = self.cfg
         start, period = self.start()
         finished = True
-        scoring = Scoring(cfg, self.num_classes, self.transport.device)
+        scoring, g = Scoring(cfg, self.ctx.num_classes, self.ctx.device), self.compute
         with RunLogger(self.run_dir, cfg.log.progress, start, "MD-GAN") as logger:
             ahead: Round | None = None
             for iteration in logger.progress(range(start, cfg.train.iterations), cfg.train.iterations):
@@ -154,17 +129,15 @@ class Server:
                         lists=self.ranks_of(current),
                         **timings,
                     )
-                scoring.after(done, last, self.generator, self.average, logger)
+                scoring.after(done, last, g.generator, g.average, logger)
                 if current.stop or (cfg.checkpoint.every and (done % cfg.checkpoint.every == 0 or last)):
                     self.checkpoint(done)
                 if current.stop and not last:
                     self.stop_file.unlink(missing_ok=True)
-                    log.info(f"stop requested: checkpoint of iteration {done} written, continue with resume=auto")
+                    log.info("stop requested: checkpoint of iteration %d written, continue with resume=auto", done)
                     finished = False
                     break
-        # arg0 says whether training finished: after a stop request the run continues later and
-        # nobody writes final models.
-        stop_order = self.transport.header(Header(Kind.STOP, cfg.train.iterations, arg0=int(finished)))
+        stop_order = self.transport.header(Stop(cfg.train.iterations, finished))
         self.exchange("stop", sends=[(rank, stop_order) for rank in self.roster.live])
         self.roster.write_summary(self.run_dir / "workers.json")
         write_peer_stats(
@@ -175,21 +148,22 @@ class Server:
             feedbacks_late=self.late_discarded,
         )
         if finished:
-            final = final_generator(self.generator, self.average, cfg.train.iterations)
+            final = final_generator(g.generator, g.average, cfg.train.iterations)
             torch.save(final, self.run_dir / "generator.pt")
 
     def start(self) -> tuple[int, int | None]:
         """Resume (or not), greet the workers; returns the first iteration and the swap period."""
-        shapes = message_shapes(self.cfg, self.image_shape).to(self.transport.device)
         try:
             start = self.resume()
         except ConfigError:
-            refuse_workers(self.transport, shapes, self.roster.live)
+            refuse_workers(self.ctx, self.roster.live)
             raise
-        shard_sizes = greet_workers(self.transport, digest(self.cfg), start, shapes, self.roster.live)
+        shard_sizes = greet_workers(self.ctx, start, self.roster.live)
         period = swap_period(shard_sizes, self.cfg.train.batch_size, self.cfg.mdgan.swap_every_epochs)
         workers = len(self.roster.live)
-        log.info(f"{workers} workers, shard sizes {shard_sizes}, k={self.roster.k}, swap every {period} iterations")
+        log.info(
+            "%d workers, shard sizes %s, k=%d, swap every %s iterations", workers, shard_sizes, self.roster.k, period
+        )
         return start, period
 
     def resume(self) -> int:
@@ -199,38 +173,39 @@ class Server:
         if self.cfg.resume == "auto":
             found, refused = newest_complete(self.run_dir, self.trajectory, len(self.roster.live))
             for reason in refused:
-                log.warning(f"not resuming from it: {reason}")
+                log.warning("not resuming from it: %s", reason)
             if found is None:
                 return 0
         else:
             found = verify(Path(self.cfg.resume), self.trajectory, len(self.roster.live))
-        state = load_checkpoint(found.directory / SERVER_FILE, self.transport.device)
-        self.generator.load_state_dict(state["generator"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.average is not None:
-            self.average.load_state_dict(state["average"])
-        self.noise.set_state(state["noise"])
+        state, g = load_checkpoint(found.directory / SERVER_FILE, self.ctx.device), self.compute
+        g.generator.load_state_dict(state["generator"])
+        g.optimizer.load_state_dict(state["optimizer"])
+        if g.average is not None:
+            g.average.load_state_dict(state["average"])
+        g.noise.set_state(state["noise"])
         self.swaps = state["swaps"]
         torch.set_rng_state(state["rng"])
-        log.info(f"resuming from {found.directory} at iteration {found.iteration}")
+        log.info("resuming from %s at iteration %d", found.directory, found.iteration)
         return found.iteration
 
     def checkpoint(self, done: int) -> None:
         """Workers write their state first; the server's file and then the manifest complete it."""
         stage = f"checkpoint at iteration {done}"
-        order = self.transport.header(Header(Kind.CHECKPOINT, done))
+        order = self.transport.header(Checkpoint(done))
         live = self.roster.live
         self.exchange(
             stage, sends=[(rank, order) for rank in live], recvs=[(rank, self.replies[rank]) for rank in live]
         )
         for rank in self.roster.live:
-            self.transport.expect(self.replies[rank], rank, stage, [Kind.CHECKPOINT], done)
+            self.transport.expect(self.replies[rank], rank, stage, Checkpoint, iteration=done)
+        g = self.compute
         state = {
             "iteration": done,
-            "generator": self.generator.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "average": None if self.average is None else self.average.state_dict(),
-            "noise": self.noise.get_state(),
+            "generator": g.generator.state_dict(),
+            "optimizer": g.optimizer.state_dict(),
+            "average": None if g.average is None else g.average.state_dict(),
+            "noise": g.noise.get_state(),
             "swaps": self.swaps,
             "rng": torch.get_rng_state(),
             "config": to_dict(self.cfg),
@@ -241,47 +216,32 @@ class Server:
         prune(self.run_dir, self.cfg.checkpoint.keep)
 
     def generate(self, iteration: int, period: int | None, stale: bool = False) -> Round:
-        """G's k batches of one iteration; stale: through a copy of G's parameters, which the
-        step of the iteration in flight leaves as they are (mdgan.overlap)."""
+        """G's k batches of one iteration, copied into every worker's packet; stale: made through
+        a copy of G's parameters (mdgan.overlap, GeneratorCompute.generate)."""
         started = time.perf_counter()
-        cfg, device = self.cfg, self.transport.device
-        batch, k = cfg.train.batch_size, self.roster.k
-        classes = label_classes(cfg, self.num_classes)
-        noise, labels = sample_latent(self.noise, k * batch, cfg.model.z_dim, classes)
-        labels = None if labels is None else labels.to(device)
-        snapshot = snapshot_parameters(self.generator) if stale else None
-        generated = generate(self.generator, noise.to(device), labels, self.num_classes, snapshot)
-        generated = generated.view(k, batch, *self.image_shape)
-        samples = generated.detach()
-        labels = None if labels is None else labels.view(k, batch)
+        cfg, k = self.cfg, self.roster.k
+        generated = self.compute.generate(stale)
+        samples, labels = generated.batches.detach(), generated.labels
         for worker, rank in enumerate(self.roster.live):
             message = self.outgoing[rank][iteration % 2]
-            for row, index in (
-                (message.TRAINING, training_batch(worker, k)),
-                (message.FEEDBACK, feedback_batch(worker, k)),
-            ):
+            for row, index in ((TRAINING, training_batch(worker, k)), (FEEDBACK, feedback_batch(worker, k))):
                 message.put(row, samples[index], None if labels is None else labels[index])
         done = iteration + 1
         stop = self.stop_file.exists()
         control = stop or control_follows(done, cfg.train.iterations, period, cfg.checkpoint.every)
-        return Round(iteration, generated, snapshot, control, stop, time.perf_counter() - started)
+        return Round(iteration, generated, control, stop, time.perf_counter() - started)
 
     def send(self, batches: Round) -> Round:
         """Posts the batches to every worker that is not late, and the receives of their feedback."""
         self.take_late_feedback(everyone=batches.control)
         k, parity = self.roster.k, batches.iteration % 2
-        train = Header(Kind.TRAIN, batches.iteration, arg0=int(batches.control), numel=self.batch_numel)
+        train = Train(batches.iteration, batches.control, self.batch_numel)
         sends, recvs = [], []
         for worker, rank in enumerate(self.roster.live):
             if rank in self.late:
                 continue
-            message = self.outgoing[rank][parity]
-            train.encode(message.header)
-            if not self.expects_packet[rank]:
-                sends.append((rank, self.transport.header(train)))
-            sends.append((rank, message.buffer))
+            sends += self.framing[rank].send_train(rank, train, self.outgoing[rank][parity], self.transport)
             recvs.append((rank, self.incoming[rank][parity].buffer))
-            self.expects_packet[rank] = not batches.control
             batches.assignment[rank] = feedback_batch(worker, k)
         batches.posted = self.transport.post(f"training iteration {batches.iteration}", sends, recvs)
         return batches
@@ -301,24 +261,26 @@ class Server:
             answered = [rank for rank in self.roster.live if rank in batches.assignment]
         waited = time.perf_counter() - started
         stage, parity = f"feedback of iteration {batches.iteration}", batches.iteration % 2
-        answers = []
-        for rank in answered:
-            header = self.transport.expect(
-                self.incoming[rank][parity].header, rank, stage, [Kind.FEEDBACK], batches.iteration
+        answers = [
+            self.transport.expect(
+                self.incoming[rank][parity].header,
+                rank,
+                stage,
+                Feedback,
+                iteration=batches.iteration,
+                numel=self.feedback_numel,
             )
-            answers.append(header)
+            for rank in answered
+        ]
         started = time.perf_counter()
-        device = self.transport.device
-        feedbacks = [self.incoming[rank][parity].feedback.to(device, torch.float32) for rank in answered]
-        upstream = aggregate_feedback(feedbacks, [batches.assignment[rank] for rank in answered], self.roster.k)
-        generator_step(self.optimizer, batches.generated, upstream, batches.snapshot)
-        if self.average is not None:
-            self.average.update(self.generator, batches.iteration + 1)
+        feedbacks = [self.incoming[rank][parity].feedback.to(self.ctx.device, torch.float32) for rank in answered]
+        batch_of = [batches.assignment[rank] for rank in answered]
+        self.compute.step(batches.generated, feedbacks, batch_of, batches.iteration + 1)
         backward = time.perf_counter() - started
         if batches.control:  # the late feedback is in before the control message goes out
             self.take_late_feedback(everyone=True)
-        worker_d = [answer.arg0 / 1e6 for answer in answers]
-        worker_feedback = [answer.arg1 / 1e6 for answer in answers]
+        worker_d = [answer.d_seconds for answer in answers]
+        worker_feedback = [answer.feedback_seconds for answer in answers]
         timings = {
             "time_generate": batches.generate_seconds,
             "time_wait": waited,
@@ -329,7 +291,7 @@ class Server:
             "feedbacks_used": len(answers),
         }
         batches.answered = answered
-        return [answer.value0 for answer in answers], [answer.value1 for answer in answers], timings
+        return [answer.d_loss for answer in answers], [answer.g_loss for answer in answers], timings
 
     def ranks_of(self, batches: Round) -> dict[str, list[int]] | None:
         """mdgan.quorum below N: who got this iteration's batches, and whose feedback was used."""
@@ -364,7 +326,7 @@ class Server:
         sources = {target: worker for worker, target in enumerate(targets)}
         sends = []
         for worker, rank in enumerate(live):
-            order = Header(Kind.SWAP, iteration, arg0=live[targets[worker]], arg1=live[sources[worker]])
+            order = SwapOrder(iteration, send_to=live[targets[worker]], receive_from=live[sources[worker]])
             sends.append((rank, self.transport.header(order)))
         self.exchange(f"swap order after iteration {iteration}", sends=sends)
         self.swaps += 1

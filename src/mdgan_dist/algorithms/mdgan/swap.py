@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mdgan_dist.algorithms.flat_state import flatten, unflatten_into
-from mdgan_dist.distributed.protocol import Header, Kind
+from mdgan_dist.distributed.protocol import DiscriminatorState, SwapOrder
 from mdgan_dist.distributed.transport import Transport
 
 ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
@@ -32,13 +32,11 @@ def swap_discriminator(
     discriminator: nn.Module,
     optimizer: torch.optim.Adam,
     with_optimizer: bool,
-    iteration: int,
+    order: SwapOrder,
     holds: int,
-    target: int,
-    source: int,
 ) -> int:
-    """Sends this worker's D (born on worker `holds`) to rank target and takes the D of rank
-    source in its place; returns which D arrived.
+    """Sends this worker's D (born on worker `holds`) to the rank the order names and takes the D
+    of its source rank in its place; returns which D arrived.
 
     Both directions are posted together: a blocking send before the receive deadlocks a cycle.
     """
@@ -46,13 +44,12 @@ def swap_discriminator(
     outgoing = flatten(tensors, transport.device)
     incoming = torch.empty_like(outgoing)
     header_in = transport.empty_header()
-    header_out = transport.header(Header(Kind.DISCRIMINATOR, iteration, arg0=holds, numel=outgoing.numel()))
-    stage = f"discriminator swap after iteration {iteration} (to rank {target}, from rank {source})"
+    header_out = transport.header(DiscriminatorState(order.iteration, holds, outgoing.numel()))
+    target, source = order.send_to, order.receive_from
+    stage = f"discriminator swap after iteration {order.iteration} (to rank {target}, from rank {source})"
     transport.exchange(
         stage, sends=[(target, header_out), (target, outgoing)], recvs=[(source, header_in), (source, incoming)]
     )
-    header = transport.expect(header_in, source, stage, [Kind.DISCRIMINATOR])
-    if header.numel != incoming.numel():
-        raise RuntimeError(f"{stage}: rank {source} sent {header.numel} values, expected {incoming.numel()}")
+    arrived = transport.expect(header_in, source, stage, DiscriminatorState, numel=incoming.numel())
     unflatten_into(tensors, incoming)
-    return header.arg0
+    return arrived.born_on

@@ -1,0 +1,170 @@
+"""Jobs of the real trainer for the benchmark sections: one runner, each distinct job run once and
+shared, read back from what the job wrote in its run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mdgan_dist.config import Config
+from mdgan_dist.config import load as load_config
+
+WARM_UP = 0.1  # fraction of every run's first iterations left out of every median
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One training job: what a section asks for. threads=None keeps the trainer's default."""
+
+    algorithm: str  # mdgan | flgan | standalone
+    workers: int  # N; 0 for standalone
+    overrides: tuple[str, ...] = ()
+    threads: int | None = 1
+    source: Path | None = None  # another tree's src/ to run (--before), instead of this one's
+
+
+@dataclass
+class Result:
+    spec: Spec
+    overrides: list[str]  # the job's full command-line overrides
+    cfg: Config
+    records: list[dict[str, Any]]  # metrics.jsonl, one per iteration
+    stats: dict[int, dict[str, Any]]  # stats_rank{r}.json by rank
+    job_seconds: float  # wall time of the whole command, start-up included
+    threads: int | None  # intra-op threads the server (or the one process) says it used
+
+    @property
+    def warm(self) -> list[dict[str, Any]]:
+        """The records after the warm-up (the first 10%: allocation, caches, connections)."""
+        return self.records[int(len(self.records) * WARM_UP) :]
+
+    def median(self, key: str | Callable[[dict[str, Any]], float]) -> float:
+        value = key if callable(key) else (lambda record: record[key])
+        return statistics.median(value(record) for record in self.warm)
+
+    def mean(self, key: str) -> float:
+        return statistics.fmean(record[key] for record in self.warm)
+
+    @property
+    def wall(self) -> float:
+        return self.median("iteration_seconds")
+
+    @property
+    def worker_stats(self) -> list[dict[str, Any]]:
+        return [stats for rank, stats in sorted(self.stats.items()) if rank > 0]
+
+    def steady_bytes(self) -> int:
+        """Server bytes (sent + received) of one iteration away from any control message: the
+        middle record of a run without swaps or checkpoints (the first one carries the bare
+        header announced after the handshake)."""
+        record = self.records[len(self.records) // 2]
+        return record["server_bytes_sent"] + record["server_bytes_recv"]
+
+
+def merge(*groups: Iterable[str]) -> list[str]:
+    """Hydra overrides with one value per key, the later winning (as Hydra would): short command
+    lines, and one cache key for one configuration however the sections spell it."""
+    merged: dict[str, str] = {}
+    for group in groups:
+        for override in group:
+            merged[override.split("=", 1)[0].lstrip("+~")] = override
+    return list(merged.values())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launcher(spec: Spec) -> list[str]:
+    """The command that starts the job's processes: torchrun with N+1 ranks, or one plain process."""
+    if spec.algorithm == "standalone":
+        return [sys.executable, "-m", "mdgan_dist.train"]
+    return [
+        *(sys.executable, "-m", "torch.distributed.run"),
+        f"--nproc_per_node={spec.workers + 1}",
+        f"--master-port={free_port()}",
+        *("-m", "mdgan_dist.train"),
+    ]
+
+
+class Runner:
+    """Runs jobs of the real trainer in a scratch folder and reads back what they wrote."""
+
+    def __init__(self, iterations: int, base: list[str], extra: list[str], scratch: Path, timeout_s: float) -> None:
+        self.iterations = iterations
+        self.base = base
+        self.extra = extra
+        self.scratch = scratch
+        self.timeout_s = timeout_s
+        self.results: dict[tuple[str, int, tuple[str, ...], Path | None], Result] = {}
+
+    def shared_overrides(self) -> list[str]:
+        """What every job gets from the command line (--quick, --device, after --)."""
+        return merge(self.base, self.extra)
+
+    def overrides(self, spec: Spec) -> list[str]:
+        common = [
+            f"algorithm={spec.algorithm}",
+            f"train.iterations={self.iterations}",
+            "log.every=1",  # one record per iteration: medians over iterations
+            "log.progress=false",
+            f"log.sample_every={self.iterations}",  # one sample grid, at the end
+            "eval.every=0",  # scoring is not what this measures
+            "checkpoint.every=0",  # no control messages but the ones a section asks for
+        ]
+        if spec.algorithm == "mdgan":
+            common.append("mdgan.swap_every_epochs=0")  # swaps only where a section turns them on
+        if spec.threads is not None:
+            common.append(f"train.threads={spec.threads}")
+        return merge(common, self.base, self.extra, spec.overrides)
+
+    def __call__(self, spec: Spec) -> Result:
+        overrides = self.overrides(spec)
+        key = (spec.algorithm, spec.workers, tuple(sorted(overrides)), spec.source)
+        if key not in self.results:
+            self.results[key] = self.run(spec, overrides)
+        return self.results[key]
+
+    def run(self, spec: Spec, overrides: list[str]) -> Result:
+        run_dir = self.scratch / f"{len(self.results):02d}-{spec.algorithm}-n{spec.workers}"
+        run_dir.mkdir(parents=True)
+        command = [*launcher(spec), *overrides, f"run.dir={run_dir}"]
+        print(f"[bench] {spec.algorithm} N={spec.workers}: {' '.join(overrides)}", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        log = run_dir / "job.log"
+        env = dict(os.environ, PYTHONPATH=str(spec.source)) if spec.source else None
+        with log.open("w") as output:
+            # cwd: Hydra writes nothing outside run.dir, but keep the repository clean regardless.
+            done = subprocess.run(
+                command,
+                cwd=run_dir,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                timeout=self.timeout_s,
+                check=False,
+            )
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            tail = log.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"job failed ({done.returncode}): {' '.join(command)}\n{tail}")
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+        records = [record for record in records if "iteration_seconds" in record]  # not score records
+        stats = {}
+        for path in run_dir.glob("stats_rank*.json"):
+            entry = json.loads(path.read_text())
+            stats[entry["rank"]] = entry
+        cfg = load_config(run_dir / "config.yaml")
+        # The server's (or the one process's) intra-op threads; a --before tree may not record them.
+        return Result(spec, overrides, cfg, records, stats, seconds, stats[0].get("threads"))

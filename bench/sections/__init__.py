@@ -1,0 +1,28 @@
+"""The suite's sections, in the order they run and print: each makes one table from the runner's jobs
+(compute alone runs in this process)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from jobs import Runner
+
+from .bytes import section_bytes
+from .compute import section_compute
+from .memory import section_memory
+from .optimisations import section_optimisations
+from .protocol import section_protocol
+from .scaling import section_scaling
+from .table import Table
+
+Section = Callable[[argparse.Namespace, Runner], Table]
+
+SECTIONS: dict[str, Section] = {
+    "compute": section_compute,
+    "protocol": section_protocol,
+    "scaling": section_scaling,
+    "bytes": section_bytes,
+    "memory": section_memory,
+    "optimisations": section_optimisations,
+}

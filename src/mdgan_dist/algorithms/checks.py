@@ -1,0 +1,36 @@
+"""Checks that several algorithms' validations share: how many processes they run on, and the
+MD-GAN options that mean nothing to the others."""
+
+from __future__ import annotations
+
+from mdgan_dist.config import Config
+from mdgan_dist.errors import ConfigError
+
+
+def require_one_process(cfg: Config, world_size: int) -> None:
+    if world_size != 1:
+        raise ConfigError(
+            f"algorithm={cfg.algorithm} runs in one process, got WORLD_SIZE={world_size}: "
+            f"launch it with `python -m mdgan_dist.train algorithm={cfg.algorithm}` (or torchrun --nproc_per_node=1)"
+        )
+
+
+def require_workers(cfg: Config, world_size: int) -> None:
+    if world_size < 2:
+        raise ConfigError(
+            f"algorithm={cfg.algorithm} needs at least 2 processes (1 server + 1 worker), got WORLD_SIZE={world_size}: "
+            "launch with `torchrun --nproc_per_node=N+1 -m mdgan_dist.train` and N >= 1, "
+            "or use algorithm=standalone for one process"
+        )
+
+
+def reject_mdgan_options(cfg: Config) -> None:
+    """For every algorithm but MD-GAN: its speed and fault options would be silently ignored."""
+    if cfg.mdgan.overlap or cfg.mdgan.quorum is not None:
+        raise ConfigError(f"mdgan.overlap and mdgan.quorum are MD-GAN's, not {cfg.algorithm}'s: remove them")
+    fault = cfg.fault
+    if fault.tolerate_worker_loss or fault.kill_worker or fault.slow_worker:
+        raise ConfigError(
+            "fault.tolerate_worker_loss, fault.kill_worker and fault.slow_worker are MD-GAN's (algorithm=mdgan), "
+            f"not {cfg.algorithm}'s: remove them from the command line"
+        )

@@ -1,0 +1,47 @@
+"""MD-GAN's own configuration checks: k, the speed options, the fault injection, the wire labels."""
+
+from __future__ import annotations
+
+from mdgan_dist.algorithms.checks import require_workers
+from mdgan_dist.config import Config, kill_point, require, resolved_k, slow_point, validate_wire_labels
+from mdgan_dist.errors import ConfigError
+from mdgan_dist.job import DataPlan
+
+
+def validate(cfg: Config, world_size: int) -> None:
+    require_workers(cfg, world_size)
+    num_workers = world_size - 1
+    k = resolved_k(cfg.mdgan, num_workers)
+    if not 1 <= k <= num_workers:
+        raise ConfigError(
+            f"mdgan.k={k} is outside 1..N with N={num_workers} workers: "
+            f"set mdgan.k between 1 and {num_workers}, or leave it unset for ceil(log2 N)"
+        )
+    validate_speed_options(cfg, num_workers)
+    kill_point(cfg.fault, num_workers)
+    slow_point(cfg.fault, num_workers)
+
+
+def validate_speed_options(cfg: Config, num_workers: int) -> None:
+    """mdgan.overlap and mdgan.quorum, and the combinations not supported."""
+    quorum, tolerant = cfg.mdgan.quorum, cfg.fault.tolerate_worker_loss
+    if quorum is not None:
+        require(
+            1 <= quorum <= num_workers,
+            f"mdgan.quorum={quorum} is outside 1..N with N={num_workers} workers: "
+            "set it between 1 and N, or leave it unset to wait for every worker",
+        )
+    partial = quorum is not None and quorum < num_workers
+    require(
+        not (partial and (cfg.mdgan.overlap or tolerant)),
+        "mdgan.quorum below N cannot be combined with mdgan.overlap or fault.tolerate_worker_loss: choose one",
+    )
+    require(
+        not (cfg.mdgan.overlap and tolerant),
+        "mdgan.overlap cannot be combined with fault.tolerate_worker_loss: choose one",
+    )
+
+
+def check_plan(cfg: Config, plan: DataPlan) -> None:
+    """The class labels travel with the generated batches, in comm.dtype."""
+    validate_wire_labels(cfg, plan.num_classes)

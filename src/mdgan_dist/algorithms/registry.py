@@ -1,0 +1,70 @@
+"""The algorithms the trainer runs, one entry each: its roles, its checks, where it runs.
+
+Adding an algorithm is writing its package (its roles, each built from a RoleContext, and its
+`validate`) and one line in ALGORITHMS; docs/design.md shows how.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mdgan_dist.algorithms.flgan import checks as flgan_checks
+from mdgan_dist.algorithms.flgan.server import FLGANServer
+from mdgan_dist.algorithms.flgan.worker import FLGANWorker
+from mdgan_dist.algorithms.mdgan import checks as mdgan_checks
+from mdgan_dist.algorithms.mdgan.server import Server
+from mdgan_dist.algorithms.mdgan.worker import Worker
+from mdgan_dist.algorithms.role import Role, RoleContext
+from mdgan_dist.algorithms.standalone import StandaloneGAN
+from mdgan_dist.algorithms.standalone import validate as validate_standalone
+from mdgan_dist.config import Config, require_choice, validate_fields
+from mdgan_dist.job import DataPlan, plan_data
+
+RoleFactory = Callable[[RoleContext], Role]
+
+
+def no_data_checks(cfg: Config, plan: DataPlan) -> None:
+    """For an algorithm with nothing to check on the data beyond what every one checks."""
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    server: RoleFactory  # rank 0; the whole algorithm when it runs in one process
+    worker: RoleFactory | None  # ranks 1..N; None: the algorithm runs in one process
+    validate: Callable[[Config, int], None]  # (config, world size): raises ConfigError
+    check_plan: Callable[[Config, DataPlan], None] = no_data_checks  # once the data is known
+
+    @property
+    def single_process(self) -> bool:
+        return self.worker is None
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "mdgan": Algorithm(Server, Worker, mdgan_checks.validate, mdgan_checks.check_plan),
+    "flgan": Algorithm(FLGANServer, FLGANWorker, flgan_checks.validate),
+    "standalone": Algorithm(StandaloneGAN, None, validate_standalone),
+}
+
+
+def algorithm_of(cfg: Config) -> Algorithm:
+    require_choice("algorithm", cfg.algorithm, tuple(ALGORITHMS))
+    return ALGORITHMS[cfg.algorithm]
+
+
+def validate(cfg: Config, world_size: int) -> Algorithm:
+    """Every check that needs neither data nor peers, for a job of `world_size` processes;
+    raises ConfigError saying what to do. Returns the algorithm's entry."""
+    algorithm = algorithm_of(cfg)
+    algorithm.validate(cfg, world_size)
+    validate_fields(cfg)
+    return algorithm
+
+
+def plan(cfg: Config, world_size: int) -> DataPlan:
+    """The data plan of a validated config, checked by its algorithm: the whole train split for
+    one process, one shard per worker otherwise."""
+    algorithm = algorithm_of(cfg)
+    data = plan_data(cfg, 0 if algorithm.single_process else world_size - 1)
+    algorithm.check_plan(cfg, data)
+    return data
