@@ -50,7 +50,7 @@ class Round:
     """One iteration's generated batches, from generation to the G step."""
 
     iteration: int
-    generated: Generated  # mdgan.overlap: made through a snapshot of G's parameters
+    generated: Generated  # the k batches with their graph (and, stale, the snapshot that made them)
     control: bool  # a control message follows this iteration
     stop: bool  # a stop was requested before this iteration was sent
     generate_seconds: float
