@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -35,7 +36,7 @@ class RunLogger:
         self.floor: dict[str, float] = {}
         self.started = time.perf_counter()
 
-    def __enter__(self) -> "RunLogger":
+    def __enter__(self) -> RunLogger:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,8 +10,8 @@ only the forward passes of G and D are autocast, and their outputs are cast back
 from __future__ import annotations
 
 import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import ContextManager
 
 import torch
 from torch import nn
@@ -54,7 +54,7 @@ def policy_of(module: nn.Module) -> Policy:
     return getattr(module, _ATTRIBUTE, PLAIN)
 
 
-def autocast(policy: Policy, device_type: str) -> ContextManager:
+def autocast(policy: Policy, device_type: str) -> AbstractContextManager[None]:
     """torch.autocast to bf16 under precision=bf16, nothing otherwise."""
     if policy.bf16:
         return torch.autocast(device_type, dtype=torch.bfloat16)

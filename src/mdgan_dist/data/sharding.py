@@ -72,7 +72,7 @@ def _class_shards(labels: torch.Tensor, num_workers: int, per_worker: int, seed:
     for label, workers in holders.items():
         members = (labels == label).nonzero().flatten()
         members = members[torch.randperm(len(members), generator=generator)]
-        for worker, piece in zip(workers, members.tensor_split(len(workers))):
+        for worker, piece in zip(workers, members.tensor_split(len(workers)), strict=True):
             pieces[worker].append(piece)
     return [torch.cat(parts) for parts in pieces]
 
@@ -82,5 +82,5 @@ def load_shard(dataset: ImageDataset, indices: torch.Tensor) -> tuple[torch.Tens
     items = [dataset[i] for i in indices.tolist()]
     if not items:
         return torch.empty((0, *dataset.image_shape)), torch.empty(0, dtype=torch.int64)
-    images, labels = zip(*items)
+    images, labels = zip(*items, strict=True)
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64)

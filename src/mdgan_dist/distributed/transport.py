@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -118,7 +118,8 @@ class Transport:
         ops.sort(key=lambda op: op[0])  # stable: per-peer order is kept
         works = dist.batch_isend_irecv([dist.P2POp(fn, tensor, peer) for peer, fn, tensor in ops]) if ops else []
         posted = Posted(stage)
-        for (peer, _, _), work in zip(ops, works):
+        # Not strict: gloo returns one work per op, NCCL one work for the whole coalesced batch.
+        for (peer, _, _), work in zip(ops, works, strict=False):
             posted.of(peer).works.append(work)
         for peer, tensor in sends:
             transfers = posted.of(peer)

@@ -10,10 +10,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
 
-from matplotlib.figure import Figure  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from matplotlib.figure import Figure
+from torch.utils.tensorboard import SummaryWriter
 
-from mdgan_dist.experiments.results import ALWAYS_SHOWN, SCORES, RunSummary, floors  # noqa: E402
+from mdgan_dist.experiments.results import ALWAYS_SHOWN, SCORES, RunSummary, floors
 
 # The method shows in the line style, the configuration in the colour, which its seeds share.
 LINE_STYLES = {"standalone": ":", "flgan": "--", "mdgan": "-"}
@@ -23,13 +23,13 @@ def score_figure(runs: list[RunSummary]) -> Figure:
     figure = Figure(figsize=(14, 5), layout="constrained")
     colours = matplotlib.colormaps["tab10"]
     groups = list(dict.fromkeys(run.group for run in runs))
-    for axes, score in zip(figure.subplots(1, len(ALWAYS_SHOWN)), ALWAYS_SHOWN):
+    for axes, score in zip(figure.subplots(1, len(ALWAYS_SHOWN)), ALWAYS_SHOWN, strict=True):
         title, higher_is_better = SCORES[score]
         for run in runs:
             points = run.curves.get(score)
             if points:
                 label = run.name if run.finished else f"{run.name} (unfinished)"
-                iterations, values = zip(*points)
+                iterations, values = zip(*points, strict=True)
                 style = LINE_STYLES.get(run.method, "-")
                 axes.plot(
                     iterations,
@@ -51,7 +51,7 @@ def score_figure(runs: list[RunSummary]) -> Figure:
     labelled = {}
     for axes in figure.axes:
         handles, labels = axes.get_legend_handles_labels()
-        labelled.update(zip(labels, handles))
+        labelled.update(zip(labels, handles, strict=True))
     if labelled:
         figure.legend(labelled.values(), labelled.keys(), loc="outside right upper", fontsize="small")
     return figure

@@ -241,7 +241,7 @@ def write_tables(runs: list[RunSummary], out: Path) -> list[Path]:
         writer.writerow(c.key for c in table)
         writer.writerows(["" if (v := c.value(run)) is None else v for c in table] for run in runs)
         writer.writerows([value for _, value in _floor_cells(table, floor, name)] for name, floor in floors(runs))
-    titles, seed_rows = _seed_rows(runs)
+    _, seed_rows = _seed_rows(runs)
     if not seed_rows:
         return [md_path, csv_path]
     seeds_path = out / "seeds.csv"

@@ -39,7 +39,7 @@ def load_part(dataset: ImageDataset, limit: int | None = None) -> tuple[torch.Te
 def accuracy(model: EvalClassifier, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
     model.eval()
     correct = 0
-    for chunk, chunk_labels in zip(images.split(EVAL_BATCH_SIZE), labels.split(EVAL_BATCH_SIZE)):
+    for chunk, chunk_labels in zip(images.split(EVAL_BATCH_SIZE), labels.split(EVAL_BATCH_SIZE), strict=True):
         correct += int((model(chunk.to(device)).argmax(1).cpu() == chunk_labels).sum())
     return correct / len(labels)
 
