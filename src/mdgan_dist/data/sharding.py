@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -21,6 +23,7 @@ def split_indices(labels: torch.Tensor, num_workers: int, cfg: DataConfig, seed:
     """
     if num_workers < 1:
         raise ValueError(f"num_workers={num_workers}: need at least one worker")
+    shards: Sequence[torch.Tensor]
     if cfg.split == "iid":
         generator = torch.Generator().manual_seed(seed)
         shards = torch.randperm(len(labels), generator=generator).tensor_split(num_workers)

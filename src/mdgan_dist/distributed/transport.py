@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -113,6 +113,7 @@ class Transport:
         """Starts the transfers of one protocol step and returns at once; wait() completes them."""
         # Tensors not on the wire device travel through a staging copy (GPU compute over gloo).
         staged_recvs = [(peer, tensor, self._on_wire(tensor)) for peer, tensor in recvs]
+        ops: list[tuple[int, Callable[..., dist.Work | None], torch.Tensor]]
         ops = [(peer, dist.isend, tensor.to(self.wire)) for peer, tensor in sends]
         ops += [(peer, dist.irecv, staged) for peer, _, staged in staged_recvs]
         ops.sort(key=lambda op: op[0])  # stable: per-peer order is kept

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
 
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
@@ -48,7 +49,7 @@ def score_figure(runs: list[RunSummary]) -> Figure:
             axes.text(0.5, 0.5, "no scores logged", ha="center", va="center", transform=axes.transAxes)
         axes.set(xlabel="iteration", title=f"{title} ({'higher' if higher_is_better else 'lower'} is better)")
         axes.grid(alpha=0.3)
-    labelled = {}
+    labelled: dict[str, Artist] = {}  # one legend entry per label, whichever axes show it
     for axes in figure.axes:
         handles, labels = axes.get_legend_handles_labels()
         labelled.update(zip(labels, handles, strict=True))

@@ -129,7 +129,7 @@ def columns(runs: list[RunSummary]) -> list[Column[RunSummary]]:
         for name in RAW_SHOWN
         if logged(RAW_PREFIX + name)
     ]
-    base = [
+    base: list[Column[RunSummary]] = [
         Column("configuration", "configuration", lambda r: r.name),
         Column("method", "method", lambda r: r.method),
         Column("N", "N", lambda r: r.workers),
@@ -162,7 +162,7 @@ def _score_columns(score: str) -> list[Column[RunSummary]]:
 
 def floors(runs: list[RunSummary]) -> list[tuple[str, dict[str, dict[str, float]]]]:
     """One (row name, floor) per dataset and sample count the runs were scored with."""
-    found = {}
+    found: dict[str, dict[str, dict[str, float]]] = {}
     for run in runs:
         if run.floor is not None:
             dataset, samples, floor = run.floor
