@@ -33,12 +33,10 @@ def is_convolutional(module: nn.Module) -> bool:
     return any(isinstance(layer, nn.modules.conv._ConvNd) for layer in module.modules())
 
 
-def prepare_model(module: nn.Module, cfg: TrainConfig, device: torch.device | None = None) -> nn.Module:
-    """The model on `device` (if given), in channels_last when asked and it has convolutions, and
-    compiled when asked; in place, returned for chaining. A later `.to(device)` keeps all of it:
-    it preserves the memory format, and compilation happens at the first call."""
-    if device is not None:
-        module.to(device)
+def prepare_model(module: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """The model in channels_last when asked and it has convolutions, and compiled when asked; in
+    place, returned for chaining. A later `.to(device)` keeps all of it: it preserves the memory
+    format, and compilation happens at the first call."""
     policy = Policy(bf16=cfg.precision == "bf16", channels_last=cfg.channels_last and is_convolutional(module))
     if policy.channels_last:
         module.to(memory_format=torch.channels_last)

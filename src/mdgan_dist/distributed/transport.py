@@ -99,15 +99,12 @@ class Transport:
         stage: str,
         sends: Sequence[Transfer] = (),
         recvs: Sequence[Transfer] = (),
-        tolerate: bool = False,
         patience: int = 1,
-    ) -> dict[int, PeerError]:
-        """Posts every transfer, waits for all of them within patience x comm.timeout_s.
-
-        Raises the first peer's failure; with tolerate, waits for every transfer and returns the
-        failures by peer instead, so the caller can go on with the peers that answered.
-        """
-        return self.wait(self.post(stage, sends, recvs), tolerate=tolerate, patience=patience)
+    ) -> None:
+        """Posts every transfer, waits for all of them within patience x comm.timeout_s, and raises
+        the first peer's failure. A caller that goes on without failed peers uses post() and
+        wait(tolerate=True)."""
+        self.wait(self.post(stage, sends, recvs), patience=patience)
 
     def post(self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = ()) -> Posted:
         """Starts the transfers of one protocol step and returns at once; wait() completes them."""
@@ -134,11 +131,13 @@ class Transport:
                 transfers.copies.append((tensor, staged))
         return posted
 
-    def wait(
-        self, posted: Posted, tolerate: bool = False, patience: int = 1, peers: Sequence[int] | None = None
-    ) -> dict[int, PeerError]:
-        """Waits for the posted transfers of `peers` (default: all still open), as exchange() does."""
-        open_peers = list(posted.open if peers is None else peers)
+    def wait(self, posted: Posted, tolerate: bool = False, patience: int = 1) -> dict[int, PeerError]:
+        """Waits for the posted transfers still open, within patience x comm.timeout_s.
+
+        Raises the first peer's failure; with tolerate, waits for every transfer and returns the
+        failures by peer instead, so the caller can go on with the peers that answered.
+        """
+        open_peers = list(posted.open)
         limit = Limit(self.timeout_s, patience)
         if self.isolate_peers or tolerate:
             failures = self._wait_apart(posted, open_peers, limit)
@@ -154,15 +153,15 @@ class Transport:
             raise failures[min(failures)]
         return failures
 
-    def wait_any(self, posted: Posted, count: int, patience: int = 1, peers: Sequence[int] | None = None) -> list[int]:
-        """Waits until `count` of `peers` (default: all still open) have completed their transfers,
-        and returns those that have.
+    def wait_any(self, posted: Posted, count: int, peers: Sequence[int] | None = None) -> list[int]:
+        """Waits, within comm.timeout_s, until `count` of `peers` (default: all still open) have
+        completed their transfers, and returns those that have.
 
         The others stay open, each watched by a thread of its own: ready() collects them later,
         or wait_any() again. gloo offers no reliable completion test for point-to-point works.
         """
         candidates = list(posted.open if peers is None else peers)
-        limit = Limit(self.timeout_s, patience)
+        limit = Limit(self.timeout_s, 1)
         done = self._arrivals(posted, candidates, count, limit)
         if len(done) < count:
             silent = [peer for peer in candidates if peer not in done]
