@@ -9,9 +9,9 @@ import pytest
 # Test helpers (multiproc.py) are imported as plain modules.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from mdgan_dist import config  # noqa: E402
-from mdgan_dist.config import Config  # noqa: E402
-from multiproc import TINY, run_job  # noqa: E402
+from mdgan_dist import config
+from mdgan_dist.config import Config
+from multiproc import TINY, run_job
 
 ITERATIONS = 6
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -84,10 +85,8 @@ class SlurmCluster:
 
     def stop(self) -> None:
         for pid_file in sorted(self.root.glob("*.pid")):
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_file.read_text().strip()), 15)
-            except (ProcessLookupError, ValueError):
-                pass
 
     def run(
         self, *command: str, cwd: Path | None = None, env: dict[str, str] | None = None

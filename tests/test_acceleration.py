@@ -44,7 +44,7 @@ def one_round(cfg: Config) -> dict[str, object]:
         disc, adam(disc, 2e-4, 0.5, 0.999), (real, None), (generated.detach(), None), GANConfig()
     )
     feedback, g_loss = generator_feedback(disc, generated, GANConfig())
-    return dict(gen=gen, disc=disc, generated=generated, d_loss=d_loss, feedback=feedback, g_loss=g_loss)
+    return {"gen": gen, "disc": disc, "generated": generated, "d_loss": d_loss, "feedback": feedback, "g_loss": g_loss}
 
 
 def largest_conv_weight(module: nn.Module) -> torch.Tensor:

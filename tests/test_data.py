@@ -86,7 +86,7 @@ def test_unknown_dataset_and_bad_image_size() -> None:
     with pytest.raises(ConfigError, match="mnist5k, mnist, fashion_mnist, cifar10, imagefolder"):
         open_dataset(DataConfig(name="svhn"), "train")
     assert DATASETS == ("mnist5k", "mnist", "fashion_mnist", "cifar10", "imagefolder")
-    with pytest.raises(ConfigError, match="data.image_size=0"):
+    with pytest.raises(ConfigError, match=r"data.image_size=0"):
         open_dataset(DataConfig(image_size=0), "train")
 
 
@@ -321,7 +321,7 @@ def test_imagefolder_labels_need_no_decoding(tmp_path: Path) -> None:
 
 def test_imagefolder_errors(image_root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     base = DataConfig(name="imagefolder", root=str(image_root), image_size=8)
-    with pytest.raises(ConfigError, match="set data.image_size"):
+    with pytest.raises(ConfigError, match=r"set data.image_size"):
         open_dataset(DataConfig(name="imagefolder", root=str(image_root)), "train")
     with pytest.raises(ConfigError, match="1 \\(grey\\) or 3 \\(RGB\\)"):
         open_dataset(DataConfig(name="imagefolder", root=str(image_root), image_size=8, channels=2), "train")

@@ -104,7 +104,7 @@ def test_every_configuration_of_every_shipped_preset_is_a_valid_trainer_config(p
         ({"algorithms": ["mdgan"], "workers": [2], "k": ["log"], "batch_sizes": [8]}, "grid.k holds 'log'"),
         ({"algorithms": ["mdgan"], "workers": [2], "k": [1]}, "grid has the keys"),
         (
-            {**{"algorithms": ["mdgan"], "workers": [2], "k": [1], "batch_sizes": [8]}, "seeds": [-1]},
+            {"algorithms": ["mdgan"], "workers": [2], "k": [1], "batch_sizes": [8], "seeds": [-1]},
             "grid.seeds holds -1",
         ),
         (

@@ -4,6 +4,7 @@ discrimination, shape checks and seeded determinism. `pytest -s` prints the para
 from __future__ import annotations
 
 from functools import partial
+from itertools import pairwise
 
 import pytest
 import torch
@@ -72,7 +73,7 @@ def batchnorm(n: int) -> int:
 def conv_discriminator(channels: int) -> int:
     """Six 3x3 convs to 512x4x4 = 8192 features, minibatch tensor 8192x100x5, FC 8192+100 -> 1."""
     sizes = (channels, 16, 32, 64, 128, 256, 512)
-    convs = sum(conv(a, b, 3) for a, b in zip(sizes, sizes[1:]))
+    convs = sum(conv(a, b, 3) for a, b in pairwise(sizes))
     return convs + 8192 * 100 * 5 + linear(8192 + 100, 1)
 
 

@@ -98,7 +98,7 @@ def _reference_run(
         received = generated.detach().to(wire).float()  # what the workers get
 
         def labels_of(index: int) -> torch.Tensor | None:
-            return None if labels is None else labels[index]
+            return None if labels is None else labels[index]  # noqa: B023 -- called in this iteration
 
         sent, used = schedule[iteration] if schedule else (range(1, num_workers + 1), range(1, num_workers + 1))
         feedbacks, answered = [], []

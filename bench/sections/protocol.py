@@ -11,7 +11,7 @@ from mdgan_dist.experiments.tables import keyed
 from .table import Table
 
 
-def section_protocol(args: argparse.Namespace, runner: Runner) -> Table:
+def section_protocol(args: argparse.Namespace, runner: Runner) -> Table:  # noqa: ARG001 -- a Section's signature
     runs = [
         ("standalone, train.threads=1", runner(Spec("standalone", 0))),
         ("MD-GAN N=1, train.threads=1", runner(Spec("mdgan", 1))),

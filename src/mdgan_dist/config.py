@@ -318,7 +318,9 @@ def save(cfg: Config, path: Path) -> None:
 def load(path: Path) -> Config:
     """The config a run saved (its config.yaml), typed and checked against the schema."""
     merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    cfg = OmegaConf.to_object(merged)
+    assert isinstance(cfg, Config)  # a structured Config merge converts back to one
+    return cfg
 
 
 def require(ok: bool, message: str) -> None:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm import tqdm
 
-log = logging.getLogger("mdgan_dist")
+log = logging.getLogger(__name__)
 
 REAL_FLOOR_FILE = "real_floor.json"
 RAW_PREFIX = "raw_"  # the raw G's scores, when the moving average is what is shown
@@ -35,7 +36,7 @@ class RunLogger:
         self.floor: dict[str, float] = {}
         self.started = time.perf_counter()
 
-    def __enter__(self) -> "RunLogger":
+    def __enter__(self) -> RunLogger:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -73,7 +74,7 @@ class RunLogger:
         self.floor = {name: value["mean"] for name, value in floor.items()}
         (self.run_dir / REAL_FLOOR_FILE).write_text(json.dumps(floor, indent=2) + "\n")
         shown = ", ".join(f"{name} {value['mean']:.4g} ± {value['sd']:.2g}" for name, value in floor.items())
-        log.info(f"real images score: {shown}")
+        log.info("real images score: %s", shown)
         charts = {name: ["Multiline", [f"score/{name}", f"score/{RAW_PREFIX}{name}", f"real/{name}"]] for name in floor}
         self.writer.add_custom_scalars({"scores": charts})
 
@@ -84,7 +85,7 @@ class RunLogger:
         for name, value in self.floor.items():
             self.writer.add_scalar(f"real/{name}", value, iteration)
         self._record({"iteration": iteration, **scores, "elapsed_seconds": time.perf_counter() - self.started})
-        log.info(f"iteration {iteration}: " + ", ".join(f"{name} {value:.4g}" for name, value in scores.items()))
+        log.info("iteration %d: %s", iteration, ", ".join(f"{name} {value:.4g}" for name, value in scores.items()))
 
     def _record(self, record: dict) -> None:
         self.metrics.write(json.dumps(record) + "\n")

@@ -10,8 +10,8 @@ only the forward passes of G and D are autocast, and their outputs are cast back
 from __future__ import annotations
 
 import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import ContextManager
 
 import torch
 from torch import nn
@@ -33,12 +33,10 @@ def is_convolutional(module: nn.Module) -> bool:
     return any(isinstance(layer, nn.modules.conv._ConvNd) for layer in module.modules())
 
 
-def prepare_model(module: nn.Module, cfg: TrainConfig, device: torch.device | None = None) -> nn.Module:
-    """The model on `device` (if given), in channels_last when asked and it has convolutions, and
-    compiled when asked; in place, returned for chaining. A later `.to(device)` keeps all of it:
-    it preserves the memory format, and compilation happens at the first call."""
-    if device is not None:
-        module.to(device)
+def prepare_model(module: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """The model in channels_last when asked and it has convolutions, and compiled when asked; in
+    place, returned for chaining. A later `.to(device)` keeps all of it: it preserves the memory
+    format, and compilation happens at the first call."""
     policy = Policy(bf16=cfg.precision == "bf16", channels_last=cfg.channels_last and is_convolutional(module))
     if policy.channels_last:
         module.to(memory_format=torch.channels_last)
@@ -54,7 +52,7 @@ def policy_of(module: nn.Module) -> Policy:
     return getattr(module, _ATTRIBUTE, PLAIN)
 
 
-def autocast(policy: Policy, device_type: str) -> ContextManager:
+def autocast(policy: Policy, device_type: str) -> AbstractContextManager[None]:
     """torch.autocast to bf16 under precision=bf16, nothing otherwise."""
     if policy.bf16:
         return torch.autocast(device_type, dtype=torch.bfloat16)

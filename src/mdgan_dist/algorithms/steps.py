@@ -168,7 +168,7 @@ def aggregate_feedback(feedbacks: list[torch.Tensor], assignment: list[int], num
     over the N workers of their losses w.r.t. every generated sample.
     """
     upstream = torch.zeros((num_batches, *feedbacks[0].shape), dtype=feedbacks[0].dtype, device=feedbacks[0].device)
-    for feedback, batch in zip(feedbacks, assignment):
+    for feedback, batch in zip(feedbacks, assignment, strict=True):
         upstream[batch] += feedback
     return upstream / len(feedbacks)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from mdgan_dist.config import DataConfig
 from mdgan_dist.data.base import PARTS, ImageDataset
@@ -13,7 +13,7 @@ from mdgan_dist.errors import ConfigError
 
 _OPENERS: dict[str, Callable[[DataConfig, str], ImageDataset]] = {
     "mnist5k": open_mnist5k,
-    **{name: open_torchvision for name in SOURCES},
+    **dict.fromkeys(SOURCES, open_torchvision),
     "imagefolder": open_imagefolder,
 }
 DATASETS = tuple(_OPENERS)

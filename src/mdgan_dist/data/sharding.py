@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -21,6 +23,7 @@ def split_indices(labels: torch.Tensor, num_workers: int, cfg: DataConfig, seed:
     """
     if num_workers < 1:
         raise ValueError(f"num_workers={num_workers}: need at least one worker")
+    shards: Sequence[torch.Tensor]
     if cfg.split == "iid":
         generator = torch.Generator().manual_seed(seed)
         shards = torch.randperm(len(labels), generator=generator).tensor_split(num_workers)
@@ -72,7 +75,7 @@ def _class_shards(labels: torch.Tensor, num_workers: int, per_worker: int, seed:
     for label, workers in holders.items():
         members = (labels == label).nonzero().flatten()
         members = members[torch.randperm(len(members), generator=generator)]
-        for worker, piece in zip(workers, members.tensor_split(len(workers))):
+        for worker, piece in zip(workers, members.tensor_split(len(workers)), strict=True):
             pieces[worker].append(piece)
     return [torch.cat(parts) for parts in pieces]
 
@@ -82,5 +85,5 @@ def load_shard(dataset: ImageDataset, indices: torch.Tensor) -> tuple[torch.Tens
     items = [dataset[i] for i in indices.tolist()]
     if not items:
         return torch.empty((0, *dataset.image_shape)), torch.empty(0, dtype=torch.int64)
-    images, labels = zip(*items)
+    images, labels = zip(*items, strict=True)
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64)

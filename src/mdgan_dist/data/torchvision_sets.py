@@ -55,7 +55,7 @@ SOURCES = {
     "cifar10": _Source(
         datasets.CIFAR10,
         "cifar-10-batches-py",
-        tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+        (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
         "download cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/cifar.html) and unpack it "
         "into {root} with `tar -xzf cifar-10-python.tar.gz -C {root}`, which creates {folder}",
     ),

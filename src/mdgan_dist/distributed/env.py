@@ -18,7 +18,7 @@ class LaunchEnv:
         return self.rank == 0
 
     @classmethod
-    def from_environ(cls) -> "LaunchEnv":
+    def from_environ(cls) -> LaunchEnv:
         # Defaults make a bare `python -m mdgan_dist.train` a world of one, which validation then
         # rejects with a message on how to launch, instead of a KeyError.
         world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -58,7 +58,8 @@ class Slots:
     def read(cls, tensor: torch.Tensor) -> Slots:
         ints = tensor.cpu()
         values = ints[5:7].clone().view(torch.float64)
-        return cls(*(int(value) for value in ints[:5]), float(values[0]), float(values[1]))
+        kind, iteration, arg0, arg1, numel = (int(value) for value in ints[:5])
+        return cls(kind, iteration, arg0, arg1, numel, float(values[0]), float(values[1]))
 
 
 class Message:
@@ -122,7 +123,7 @@ class Go(Message):
         return Slots(self.KIND)
 
     @classmethod
-    def from_slots(cls, slots: Slots) -> Go:
+    def from_slots(cls, slots: Slots) -> Go:  # noqa: ARG003 -- Message's signature; a Go has no fields
         return cls()
 
 

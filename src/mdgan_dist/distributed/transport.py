@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -99,26 +99,25 @@ class Transport:
         stage: str,
         sends: Sequence[Transfer] = (),
         recvs: Sequence[Transfer] = (),
-        tolerate: bool = False,
         patience: int = 1,
-    ) -> dict[int, PeerError]:
-        """Posts every transfer, waits for all of them within patience x comm.timeout_s.
-
-        Raises the first peer's failure; with tolerate, waits for every transfer and returns the
-        failures by peer instead, so the caller can go on with the peers that answered.
-        """
-        return self.wait(self.post(stage, sends, recvs), tolerate=tolerate, patience=patience)
+    ) -> None:
+        """Posts every transfer, waits for all of them within patience x comm.timeout_s, and raises
+        the first peer's failure. A caller that goes on without failed peers uses post() and
+        wait(tolerate=True)."""
+        self.wait(self.post(stage, sends, recvs), patience=patience)
 
     def post(self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = ()) -> Posted:
         """Starts the transfers of one protocol step and returns at once; wait() completes them."""
         # Tensors not on the wire device travel through a staging copy (GPU compute over gloo).
         staged_recvs = [(peer, tensor, self._on_wire(tensor)) for peer, tensor in recvs]
+        ops: list[tuple[int, Callable[..., dist.Work | None], torch.Tensor]]
         ops = [(peer, dist.isend, tensor.to(self.wire)) for peer, tensor in sends]
         ops += [(peer, dist.irecv, staged) for peer, _, staged in staged_recvs]
         ops.sort(key=lambda op: op[0])  # stable: per-peer order is kept
         works = dist.batch_isend_irecv([dist.P2POp(fn, tensor, peer) for peer, fn, tensor in ops]) if ops else []
         posted = Posted(stage)
-        for (peer, _, _), work in zip(ops, works):
+        # Not strict: gloo returns one work per op, NCCL one work for the whole coalesced batch.
+        for (peer, _, _), work in zip(ops, works, strict=False):
             posted.of(peer).works.append(work)
         for peer, tensor in sends:
             transfers = posted.of(peer)
@@ -132,11 +131,13 @@ class Transport:
                 transfers.copies.append((tensor, staged))
         return posted
 
-    def wait(
-        self, posted: Posted, tolerate: bool = False, patience: int = 1, peers: Sequence[int] | None = None
-    ) -> dict[int, PeerError]:
-        """Waits for the posted transfers of `peers` (default: all still open), as exchange() does."""
-        open_peers = list(posted.open if peers is None else peers)
+    def wait(self, posted: Posted, tolerate: bool = False, patience: int = 1) -> dict[int, PeerError]:
+        """Waits for the posted transfers still open, within patience x comm.timeout_s.
+
+        Raises the first peer's failure; with tolerate, waits for every transfer and returns the
+        failures by peer instead, so the caller can go on with the peers that answered.
+        """
+        open_peers = list(posted.open)
         limit = Limit(self.timeout_s, patience)
         if self.isolate_peers or tolerate:
             failures = self._wait_apart(posted, open_peers, limit)
@@ -152,15 +153,15 @@ class Transport:
             raise failures[min(failures)]
         return failures
 
-    def wait_any(self, posted: Posted, count: int, patience: int = 1, peers: Sequence[int] | None = None) -> list[int]:
-        """Waits until `count` of `peers` (default: all still open) have completed their transfers,
-        and returns those that have.
+    def wait_any(self, posted: Posted, count: int, peers: Sequence[int] | None = None) -> list[int]:
+        """Waits, within comm.timeout_s, until `count` of `peers` (default: all still open) have
+        completed their transfers, and returns those that have.
 
         The others stay open, each watched by a thread of its own: ready() collects them later,
         or wait_any() again. gloo offers no reliable completion test for point-to-point works.
         """
         candidates = list(posted.open if peers is None else peers)
-        limit = Limit(self.timeout_s, patience)
+        limit = Limit(self.timeout_s, 1)
         done = self._arrivals(posted, candidates, count, limit)
         if len(done) < count:
             silent = [peer for peer in candidates if peer not in done]

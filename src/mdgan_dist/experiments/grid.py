@@ -98,14 +98,24 @@ def expand(path: Path, grid: dict[str, Any]) -> list[Configuration]:
     batch_sizes = _values(path, grid, "batch_sizes", _is_positive_int, "a positive integer")
     variants = _variants(path, grid.get("variants"))
     seeds = [None] if "seeds" not in grid else _values(path, grid, "seeds", _is_seed, "a seed (an integer >= 0)")
-    found = []
+    found: list[Configuration] = []
     for algorithm in algorithms:
-        for n in [None] if algorithm == "standalone" else workers:
-            for k in [_resolve_k(path, k, n) for k in ks] if algorithm == "mdgan" else [None]:
-                for b in batch_sizes:
-                    for variant, changes in variants.items():
-                        found.extend(Configuration(algorithm, b, n, k, variant, changes, seed) for seed in seeds)
+        for n, k in _workers_and_k(path, algorithm, workers, ks):
+            for b in batch_sizes:
+                for variant, changes in variants.items():
+                    found.extend(Configuration(algorithm, b, n, k, variant, changes, seed) for seed in seeds)
     return list(dict.fromkeys(found))
+
+
+def _workers_and_k(
+    path: Path, algorithm: str, workers: list[int], ks: list[int | str]
+) -> list[tuple[int | None, int | None]]:
+    """The (N, k) points of one algorithm, N outermost: standalone has neither, only mdgan has k."""
+    if algorithm == "standalone":
+        return [(None, None)]
+    if algorithm != "mdgan":
+        return [(n, None) for n in workers]
+    return [(n, _resolve_k(path, k, n)) for n in workers for k in ks]
 
 
 def _variants(path: Path, raw: Any) -> dict[str | None, tuple[str, ...]]:
@@ -132,7 +142,7 @@ def _variants(path: Path, raw: Any) -> dict[str | None, tuple[str, ...]]:
 
 
 def _resolve_k(path: Path, value: int | str, workers: int) -> int:
-    k = resolved_k(MDGANConfig(k=None if value == LOG2 else value), workers)
+    k = resolved_k(MDGANConfig(k=None if isinstance(value, str) else value), workers)  # the only str is LOG2
     if k > workers:
         raise ConfigError(f"{path}: k={value} is larger than N={workers}: MD-GAN needs 1 <= k <= N")
     return k

@@ -10,10 +10,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
 
-from matplotlib.figure import Figure  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from matplotlib.artist import Artist
+from matplotlib.figure import Figure
+from torch.utils.tensorboard import SummaryWriter
 
-from mdgan_dist.experiments.results import ALWAYS_SHOWN, SCORES, RunSummary, floors  # noqa: E402
+from mdgan_dist.experiments.results import ALWAYS_SHOWN, SCORES, RunSummary, floors
 
 # The method shows in the line style, the configuration in the colour, which its seeds share.
 LINE_STYLES = {"standalone": ":", "flgan": "--", "mdgan": "-"}
@@ -23,13 +24,13 @@ def score_figure(runs: list[RunSummary]) -> Figure:
     figure = Figure(figsize=(14, 5), layout="constrained")
     colours = matplotlib.colormaps["tab10"]
     groups = list(dict.fromkeys(run.group for run in runs))
-    for axes, score in zip(figure.subplots(1, len(ALWAYS_SHOWN)), ALWAYS_SHOWN):
+    for axes, score in zip(figure.subplots(1, len(ALWAYS_SHOWN)), ALWAYS_SHOWN, strict=True):
         title, higher_is_better = SCORES[score]
         for run in runs:
             points = run.curves.get(score)
             if points:
                 label = run.name if run.finished else f"{run.name} (unfinished)"
-                iterations, values = zip(*points)
+                iterations, values = zip(*points, strict=True)
                 style = LINE_STYLES.get(run.method, "-")
                 axes.plot(
                     iterations,
@@ -48,10 +49,10 @@ def score_figure(runs: list[RunSummary]) -> Figure:
             axes.text(0.5, 0.5, "no scores logged", ha="center", va="center", transform=axes.transAxes)
         axes.set(xlabel="iteration", title=f"{title} ({'higher' if higher_is_better else 'lower'} is better)")
         axes.grid(alpha=0.3)
-    labelled = {}
+    labelled: dict[str, Artist] = {}  # one legend entry per label, whichever axes show it
     for axes in figure.axes:
         handles, labels = axes.get_legend_handles_labels()
-        labelled.update(zip(labels, handles))
+        labelled.update(zip(labels, handles, strict=True))
     if labelled:
         figure.legend(labelled.values(), labelled.keys(), loc="outside right upper", fontsize="small")
     return figure

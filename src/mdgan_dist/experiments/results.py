@@ -129,7 +129,7 @@ def columns(runs: list[RunSummary]) -> list[Column[RunSummary]]:
         for name in RAW_SHOWN
         if logged(RAW_PREFIX + name)
     ]
-    base = [
+    base: list[Column[RunSummary]] = [
         Column("configuration", "configuration", lambda r: r.name),
         Column("method", "method", lambda r: r.method),
         Column("N", "N", lambda r: r.workers),
@@ -162,7 +162,7 @@ def _score_columns(score: str) -> list[Column[RunSummary]]:
 
 def floors(runs: list[RunSummary]) -> list[tuple[str, dict[str, dict[str, float]]]]:
     """One (row name, floor) per dataset and sample count the runs were scored with."""
-    found = {}
+    found: dict[str, dict[str, dict[str, float]]] = {}
     for run in runs:
         if run.floor is not None:
             dataset, samples, floor = run.floor
@@ -241,7 +241,7 @@ def write_tables(runs: list[RunSummary], out: Path) -> list[Path]:
         writer.writerow(c.key for c in table)
         writer.writerows(["" if (v := c.value(run)) is None else v for c in table] for run in runs)
         writer.writerows([value for _, value in _floor_cells(table, floor, name)] for name, floor in floors(runs))
-    titles, seed_rows = _seed_rows(runs)
+    _, seed_rows = _seed_rows(runs)
     if not seed_rows:
         return [md_path, csv_path]
     seeds_path = out / "seeds.csv"

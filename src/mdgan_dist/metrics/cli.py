@@ -49,7 +49,7 @@ from mdgan_dist.metrics.evaluator import Evaluator
 from mdgan_dist.metrics.training import ensure_classifier
 from mdgan_dist.models import build_generator
 
-log = logging.getLogger("mdgan_dist")
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 GENERATOR_FILE = "generator.pt"
@@ -103,7 +103,9 @@ def train_classifier(overrides: list[str], force: bool) -> dict[str, object]:
     cfg = compose(overrides)
     stored, trained = ensure_classifier(cfg, device_for(cfg), force)
     verb = "trained" if trained else "already cached (--force retrains)"
-    log.info(f"evaluation classifier for data={cfg.data.name} {verb}: held-out accuracy {stored.heldout_accuracy:.4f}")
+    log.info(
+        "evaluation classifier for data=%s %s: held-out accuracy %.4f", cfg.data.name, verb, stored.heldout_accuracy
+    )
     return {"classifier": str(stored.path), "heldout_accuracy": stored.heldout_accuracy, "trained": trained}
 
 
@@ -190,7 +192,7 @@ def run(argv: list[str] | None = None) -> int:
         else:
             result = score(args.path, overrides)
     except ConfigError as error:
-        log.error(f"config error: {error}")
+        log.error("config error: %s", error)
         return 2
     print(json.dumps(result))
     return 0

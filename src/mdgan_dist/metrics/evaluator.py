@@ -29,7 +29,7 @@ from mdgan_dist.metrics.training import EVAL_BATCH_SIZE, load_part
 from mdgan_dist.models.sampling import sample_images
 from mdgan_dist.seeding import generator
 
-log = logging.getLogger("mdgan_dist")
+log = logging.getLogger(__name__)
 
 MAX_REAL_SAMPLES = 10_000  # held-out images behind the real feature statistics
 FLOOR_DRAWS = 5  # random draws of real images behind the real-data floor

@@ -16,7 +16,7 @@ from mdgan_dist.metrics.classifier import EvalClassifier
 from mdgan_dist.metrics.store import StoredClassifier, classifier_path, load_classifier, save_classifier
 from mdgan_dist.seeding import generator, seeded
 
-log = logging.getLogger("mdgan_dist")
+log = logging.getLogger(__name__)
 
 BATCH_SIZE = 128
 LEARNING_RATE = 3e-3
@@ -39,7 +39,7 @@ def load_part(dataset: ImageDataset, limit: int | None = None) -> tuple[torch.Te
 def accuracy(model: EvalClassifier, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
     model.eval()
     correct = 0
-    for chunk, chunk_labels in zip(images.split(EVAL_BATCH_SIZE), labels.split(EVAL_BATCH_SIZE)):
+    for chunk, chunk_labels in zip(images.split(EVAL_BATCH_SIZE), labels.split(EVAL_BATCH_SIZE), strict=True):
         correct += int((model(chunk.to(device)).argmax(1).cpu() == chunk_labels).sum())
     return correct / len(labels)
 
@@ -57,7 +57,7 @@ def train_classifier(
     epochs = max(MIN_EPOCHS, math.ceil(MIN_SAMPLES_SEEN / len(labels)))
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, LEARNING_RATE, total_steps=epochs * steps_per_epoch)
-    log.info(f"training the evaluation classifier: {len(labels)} images, {epochs} epochs, on {device}")
+    log.info("training the evaluation classifier: %d images, %d epochs, on %s", len(labels), epochs, device)
     for epoch in range(epochs):
         model.train()
         # Dropout draws from the global RNG: fork it so training is reproducible and leaves it as it was.
@@ -69,7 +69,7 @@ def train_classifier(
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-        log.info(f"epoch {epoch + 1}/{epochs}: last batch loss {loss.item():.4f}")
+        log.info("epoch %d/%d: last batch loss %.4f", epoch + 1, epochs, loss.item())
     heldout_images, heldout_labels = load_part(heldout)
     return model, accuracy(model, heldout_images, heldout_labels, device)
 

@@ -10,6 +10,7 @@ in D: the trainer evaluates D on separate batches and D's output must not depend
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -50,7 +51,7 @@ class UpsamplingGenerator(nn.Module):
             nn.Linear(z_dim, sizes[0] * base_size * base_size, bias=False),
             nn.Unflatten(1, (sizes[0], base_size, base_size)),
         ]
-        for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        for i, (n_in, n_out) in enumerate(pairwise(sizes)):
             layers += [
                 nn.BatchNorm2d(n_in),
                 nn.ReLU(),

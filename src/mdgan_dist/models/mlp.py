@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -19,7 +20,7 @@ HIDDEN = (512, 512)
 def _mlp(sizes: Sequence[int], activation: type[nn.Module], **activation_args: float) -> list[nn.Module]:
     """Linear layers through `sizes`, with the activation between them (none after the last)."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+    for i, (n_in, n_out) in enumerate(pairwise(sizes)):
         if i > 0:
             layers.append(activation(**activation_args))
         layers.append(nn.Linear(n_in, n_out))

@@ -21,6 +21,6 @@ def weighted_average(flats: list[torch.Tensor], shard_sizes: list[int]) -> torch
     """sum_n (m_n / sum m) * theta_n, accumulated in float64 so the mean does not depend on the order."""
     total = sum(shard_sizes)
     average = torch.zeros_like(flats[0], dtype=torch.float64)
-    for flat, size in zip(flats, shard_sizes):
+    for flat, size in zip(flats, shard_sizes, strict=True):
         average += flat.double() * (size / total)
     return average.to(flats[0].dtype)

@@ -57,6 +57,7 @@ class BatchMessage(Packet):
     def put(self, row: int, images: torch.Tensor, labels: torch.Tensor | None) -> None:
         self.images[row].copy_(images)
         if self.labels is not None:
+            assert labels is not None, "a conditional model's batches travel with their labels"
             self.labels[row].copy_(labels)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mdgan_dist.errors import PeerError
 
-log = logging.getLogger("mdgan_dist")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,14 @@ class Roster:
         for rank, error in sorted(failures.items()):
             self.live.remove(rank)
             self.dropped.append(Dropped(rank, error.stage, str(error)))
-            log.warning(f"dropped worker rank {rank} during {error.stage}: {len(self.live)} workers left ({error})")
+            log.warning(
+                "dropped worker rank %d during %s: %d workers left (%s)", rank, error.stage, len(self.live), error
+            )
         if failures and not self.live:
             raise PeerError(0, min(failures), "training", "every worker was lost")
 
     def write_summary(self, path: Path) -> None:
         if self.dropped:
             summary = ", ".join(f"rank {d.rank} during {d.stage}" for d in self.dropped)
-            log.warning(f"finished with {len(self.live)} workers; dropped: {summary}")
+            log.warning("finished with %d workers; dropped: %s", len(self.live), summary)
         path.write_text(json.dumps({"live": self.live, "dropped": [asdict(d) for d in self.dropped]}, indent=2))

@@ -287,7 +287,7 @@ class Server:
             "time_backward": backward,
             "time_worker_d": sum(worker_d) / len(answers),
             "time_worker_feedback": sum(worker_feedback) / len(answers),
-            "time_worker_max": max(d + f for d, f in zip(worker_d, worker_feedback)),
+            "time_worker_max": max(d + f for d, f in zip(worker_d, worker_feedback, strict=True)),
             "feedbacks_used": len(answers),
         }
         batches.answered = answered

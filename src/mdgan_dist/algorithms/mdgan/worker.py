@@ -68,6 +68,7 @@ class Worker:
             elif isinstance(order, SwapOrder):
                 self.swap(order)
             else:
+                assert isinstance(order, Checkpoint)
                 self.checkpoint(order.iteration)
         write_peer_stats(
             run_dir,
