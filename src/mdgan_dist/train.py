@@ -36,7 +36,7 @@ from mdgan_dist.distributed.process_group import (
 )
 from mdgan_dist.distributed.transport import Transport
 from mdgan_dist.errors import ConfigError, PeerError
-from mdgan_dist.job import check_run_dir_is_new
+from mdgan_dist.job import DataPlan, check_run_dir_is_new
 from mdgan_dist.metrics import check_evaluation
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,18 @@ def agree_on_run_dir(cfg: Config, world_size: int) -> Path:
     run_dir = Path(cfg.run.dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def start_up_checks(cfg: Config, env: LaunchEnv, gpus: int) -> tuple[Algorithm, DataPlan, str, torch.device]:
+    """Every check before the process group, in order, each raising ConfigError: the config for
+    this many processes, the run directory, the evaluation classifier, the data, the devices.
+    Returns the algorithm's entry, the data plan, the backend and this rank's device."""
+    algorithm = validate(cfg, env.world_size)
+    check_run_dir_is_new(cfg)
+    check_evaluation(cfg)
+    data = plan(cfg, env.world_size)
+    backend = choose_backend(cfg.comm.backend, env, gpus)
+    return algorithm, data, backend, choose_device(cfg.train.device, backend, env, gpus)
 
 
 def run_role(algorithm: Algorithm, ctx: RoleContext, is_server: bool) -> None:
@@ -73,13 +85,7 @@ def run(raw: DictConfig) -> int:
     )
     try:
         cfg = typed_config(raw)
-        algorithm = validate(cfg, env.world_size)
-        check_run_dir_is_new(cfg)
-        check_evaluation(cfg)
-        data = plan(cfg, env.world_size)
-        gpus = visible_gpus()
-        backend = choose_backend(cfg.comm.backend, env, gpus)
-        device = choose_device(cfg.train.device, backend, env, gpus)
+        algorithm, data, backend, device = start_up_checks(cfg, env, visible_gpus())
         threads = cfg.train.threads or env.threads_per_process()
         torch.set_num_threads(threads)
         log.info("%d intra-op threads per process (train.threads)", threads)
