@@ -15,7 +15,7 @@ import torch
 
 from conftest import load_config
 from multiproc import TINY, run_job
-from test_oracle import assert_same_generators, reference_run
+from reference import assert_same_generators, reference_run
 
 ITERATIONS = 30
 
