@@ -7,7 +7,7 @@ PORT ?= 29500
 ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: install train test bench clean
+.PHONY: install train test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ train: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Under 3 minutes on 2 cores: the oracle on a few cases, the protocol, config errors, data, units.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not slurm and not gpu and not bench"
 
 # The speed suite: real jobs side by side, markdown tables on stdout (ARGS="--quick --json out.json",
 # "--device cuda", "-- model=mnist_cnn"; see bench/suite.py).

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.bench
+
 SUITE = Path(__file__).resolve().parents[1] / "bench" / "suite.py"
 SECTIONS = {"compute", "protocol", "scaling", "bytes", "memory", "optimisations"}
 

@@ -8,7 +8,11 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
+
 from multiproc import TINY, metrics, train_job, wait_for_iteration
+
+pytestmark = pytest.mark.slow
 
 ITERATIONS = 25
 B, D, VALUE, HEADER = 16, 28 * 28, 4, 64

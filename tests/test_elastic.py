@@ -11,6 +11,8 @@ import pytest
 
 from multiproc import TINY, Torchrun, assert_same_final_models, metrics, run_job, train_job, wait_for_iteration
 
+pytestmark = pytest.mark.slow
+
 ITERATIONS = 40
 # Slow enough (L = 4) that a kill lands mid-run; a checkpoint every 5 iterations.
 COMMON = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "checkpoint.every=5", "gan.disc_steps=4",

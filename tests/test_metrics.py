@@ -88,6 +88,7 @@ def uniform_noise(count: int) -> torch.Tensor:
 # The classifier and its cache.
 
 
+@pytest.mark.slow
 def test_classifier_reaches_96_percent_on_mnist5k_heldout(trained: tuple[Config, StoredClassifier]) -> None:
     cfg, stored = trained
     assert stored.heldout_accuracy >= 0.96
@@ -99,6 +100,7 @@ def test_classifier_reaches_96_percent_on_mnist5k_heldout(trained: tuple[Config,
     assert not was_trained and again.path == stored.path
 
 
+@pytest.mark.slow
 def test_a_classifier_for_another_dataset_is_refused(cfg: Config, trained: tuple[Config, StoredClassifier]) -> None:
     foreign = make_config(Path(cfg.eval.classifier_dir))
     foreign.data.name = "fashion_mnist"
@@ -181,11 +183,13 @@ def test_class_coverage_of_hand_made_verdicts() -> None:
 # The scores on real and noise images.
 
 
+@pytest.mark.slow
 def test_classifier_score_of_real_digits_and_of_noise(scorer: Evaluator, heldout: torch.Tensor) -> None:
     assert scorer.score(heldout)["classifier_score"] > 8
     assert scorer.score(uniform_noise(500))["classifier_score"] < 2
 
 
+@pytest.mark.slow
 def test_frechet_distance_real_noise_and_growing_noise(scorer: Evaluator, train_subset: torch.Tensor) -> None:
     real = scorer.score(train_subset)["frechet_distance"]
     noise = scorer.score(uniform_noise(500))["frechet_distance"]
@@ -200,6 +204,7 @@ def test_frechet_distance_real_noise_and_growing_noise(scorer: Evaluator, train_
     assert distances == sorted(distances), distances
 
 
+@pytest.mark.slow
 def test_real_floor_is_what_real_digits_score_and_does_not_depend_on_the_seed(cfg: Config, scorer: Evaluator) -> None:
     floor = scorer.real_floor()
     assert set(floor) == {*SCORES, *FIGURES}
@@ -212,6 +217,7 @@ def test_real_floor_is_what_real_digits_score_and_does_not_depend_on_the_seed(cf
     assert Evaluator(other_seed, CPU).real_floor() == floor
 
 
+@pytest.mark.slow
 def test_real_statistics_of_disjoint_halves_are_close(scorer: Evaluator, heldout: torch.Tensor) -> None:
     _, features = scorer.classify(heldout)
     halves = [feature_statistics(features[start::2]) for start in (0, 1)]
@@ -224,6 +230,7 @@ def test_real_statistics_of_disjoint_halves_are_close(scorer: Evaluator, heldout
 # What the trainer calls.
 
 
+@pytest.mark.slow
 def test_check_evaluation_names_the_command_when_nothing_is_cached(tmp_path: Path, cfg: Config) -> None:
     empty = make_config(tmp_path / "empty")
     with pytest.raises(ConfigError) as raised:
@@ -236,6 +243,7 @@ def test_check_evaluation_names_the_command_when_nothing_is_cached(tmp_path: Pat
     check_evaluation(cfg)  # the cached classifier is found
 
 
+@pytest.mark.slow
 def test_check_evaluation_names_missing_inception_weights(cfg: Config, tmp_path: Path) -> None:
     missing = make_config(Path(cfg.eval.classifier_dir))
     missing.eval.inception_weights = str(tmp_path / "inception.pth")
@@ -243,6 +251,7 @@ def test_check_evaluation_names_missing_inception_weights(cfg: Config, tmp_path:
         check_evaluation(missing)
 
 
+@pytest.mark.slow
 def test_evaluator_says_once_that_is_and_fid_are_skipped(cfg: Config, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="mdgan_dist"):
         Evaluator(cfg, CPU)
@@ -251,6 +260,7 @@ def test_evaluator_says_once_that_is_and_fid_are_skipped(cfg: Config, caplog: py
     assert "eval.inception_weights" in lines[0].getMessage()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "acgan"])
 def test_score_generator_is_finite_deterministic_and_leaves_rng_alone(cfg: Config, conditional: bool) -> None:
     cfg = make_config(Path(cfg.eval.classifier_dir))
@@ -271,6 +281,7 @@ def test_score_generator_is_finite_deterministic_and_leaves_rng_alone(cfg: Confi
 # mdgan-eval.
 
 
+@pytest.mark.slow
 def test_mdgan_eval_scores_a_folder_of_images(cfg: Config, heldout: torch.Tensor, tmp_path: Path) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
@@ -288,6 +299,7 @@ def test_mdgan_eval_scores_a_folder_of_images(cfg: Config, heldout: torch.Tensor
     assert set(scores["real_floor"]) == {*SCORES, *FIGURES}
 
 
+@pytest.mark.slow
 def test_mdgan_eval_scores_a_run_directory_with_overrides(
     cfg: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -302,6 +314,7 @@ def test_mdgan_eval_scores_a_run_directory_with_overrides(
     assert all(math.isfinite(scores[key]) for key in ("classifier_score", "frechet_distance"))
 
 
+@pytest.mark.slow
 def test_run_config_overrides_replace_only_what_they_name_or_change(cfg: Config, tmp_path: Path) -> None:
     run = make_config(Path(cfg.eval.classifier_dir))
     run.eval.num_samples = 123
@@ -328,6 +341,7 @@ class _RandomInception(FeatureExtractorInceptionV3):
         return None
 
 
+@pytest.mark.slow
 def test_inception_is_and_fid_with_random_weights(
     cfg: Config, heldout: torch.Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -347,6 +361,7 @@ def test_inception_is_and_fid_with_random_weights(
     assert all(math.isfinite(value) for value in scores.values()), scores
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("algorithm", "world_size"), [("mdgan", 3), ("flgan", 3), ("standalone", 1)])
 def test_training_scores_its_generator_every_eval_every(
     cfg: Config, tmp_path: Path, algorithm: str, world_size: int
@@ -389,6 +404,7 @@ def test_training_scores_its_generator_every_eval_every(
     assert events.Scalars("real/salt")[0].value == pytest.approx(floor["salt"]["mean"])
 
 
+@pytest.mark.slow
 def test_a_short_run_with_the_default_config_scores_and_writes_its_files(cfg: Config, tmp_path: Path) -> None:
     """`make train` for 20 iterations: 1 server + 4 workers, every default but the length, the
     scoring interval and the classifier's cache. Finite scores of the moving average and of the

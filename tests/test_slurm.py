@@ -62,6 +62,7 @@ def assert_complete_run(run_dir: Path, output: str) -> None:
     assert f"resuming from runs/{run_dir.name}/checkpoints/iteration_" in resumed[0]
 
 
+@pytest.mark.slurm
 def test_requeued_job_resumes_in_its_own_run_directory(cluster: SlurmCluster, tmp_path: Path) -> None:
     job, run_dir = submit(cluster, tmp_path)
     wait_until_logged(run_dir, 30, timeout_s=180)
@@ -73,6 +74,7 @@ def test_requeued_job_resumes_in_its_own_run_directory(cluster: SlurmCluster, tm
     assert_complete_run(run_dir, output)
 
 
+@pytest.mark.slurm
 def test_signal_before_time_limit_checkpoints_requeues_and_resumes(cluster: SlurmCluster, tmp_path: Path) -> None:
     # What `#SBATCH --signal=B:USR1@180` does near the time limit, sent now.
     job, run_dir = submit(cluster, tmp_path)
