@@ -100,6 +100,7 @@ def test_the_trainer_exits_with_the_message_and_no_traceback(tmp_path: Path, cas
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_worker_with_another_config_fails_on_every_rank(tmp_path: Path) -> None:
     job = train_job(tmp_path, 3, [*TINY, "train.iterations=5"], rank_overrides={2: ["gan.disc_steps=2"]})
     codes = job.wait(90)
