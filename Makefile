@@ -7,7 +7,7 @@ PORT ?= 29500
 ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: install train test lint bench clean
+.PHONY: install train test test-fast lint bench clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ train: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Under 3 minutes on 2 cores: the oracle on a few cases, the protocol, config errors, data, units.
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not slurm and not gpu and not bench"
 
 # CI runs this before the tests: ruff's rules and formatting, mypy on the package. Configured in
 # pyproject.toml; the tools are pinned in setup.cfg's lint extra, so every checkout agrees.

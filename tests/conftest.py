@@ -19,8 +19,6 @@ ITERATIONS = 6
 # says otherwise.
 CASES = {
     "N2-k1-unconditional": (2, ["mdgan.k=1", "mdgan.swap_every_epochs=0", "model.conditional=false"]),
-    # The augmentation's draws come from each worker's own stream, which stays with the worker.
-    "N3-k2-swaps-augment": (3, ["mdgan.k=2", "mdgan.swap_every_epochs=0.02", "gan.augment='translation,cutout'"]),
     "N4-kN-swaps-no-adam-state-L2-saturating": (
         4,
         [
@@ -35,14 +33,24 @@ CASES = {
             "model.conditional=false",
         ],
     ),
-    "N2-k2-reuse-real": (
+    # Convolutions, BatchNorm in G and minibatch discrimination in D take the same path; L = 3 D
+    # steps on one real batch.
+    "N2-k2-mnist-cnn-L3-reuse-real-swaps": (
         2,
-        ["mdgan.k=2", "gan.disc_steps=3", "gan.reuse_real_batch=true", "mdgan.swap_every_epochs=0.015"],
+        [
+            "model=mnist_cnn",
+            "mdgan.k=2",
+            "gan.disc_steps=3",
+            "gan.reuse_real_batch=true",
+            "mdgan.swap_every_epochs=0.015",
+        ],
     ),
-    # Convolutions, BatchNorm in G and minibatch discrimination in D take the same path.
-    "N2-k2-mnist-cnn-swaps": (2, ["model=mnist_cnn", "mdgan.k=2", "mdgan.swap_every_epochs=0.015"]),
     # ACGAN: labels travel with the batches, the class loss is in D's loss and in the feedback.
-    "N3-k2-acgan-swaps": (3, ["gan.conditioning=acgan", "mdgan.k=2", "mdgan.swap_every_epochs=0.02"]),
+    # The augmentation's draws come from each worker's own stream, which stays with the worker.
+    "N3-k2-acgan-swaps-augment": (
+        3,
+        ["gan.conditioning=acgan", "mdgan.k=2", "mdgan.swap_every_epochs=0.02", "gan.augment='translation,cutout'"],
+    ),
     "N2-k1-acgan-mnist-cnn-class-split": (
         2,
         ["model=mnist_cnn", "gan.conditioning=acgan", "mdgan.k=1", "data.split=classes", "data.classes_per_worker=5"],
@@ -65,7 +73,15 @@ CASES = {
 }
 
 
-@pytest.fixture(scope="session", params=list(CASES))
+# The fast tier's cases: between them overlap, swaps, augmentation, k < N and k = N, reduced
+# precision and ACGAN's labels on the wire.
+FAST = {"N3-k2-overlap-swaps-augment", "N2-k2-bfloat16-acgan-swaps"}
+
+
+@pytest.fixture(
+    scope="session",
+    params=[pytest.param(case, marks=() if case in FAST else pytest.mark.slow) for case in CASES],
+)
 def finished_run(request, tmp_path_factory) -> tuple[Path, int]:
     num_workers, overrides = CASES[request.param]
     tmp = tmp_path_factory.mktemp(request.param)

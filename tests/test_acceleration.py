@@ -108,6 +108,7 @@ def test_the_default_is_plain_float32() -> None:
     assert policy_of(round_["gen"]) == PLAIN and policy_of(round_["disc"]) == PLAIN
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("g++") is None and shutil.which("c++") is None,
     reason="no C++ compiler (g++ or c++) on PATH: torch.compile's CPU backend (inductor) needs one",
@@ -133,6 +134,7 @@ def test_threads_are_not_part_of_the_trajectory_but_precision_is() -> None:
     assert trajectory_digest(wire, 2) != base
 
 
+@pytest.mark.slow
 def test_a_bf16_channels_last_run_with_one_thread(tmp_path: Path) -> None:
     """The options reach the trainer: a standalone CNN run trains in bf16 with train.threads=1."""
     overrides = [

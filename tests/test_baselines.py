@@ -19,6 +19,8 @@ from mdgan_dist.job import plan_data
 from mdgan_dist.seeding import generator
 from multiproc import TINY, TRAIN, Job, metrics, one_intra_op_thread, run_job
 
+pytestmark = pytest.mark.slow
+
 ITERATIONS = 6
 CPU = torch.device("cpu")
 

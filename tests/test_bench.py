@@ -1,6 +1,7 @@
-"""bench/suite.py end to end, at its --quick size: every section is there, the byte counts equal
-the analytic figures exactly, and the compute and quorum figures say what they must. No timing
-is asserted: the machine may be shared."""
+"""bench/suite.py end to end, at its --quick size: every section is there, the bench's analytic
+byte figures equal what its jobs measured, and the compute figures say what they must. No timing
+is asserted: the machine may be shared. What the trainer sends per iteration and per swap, and
+what a quorum does, test_oracle, test_swap and test_quorum check on the trainer itself."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.bench
+
 SUITE = Path(__file__).resolve().parents[1] / "bench" / "suite.py"
 SECTIONS = {"compute", "protocol", "scaling", "bytes", "memory", "optimisations"}
 
@@ -19,7 +22,8 @@ SECTIONS = {"compute", "protocol", "scaling", "bytes", "memory", "optimisations"
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "suite.json"
     done = subprocess.run(
-        [sys.executable, str(SUITE), "--quick", "--json", str(out)],
+        # 10 iterations a job instead of --quick's 30: no figure here needs more, and it runs 11 jobs.
+        [sys.executable, str(SUITE), "--quick", "--iterations", "10", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -51,10 +55,6 @@ def test_bytes_equal_the_analytic_figures_exactly(report: dict) -> None:
     assert iterations == {"float32", "bfloat16"}
     assert any(row["kind"] == "swap" for row in rows)
     assert any(row["kind"] == "sync" for row in rows)
-    # bfloat16 halves the payload: the same N moves about half the bytes of float32.
-    by = {(row["dtype"], row["workers"]): row["measured"] for row in rows if row["kind"] == "iteration"}
-    n = max(workers for dtype, workers in by if dtype == "bfloat16")
-    assert by[("bfloat16", n)] < 0.51 * by[("float32", n)]
 
 
 @pytest.mark.timeout(900)
@@ -62,13 +62,3 @@ def test_an_mdgan_worker_computes_less_than_an_flgan_worker(report: dict) -> Non
     rows = {row["name"]: row for row in report["sections"]["compute"]["rows"]}
     assert all(row["flops"] > 0 and row["cpu_seconds"] > 0 for row in rows.values())
     assert rows["mdgan_worker"]["flops"] < rows["flgan_worker"]["flops"]
-
-
-@pytest.mark.timeout(900)
-def test_a_quorum_steps_on_fewer_feedbacks_than_workers(report: dict) -> None:
-    rows = report["sections"]["optimisations"]["rows"]
-    (quorum,) = [row for row in rows if row["variant"].startswith("mdgan.quorum=")]
-    assert quorum["feedbacks_used"] < quorum["workers"]
-    assert quorum["feedbacks_late"] > 0
-    (waiting,) = [row for row in rows if row["variant"].startswith("quorum unset")]
-    assert waiting["feedbacks_used"] == waiting["workers"]

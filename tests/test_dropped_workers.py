@@ -1,5 +1,6 @@
 """The paper's crash scenario: with fault.tolerate_worker_loss the server drops a dead or silent
-worker and trains on with the others; without it the job fails fast. Real processes, real kills."""
+worker and trains on with the others (without it the job fails fast: test_failures.py). Real
+processes, real kills."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
+
 from multiproc import TINY, metrics, train_job, wait_for_iteration
+
+pytestmark = pytest.mark.slow
 
 ITERATIONS = 25
 B, D, VALUE, HEADER = 16, 28 * 28, 4, 64
@@ -37,17 +42,12 @@ def test_killed_worker_is_dropped_and_training_goes_on(tmp_path: Path) -> None:
     assert sorted(p.name.split("-")[0] for p in last_checkpoint.glob("rank*.pt")) == ["rank1", "rank3", "rank4"]
 
 
-def test_without_tolerance_a_killed_worker_fails_the_job_fast(tmp_path: Path) -> None:
-    job = train_job(tmp_path, 4, [*COMMON, "fault.kill_worker=3@5"])
-    codes = job.wait(60)
-    assert codes == [1, 1, 1, -signal.SIGKILL], job.outputs()
-    assert "rank 0: peer rank 3 failed during" in job.ranks[0].output
-    assert not (tmp_path / "run" / "generator.pt").exists()
-
-
 def test_silent_worker_is_dropped_at_the_timeout(tmp_path: Path) -> None:
-    timeout_s = 8
-    overrides = [*COMMON, "train.iterations=400", "fault.tolerate_worker_loss=true", f"comm.timeout_s={timeout_s}"]
+    # Long enough that the stop lands mid-run (it follows iteration 5 within a poll of 0.2 s).
+    timeout_s, iterations = 8, 100
+    overrides = [
+        *COMMON, f"train.iterations={iterations}", "fault.tolerate_worker_loss=true", f"comm.timeout_s={timeout_s}",
+    ]  # fmt: skip
     job = train_job(tmp_path, 4, overrides)
     try:
         wait_for_iteration(tmp_path / "run" / "metrics.jsonl", 5, timeout_s=120)
@@ -59,4 +59,4 @@ def test_silent_worker_is_dropped_at_the_timeout(tmp_path: Path) -> None:
     assert re.search(
         rf"dropped worker rank 3 during .*no answer within (2 x )?comm.timeout_s={timeout_s}s", job.ranks[0].output
     )
-    assert metrics(tmp_path / "run")[-1]["iteration"] == 400
+    assert metrics(tmp_path / "run")[-1]["iteration"] == iterations

@@ -413,6 +413,7 @@ def experiment(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=240)
 
 
+@pytest.mark.slow
 def test_a_tiny_grid_trains_then_is_skipped_then_tabulated(tmp_path: Path) -> None:
     preset = write_preset(tmp_path, {"algorithms": ["mdgan"], "workers": [1], "k": [1], "batch_sizes": [16]})
     root = tmp_path / "runs"

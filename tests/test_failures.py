@@ -9,7 +9,11 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from multiproc import TINY, Torchrun, train_job, wait_for_iteration
+
+pytestmark = pytest.mark.slow
 
 TIMEOUT_S = 10
 ENDLESS = [*TINY, "train.iterations=100000", "log.every=1", f"comm.timeout_s={TIMEOUT_S}"]

@@ -88,6 +88,7 @@ def uniform_noise(count: int) -> torch.Tensor:
 # The classifier and its cache.
 
 
+@pytest.mark.slow
 def test_classifier_reaches_96_percent_on_mnist5k_heldout(trained: tuple[Config, StoredClassifier]) -> None:
     cfg, stored = trained
     assert stored.heldout_accuracy >= 0.96
@@ -99,6 +100,7 @@ def test_classifier_reaches_96_percent_on_mnist5k_heldout(trained: tuple[Config,
     assert not was_trained and again.path == stored.path
 
 
+@pytest.mark.slow
 def test_a_classifier_for_another_dataset_is_refused(cfg: Config, trained: tuple[Config, StoredClassifier]) -> None:
     foreign = make_config(Path(cfg.eval.classifier_dir))
     foreign.data.name = "fashion_mnist"
@@ -181,11 +183,13 @@ def test_class_coverage_of_hand_made_verdicts() -> None:
 # The scores on real and noise images.
 
 
+@pytest.mark.slow
 def test_classifier_score_of_real_digits_and_of_noise(scorer: Evaluator, heldout: torch.Tensor) -> None:
     assert scorer.score(heldout)["classifier_score"] > 8
     assert scorer.score(uniform_noise(500))["classifier_score"] < 2
 
 
+@pytest.mark.slow
 def test_frechet_distance_real_noise_and_growing_noise(scorer: Evaluator, train_subset: torch.Tensor) -> None:
     real = scorer.score(train_subset)["frechet_distance"]
     noise = scorer.score(uniform_noise(500))["frechet_distance"]
@@ -200,6 +204,7 @@ def test_frechet_distance_real_noise_and_growing_noise(scorer: Evaluator, train_
     assert distances == sorted(distances), distances
 
 
+@pytest.mark.slow
 def test_real_floor_is_what_real_digits_score_and_does_not_depend_on_the_seed(cfg: Config, scorer: Evaluator) -> None:
     floor = scorer.real_floor()
     assert set(floor) == {*SCORES, *FIGURES}
@@ -212,6 +217,7 @@ def test_real_floor_is_what_real_digits_score_and_does_not_depend_on_the_seed(cf
     assert Evaluator(other_seed, CPU).real_floor() == floor
 
 
+@pytest.mark.slow
 def test_real_statistics_of_disjoint_halves_are_close(scorer: Evaluator, heldout: torch.Tensor) -> None:
     _, features = scorer.classify(heldout)
     halves = [feature_statistics(features[start::2]) for start in (0, 1)]
@@ -224,6 +230,7 @@ def test_real_statistics_of_disjoint_halves_are_close(scorer: Evaluator, heldout
 # What the trainer calls.
 
 
+@pytest.mark.slow
 def test_check_evaluation_names_the_command_when_nothing_is_cached(tmp_path: Path, cfg: Config) -> None:
     empty = make_config(tmp_path / "empty")
     with pytest.raises(ConfigError) as raised:
@@ -236,6 +243,7 @@ def test_check_evaluation_names_the_command_when_nothing_is_cached(tmp_path: Pat
     check_evaluation(cfg)  # the cached classifier is found
 
 
+@pytest.mark.slow
 def test_check_evaluation_names_missing_inception_weights(cfg: Config, tmp_path: Path) -> None:
     missing = make_config(Path(cfg.eval.classifier_dir))
     missing.eval.inception_weights = str(tmp_path / "inception.pth")
@@ -243,6 +251,7 @@ def test_check_evaluation_names_missing_inception_weights(cfg: Config, tmp_path:
         check_evaluation(missing)
 
 
+@pytest.mark.slow
 def test_evaluator_says_once_that_is_and_fid_are_skipped(cfg: Config, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="mdgan_dist"):
         Evaluator(cfg, CPU)
@@ -251,6 +260,7 @@ def test_evaluator_says_once_that_is_and_fid_are_skipped(cfg: Config, caplog: py
     assert "eval.inception_weights" in lines[0].getMessage()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "acgan"])
 def test_score_generator_is_finite_deterministic_and_leaves_rng_alone(cfg: Config, conditional: bool) -> None:
     cfg = make_config(Path(cfg.eval.classifier_dir))
@@ -271,6 +281,7 @@ def test_score_generator_is_finite_deterministic_and_leaves_rng_alone(cfg: Confi
 # mdgan-eval.
 
 
+@pytest.mark.slow
 def test_mdgan_eval_scores_a_folder_of_images(cfg: Config, heldout: torch.Tensor, tmp_path: Path) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
@@ -288,6 +299,7 @@ def test_mdgan_eval_scores_a_folder_of_images(cfg: Config, heldout: torch.Tensor
     assert set(scores["real_floor"]) == {*SCORES, *FIGURES}
 
 
+@pytest.mark.slow
 def test_mdgan_eval_scores_a_run_directory_with_overrides(
     cfg: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -302,6 +314,7 @@ def test_mdgan_eval_scores_a_run_directory_with_overrides(
     assert all(math.isfinite(scores[key]) for key in ("classifier_score", "frechet_distance"))
 
 
+@pytest.mark.slow
 def test_run_config_overrides_replace_only_what_they_name_or_change(cfg: Config, tmp_path: Path) -> None:
     run = make_config(Path(cfg.eval.classifier_dir))
     run.eval.num_samples = 123
@@ -328,6 +341,7 @@ class _RandomInception(FeatureExtractorInceptionV3):
         return None
 
 
+@pytest.mark.slow
 def test_inception_is_and_fid_with_random_weights(
     cfg: Config, heldout: torch.Tensor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -347,19 +361,39 @@ def test_inception_is_and_fid_with_random_weights(
     assert all(math.isfinite(value) for value in scores.values()), scores
 
 
-@pytest.mark.parametrize(("algorithm", "world_size"), [("mdgan", 3), ("flgan", 3), ("standalone", 1)])
+def scored_run(cfg: Config, tmp: Path, world_size: int, overrides: list[str]) -> tuple[Path, str]:
+    """A run of 5 iterations scored every 2: its directory and the server's output."""
+    scoring = [
+        "train.iterations=5",
+        "eval.every=2",
+        "log.progress=false",
+        f"eval.classifier_dir={cfg.eval.classifier_dir}",
+    ]
+    job = train_job(tmp, world_size, [*overrides, *scoring])
+    assert job.wait(240) == [0] * world_size, job.outputs()
+    return tmp / "run", job.ranks[0].output
+
+
+@pytest.fixture(scope="module")
+def default_run(cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`make train` for 5 iterations: 1 server + 4 workers, every default but the length, the
+    scoring interval and the classifier's cache."""
+    return scored_run(cfg, tmp_path_factory.mktemp("default"), 5, [])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["mdgan", "flgan", "standalone"])
 def test_training_scores_its_generator_every_eval_every(
-    cfg: Config, tmp_path: Path, algorithm: str, world_size: int
+    cfg: Config, tmp_path: Path, request: pytest.FixtureRequest, algorithm: str
 ) -> None:
     """The server scores G every eval.every iterations and after the last one, into metrics.jsonl
-    (records of their own) and tensorboard (score/...), for every algorithm."""
-    overrides = [
-        *TINY, f"algorithm={algorithm}", "train.iterations=5", "eval.every=2", f"eval.num_samples={NUM_SAMPLES}",
-        f"eval.classifier_dir={cfg.eval.classifier_dir}", "model.conditional=true",
-    ]  # fmt: skip
-    job = train_job(tmp_path, world_size, overrides)
-    assert job.wait(180) == [0] * world_size, job.outputs()
-    run_dir = tmp_path / "run"
+    (records of their own) and tensorboard (score/...), for every algorithm; MD-GAN's run is the
+    default one."""
+    if algorithm == "mdgan":
+        run_dir, output = request.getfixturevalue("default_run")
+    else:
+        overrides = [*TINY, f"algorithm={algorithm}", f"eval.num_samples={NUM_SAMPLES}", "model.conditional=true"]
+        run_dir, output = scored_run(cfg, tmp_path, 3 if algorithm == "flgan" else 1, overrides)
     scores = [record for record in metrics(run_dir) if "classifier_score" in record]
     assert [record["iteration"] for record in scores] == [2, 4, 5]
     assert all("is" not in record for record in scores)  # no Inception weights given
@@ -376,12 +410,12 @@ def test_training_scores_its_generator_every_eval_every(
         assert {name: scores[-1][prefix + name] for name in recomputed} == pytest.approx(recomputed, rel=1e-4)
     assert scores[-1]["frechet_distance"] != scores[-1]["raw_frechet_distance"]  # the average is another G
     assert scores[0]["frechet_distance"] != scores[-1]["frechet_distance"]  # deterministic: another G
-    assert "IS and FID" in job.ranks[0].output
+    assert "IS and FID" in output
     # What real images score, once per run, as scored here.
     floor = json.loads((run_dir / "real_floor.json").read_text())
     for name, value in scorer.real_floor().items():
         assert floor[name] == pytest.approx(value, rel=1e-5), name
-    assert "real images score: classifier_score" in job.ranks[0].output
+    assert "real images score: classifier_score" in output
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     for tag in ("score/classifier_score", "score/raw_salt", "score/class_share_min", "real/frechet_distance"):
@@ -389,24 +423,15 @@ def test_training_scores_its_generator_every_eval_every(
     assert events.Scalars("real/salt")[0].value == pytest.approx(floor["salt"]["mean"])
 
 
-def test_a_short_run_with_the_default_config_scores_and_writes_its_files(cfg: Config, tmp_path: Path) -> None:
-    """`make train` for 20 iterations: 1 server + 4 workers, every default but the length, the
-    scoring interval and the classifier's cache. Finite scores of the moving average and of the
-    raw G, the real-data floor, the final models and a checkpoint that mdgan-eval scores as G's
-    average."""
-    overrides = [
-        "train.iterations=20",
-        "eval.every=10",
-        "log.progress=false",
-        f"eval.classifier_dir={cfg.eval.classifier_dir}",
-    ]
-    job = train_job(tmp_path, 5, overrides)
-    assert job.wait(240) == [0] * 5, job.outputs()
-    run_dir = tmp_path / "run"
+@pytest.mark.slow
+def test_the_default_config_scores_and_writes_its_files(default_run: tuple[Path, str]) -> None:
+    """Finite scores of the moving average and of the raw G, the real-data floor, the final models
+    and a checkpoint that mdgan-eval scores as G's average."""
+    run_dir, _ = default_run
     run_cfg = config.load(run_dir / "config.yaml")
     assert (run_cfg.model.name, run_cfg.model.conditional, run_cfg.gan.augment) == ("dcgan", True, "none")
     scores = [record for record in metrics(run_dir) if "classifier_score" in record]
-    assert [record["iteration"] for record in scores] == [10, 20]
+    assert [record["iteration"] for record in scores] == [2, 4, 5]
     names = {*SCORES, *FIGURES}
     for record in scores:
         assert {*names, *(f"raw_{name}" for name in names)} <= set(record)
@@ -425,8 +450,8 @@ def test_a_short_run_with_the_default_config_scores_and_writes_its_files(cfg: Co
         f"stats_rank{rank}.json" for rank in range(5)
     }
     assert expected <= {path.name for path in run_dir.iterdir()}
-    assert (run_dir / "samples" / "iteration_000020.png").stat().st_size > 1000
+    assert (run_dir / "samples" / "iteration_000005.png").stat().st_size > 1000
     final = torch.load(run_dir / "generator.pt")
     assert sorted(final) == ["generator", "iteration", "raw_generator"]
-    checkpoint = run_dir / "checkpoints" / "iteration_00000020"
+    checkpoint = run_dir / "checkpoints" / "iteration_00000005"
     assert cli.score(checkpoint, [])["frechet_distance"] == pytest.approx(scores[-1]["frechet_distance"], rel=1e-4)

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import load_config
 from multiproc import TINY, run_job
-from test_oracle import assert_same_generators, reference_run
+from reference import assert_same_generators, reference_run
+
+pytestmark = pytest.mark.slow
 
 ITERATIONS = 30
 

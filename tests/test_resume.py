@@ -10,6 +10,8 @@ import pytest
 from mdgan_dist.checkpoint import MANIFEST, SERVER_FILE, checkpoint_dir
 from multiproc import TINY, assert_same_final_models, metrics, run_job, train_job
 
+pytestmark = pytest.mark.slow
+
 WORKERS = 3
 T = 6
 # Swaps every 2 iterations (shards of 1,500, b = 16), a checkpoint every 3: both fall inside each half.

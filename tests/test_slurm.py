@@ -46,7 +46,38 @@ def wait_until_logged(run_dir: Path, iteration: int, timeout_s: float) -> None:
         time.sleep(0.5)
 
 
-def assert_complete_run(run_dir: Path, output: str) -> None:
+def wait_for_output(path: Path, text: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not (path.exists() and text in path.read_text(errors="replace")):
+        assert time.monotonic() < deadline, f"{path} did not say {text!r}"
+        time.sleep(0.5)
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(600)
+def test_requeued_job_resumes_then_checkpoints_requeues_and_resumes_at_a_signal(
+    cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    """One job: requeued by hand, then signalled as near its time limit; each start resumes in its
+    own run directory, the second exactly where the signal stopped it."""
+    job, run_dir = submit(cluster, tmp_path)
+    out = tmp_path / f"slurm-{job}.out"
+    wait_until_logged(run_dir, 30, timeout_s=180)
+    assert cluster.run("scontrol", "requeue", str(job)).returncode == 0
+    wait_for_output(out, "restart 1", timeout_s=180)  # SLURM_RESTART_COUNT of the second start
+    # The first allocation is gone: more records than it left are the second start's.
+    wait_until_logged(run_dir, len(logged_iterations(run_dir)) + 15, timeout_s=180)
+    # What `#SBATCH --signal=B:USR1@180` does near the time limit, sent now.
+    assert cluster.run("scancel", "--batch", "--signal=USR1", str(job)).returncode == 0
+    cluster.wait_for(job, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout_s=300)
+    output = out.read_text(errors="replace")
+    assert cluster.job_state(job) == "COMPLETED", output[-3000:]
+    assert "asked the server to checkpoint and stop" in output and f"requeueing job {job}" in output
+    assert "restart 2" in output
+    stopped = [line for line in output.splitlines() if "stop requested: checkpoint of iteration" in line]
+    assert len(stopped) == 1, output[-3000:]
+    stop_iteration = int(stopped[0].split("iteration ")[1].split(" ")[0])
+
     assert "2 nodes x 2 ranks" in output
     assert logged_iterations(run_dir) == list(range(1, ITERATIONS + 1)), output[-3000:]
     for name in (
@@ -58,35 +89,9 @@ def assert_complete_run(run_dir: Path, output: str) -> None:
     ):
         assert (run_dir / name).exists(), name
     resumed = [line for line in output.splitlines() if "INFO resuming from" in line]
-    assert len(resumed) == 1, output[-3000:]
-    assert f"resuming from runs/{run_dir.name}/checkpoints/iteration_" in resumed[0]
-
-
-def test_requeued_job_resumes_in_its_own_run_directory(cluster: SlurmCluster, tmp_path: Path) -> None:
-    job, run_dir = submit(cluster, tmp_path)
-    wait_until_logged(run_dir, 30, timeout_s=180)
-    assert cluster.run("scontrol", "requeue", str(job)).returncode == 0
-    cluster.wait_for(job, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout_s=300)
-    output = (tmp_path / f"slurm-{job}.out").read_text(errors="replace")
-    assert cluster.job_state(job) == "COMPLETED", output[-3000:]
-    assert "restart 1" in output  # SLURM_RESTART_COUNT of the second start
-    assert_complete_run(run_dir, output)
-
-
-def test_signal_before_time_limit_checkpoints_requeues_and_resumes(cluster: SlurmCluster, tmp_path: Path) -> None:
-    # What `#SBATCH --signal=B:USR1@180` does near the time limit, sent now.
-    job, run_dir = submit(cluster, tmp_path)
-    wait_until_logged(run_dir, 30, timeout_s=180)
-    assert cluster.run("scancel", "--batch", "--signal=USR1", str(job)).returncode == 0
-    cluster.wait_for(job, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout_s=300)
-    output = (tmp_path / f"slurm-{job}.out").read_text(errors="replace")
-    assert cluster.job_state(job) == "COMPLETED", output[-3000:]
-    assert "asked the server to checkpoint and stop" in output and f"requeueing job {job}" in output
-    stopped = [line for line in output.splitlines() if "stop requested: checkpoint of iteration" in line]
-    assert len(stopped) == 1, output[-3000:]
-    stop_iteration = int(stopped[0].split("iteration ")[1].split(" ")[0])
-    assert f"at iteration {stop_iteration}" in output  # resumed exactly where it stopped
-    assert_complete_run(run_dir, output)
+    assert len(resumed) == 2, output[-3000:]
+    assert all(f"resuming from runs/{run_dir.name}/checkpoints/iteration_" in line for line in resumed)
+    assert resumed[1].endswith(f"at iteration {stop_iteration}")  # exactly where it stopped
 
 
 def test_sbatch_script_asks_for_requeue_and_an_early_signal() -> None:

@@ -14,7 +14,7 @@ PROBE = Path(__file__).parent / "procs" / "swap_probe.py"
 WORKERS = 4
 
 
-@pytest.mark.parametrize("with_optimizer", [True, False])
+@pytest.mark.parametrize("with_optimizer", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_swap_moves_every_discriminator_exactly_once(tmp_path: Path, with_optimizer: bool) -> None:
     job = Job(tmp_path, WORKERS, [sys.executable, str(PROBE)], [str(tmp_path), str(with_optimizer).lower()])
     assert job.wait(120) == [0] * WORKERS, job.outputs()
