@@ -18,7 +18,6 @@ ITERATIONS = 6
 # The defaults (the DCGAN pair, projection conditioning, the moving average of G) unless a case
 # says otherwise.
 CASES = {
-    "N2-k1-unconditional": (2, ["mdgan.k=1", "mdgan.swap_every_epochs=0", "model.conditional=false"]),
     "N4-kN-swaps-no-adam-state-L2-saturating": (
         4,
         [
