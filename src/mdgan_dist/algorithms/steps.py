@@ -8,7 +8,8 @@ autocast and its output cast back, so losses and feedback are always computed in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,8 @@ from mdgan_dist.models.sampling import generator_input
 
 # What D sees of a batch (gan.augment: augment.Augment); None: the batch as it is.
 Augmentation = Callable[[torch.Tensor], torch.Tensor] | None
+Batch = tuple[torch.Tensor, torch.Tensor | None]  # images and, for a conditional model, their classes
+Loss = TypeVar("Loss")
 
 
 def _seen(augment: Augmentation, images: torch.Tensor) -> torch.Tensor:
@@ -126,24 +129,39 @@ def discriminator_step(
     return loss.item()
 
 
+def discriminator_steps(
+    step: Callable[[Batch, Batch], Loss], next_real: Callable[[], Batch], fake: Batch, cfg: GANConfig
+) -> Loss:
+    """L discriminator steps against one generated batch, on fresh real batches from next_real, or
+    one reused for all L (gan.reuse_real_batch); returns what the last step returned."""
+    real = None
+    for _ in range(cfg.disc_steps):
+        if real is None or not cfg.reuse_real_batch:
+            real = next_real()
+        loss = step(real, fake)
+    return loss
+
+
 def train_discriminator(
     discriminator: nn.Module,
     optimizer: torch.optim.Optimizer,
     sampler: ShardSampler,
-    fake: tuple[torch.Tensor, torch.Tensor | None],
+    fake: Batch,
     cfg: GANConfig,
     augment: Augmentation = None,
 ) -> float:
-    """L discriminator steps against one generated batch, on fresh (or one reused) real batches;
-    returns the loss of the last step. Real labels are used only by a conditional model."""
+    """discriminator_steps of one D; returns the loss of the last step. Real labels are used only
+    by a conditional model."""
     conditional = fake[1] is not None
-    real = None
-    for _ in range(cfg.disc_steps):
-        if real is None or not cfg.reuse_real_batch:
-            images, classes = sampler.next_batch()
-            real = (images, classes if conditional else None)
-        loss = discriminator_step(discriminator, optimizer, real, fake, cfg, augment)
-    return loss
+
+    def next_real() -> Batch:
+        images, classes = sampler.next_batch()
+        return images, classes if conditional else None
+
+    def step(real: Batch, fake: Batch) -> float:
+        return discriminator_step(discriminator, optimizer, real, fake, cfg, augment)
+
+    return discriminator_steps(step, next_real, fake, cfg)
 
 
 def generator_feedback(
@@ -197,7 +215,13 @@ def snapshot_parameters(module: nn.Module) -> dict[str, torch.Tensor]:
     return {name: param.detach().clone().requires_grad_(True) for name, param in module.named_parameters()}
 
 
-def adam(module: nn.Module, lr: float, beta1: float, beta2: float, eps: float = 1e-8) -> torch.optim.Adam:
+class Trainable(Protocol):
+    """A module, or anything else with parameters to optimise (mdgan/stack.py's stacked D)."""
+
+    def parameters(self) -> Iterator[torch.Tensor]: ...
+
+
+def adam(module: Trainable, lr: float, beta1: float, beta2: float, eps: float = 1e-8) -> torch.optim.Adam:
     return torch.optim.Adam(module.parameters(), lr=lr, betas=(beta1, beta2), eps=eps)
 
 
@@ -205,5 +229,5 @@ def generator_adam(generator: nn.Module, cfg: OptimConfig) -> torch.optim.Adam:
     return adam(generator, cfg.g_lr, cfg.beta1, cfg.beta2, cfg.g_eps)
 
 
-def discriminator_adam(discriminator: nn.Module, cfg: OptimConfig) -> torch.optim.Adam:
+def discriminator_adam(discriminator: Trainable, cfg: OptimConfig) -> torch.optim.Adam:
     return adam(discriminator, cfg.d_lr, cfg.beta1, cfg.beta2, cfg.d_eps)

@@ -4,9 +4,12 @@ tensors they hold in one iteration. The roles call these; the bench times these 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from mdgan_dist.algorithms.components import (
     label_classes,
@@ -16,16 +19,19 @@ from mdgan_dist.algorithms.components import (
     make_sampler,
 )
 from mdgan_dist.algorithms.ema import average_of
+from mdgan_dist.algorithms.mdgan.stack import DiscriminatorStack
 from mdgan_dist.algorithms.steps import (
+    Batch,
     aggregate_feedback,
     discriminator_adam,
+    discriminator_loss,
+    discriminator_steps,
     generate,
     generator_adam,
-    generator_feedback,
+    generator_loss,
     generator_step,
     sample_latent,
     snapshot_parameters,
-    train_discriminator,
 )
 from mdgan_dist.config import Config
 from mdgan_dist.seeding import generator
@@ -79,44 +85,106 @@ class GeneratorCompute:
 
 @dataclass
 class WorkerOutcome:
-    feedback: torch.Tensor  # b x C x H x W: the gradient of G's loss with respect to X_g
-    d_loss: float
-    g_loss: float
+    """One iteration of a worker process's W workers."""
+
+    feedback: torch.Tensor  # W x b x C x H x W: each slot's gradient of G's loss with respect to its X_g
+    d_losses: list[float]  # per slot, of its last D step
+    g_losses: list[float]  # per slot
     d_seconds: float
     feedback_seconds: float
 
 
 class DiscriminatorCompute:
-    """A worker's D, its Adam, its real-batch sampler and the augmentation D sees through."""
+    """The discriminators of a worker process (one per worker it hosts, stacked: stack.py), their
+    Adam, and per worker its real-batch sampler and the augmentation its D sees through."""
 
     def __init__(
         self,
         cfg: Config,
         image_shape: tuple[int, int, int],
         num_classes: int,
-        shard: tuple[torch.Tensor, torch.Tensor],
-        worker: int,
+        shards: list[tuple[torch.Tensor, torch.Tensor]],
+        workers: list[int],
         device: torch.device,
     ) -> None:
+        """shards: the images and labels of each worker in `workers` (0-based worker indices)."""
         self.gan = cfg.gan
-        images, labels = shard
-        self.sampler = make_sampler(cfg, images.to(device), labels.to(device), worker)
-        self.augment = make_augment(cfg, worker)
-        self.discriminator = make_discriminator(cfg, image_shape, num_classes, worker).to(device)
-        self.optimizer = discriminator_adam(self.discriminator, cfg.optim)
+        self.samplers = [
+            make_sampler(cfg, images.to(device), labels.to(device), worker)
+            for (images, labels), worker in zip(shards, workers, strict=True)
+        ]
+        augments = [make_augment(cfg, worker) for worker in workers]
+        self.augments = None if augments[0] is None else [augment for augment in augments if augment is not None]
+        self.stack = DiscriminatorStack(
+            [make_discriminator(cfg, image_shape, num_classes, worker).to(device) for worker in workers]
+        )
+        self.optimizer = discriminator_adam(self.stack, cfg.optim)
 
     def iteration(self, samples: torch.Tensor, labels: torch.Tensor | None) -> WorkerOutcome:
-        """Paper's Algorithm 1, worker side: L discriminator steps against samples[TRAINING],
-        then the feedback of the updated D on samples[FEEDBACK] (2 x b x C x H x W; labels 2 x b)."""
+        """Paper's Algorithm 1, worker side, for every slot at once: L discriminator steps against
+        samples[:, TRAINING], then the feedback of the updated D on samples[:, FEEDBACK]
+        (W x 2 x b x C x H x W; labels W x 2 x b)."""
         started = time.perf_counter()
-        fake = (samples[TRAINING], None if labels is None else labels[TRAINING])
-        d_loss = train_discriminator(self.discriminator, self.optimizer, self.sampler, fake, self.gan, self.augment)
+        fake = (samples[:, TRAINING], None if labels is None else labels[:, TRAINING])
+        d_losses = discriminator_steps(self.step, self.real_batches(conditional=labels is not None), fake, self.gan)
         trained = time.perf_counter()
-        feedback, g_loss = generator_feedback(
-            self.discriminator,
-            samples[FEEDBACK],
-            self.gan,
-            None if labels is None else labels[FEEDBACK],
-            self.augment,
-        )
-        return WorkerOutcome(feedback, d_loss, g_loss, trained - started, time.perf_counter() - trained)
+        feedback, g_losses = self.feedback(samples[:, FEEDBACK], None if labels is None else labels[:, FEEDBACK])
+        return WorkerOutcome(feedback, d_losses, g_losses, trained - started, time.perf_counter() - trained)
+
+    def real_batches(self, conditional: bool) -> Callable[[], Batch]:
+        """Draws one real batch per slot, from the slot's own sampler: W x b x ..."""
+
+        def draw() -> Batch:
+            images, classes = zip(*(sampler.next_batch() for sampler in self.samplers), strict=True)
+            return torch.stack(images), torch.stack(classes) if conditional else None
+
+        return draw
+
+    def seen(self, images: torch.Tensor) -> torch.Tensor:
+        """What each slot's D sees of its images: through its own augmentation, if any."""
+        if self.augments is None:
+            return images
+        return torch.stack([augment(batch) for augment, batch in zip(self.augments, images, strict=True)])
+
+    def step(self, real: Batch, fake: Batch) -> list[float]:
+        """One Adam step of every slot's D (steps.discriminator_step, batched over the slots)."""
+        (real_images, real_classes), (fake_images, fake_classes) = real, fake
+        gan, stack = self.gan, self.stack
+        self.optimizer.zero_grad(set_to_none=True)
+        real_output, fake_output = stack.judge(self.seen(real_images)), stack.judge(self.seen(fake_images))
+
+        def loss(real: torch.Tensor, fake: torch.Tensor, real_of: Tensor | None, fake_of: Tensor | None) -> Tensor:
+            return discriminator_loss(real, fake, gan.real_label, real_of, fake_of, gan.conditioning)
+
+        losses = stack.per_slot(loss, real_output, fake_output, real_classes, fake_classes)
+        losses.sum().backward()  # each slot's loss depends on its own D only
+        self.optimizer.step()
+        return losses.tolist()
+
+    def feedback(self, samples: torch.Tensor, classes: torch.Tensor | None) -> tuple[torch.Tensor, list[float]]:
+        """Every slot's F_n (steps.generator_feedback, batched over the slots) and G's loss."""
+        gan, stack = self.gan, self.stack
+        samples = samples.detach().requires_grad_(True)
+
+        def loss(output: torch.Tensor, classes: Tensor | None) -> Tensor:
+            return generator_loss(output, gan.loss, classes, gan.conditioning)
+
+        losses = stack.per_slot(loss, stack.judge(self.seen(samples)), classes)
+        (feedback,) = torch.autograd.grad(losses.sum(), samples)
+        return feedback.contiguous(), losses.tolist()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "discriminators": self.stack.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "samplers": [sampler.state_dict() for sampler in self.samplers],
+            "augments": None if self.augments is None else [augment.state_dict() for augment in self.augments],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stack.load_state_dict(state["discriminators"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for sampler, sampler_state in zip(self.samplers, state["samplers"], strict=True):
+            sampler.load_state_dict(sampler_state)
+        for augment, augment_state in zip(self.augments or [], state["augments"] or [], strict=True):
+            augment.load_state_dict(augment_state)
