@@ -69,12 +69,36 @@ CASES = {
         2,
         ["comm.dtype=float16", "mdgan.overlap=true", "mdgan.k=1", "mdgan.swap_every_epochs=0"],
     ),
+    # Several workers per process (mdgan.workers_per_rank): 4 workers on 2 processes, their D steps
+    # and feedback batched; swaps move some D in memory and some between the processes.
+    "N4-W2-k2-acgan-swaps-augment": (
+        4,
+        [
+            "mdgan.workers_per_rank=2",
+            "gan.conditioning=acgan",
+            "mdgan.k=2",
+            "mdgan.swap_every_epochs=0.03",
+            "gan.augment='translation,cutout'",
+        ],
+    ),
+    "N6-W3-k3-mlp-L2-swaps-no-adam-state-overlap": (
+        6,
+        [
+            "mdgan.workers_per_rank=3",
+            "model=mnist_mlp",
+            "mdgan.k=3",
+            "gan.disc_steps=2",
+            "mdgan.swap_every_epochs=0.04",
+            "mdgan.swap_optimizer_state=false",
+            "mdgan.overlap=true",
+        ],
+    ),
 }
 
 
 # The fast tier's cases: between them overlap, swaps, augmentation, k < N and k = N, reduced
 # precision and ACGAN's labels on the wire.
-FAST = {"N3-k2-overlap-swaps-augment", "N2-k2-bfloat16-acgan-swaps"}
+FAST = {"N3-k2-overlap-swaps-augment", "N2-k2-bfloat16-acgan-swaps", "N4-W2-k2-acgan-swaps-augment"}
 
 
 @pytest.fixture(
@@ -84,8 +108,9 @@ FAST = {"N3-k2-overlap-swaps-augment", "N2-k2-bfloat16-acgan-swaps"}
 def finished_run(request, tmp_path_factory) -> tuple[Path, int]:
     num_workers, overrides = CASES[request.param]
     tmp = tmp_path_factory.mktemp(request.param)
+    per_rank = next((int(o.split("=")[1]) for o in overrides if o.startswith("mdgan.workers_per_rank=")), 1)
     overrides = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "log.sample_every=3", *overrides]
-    return run_job(tmp, num_workers + 1, overrides), num_workers
+    return run_job(tmp, num_workers // per_rank + 1, overrides), num_workers
 
 
 def load_config(run_dir: Path) -> Config:

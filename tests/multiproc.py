@@ -188,10 +188,14 @@ def assert_same_final_models(run_dir: Path, reference: Path) -> None:
     for name in files:
         got, want = torch.load(run_dir / name), torch.load(reference / name)
         assert got.keys() == want.keys()
-        # Every model in the file: generator.pt holds G and its moving average.
-        for key in (key for key, value in want.items() if isinstance(value, dict)):
-            assert got[key].keys() == want[key].keys()
-            assert all(torch.equal(got[key][p], want[key][p]) for p in want[key]), f"{name} {key} differs"
+        # Every model in the file: generator.pt holds G and its moving average, a worker process's
+        # file one state per worker it hosts.
+        for key, value in want.items():
+            models = value if isinstance(value, list) else [value]
+            for index, model in enumerate(model for model in models if isinstance(model, dict)):
+                other = got[key] if isinstance(value, dict) else got[key][index]
+                assert other.keys() == model.keys()
+                assert all(torch.equal(other[p], model[p]) for p in model), f"{name} {key} {index} differs"
 
 
 def wait_for_iteration(metrics: Path, iteration: int, timeout_s: float) -> None:

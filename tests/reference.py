@@ -130,6 +130,22 @@ def _reference_run(
     return final_generator(gen, average, iterations), [d.state_dict() for d in discs], swaps
 
 
+def final_discriminators(run_dir: Path) -> list[dict]:
+    """Every worker's final D, worker by worker: the slots of discriminator_rank1.pt, then rank 2's..."""
+    files = sorted(
+        run_dir.glob("discriminator_rank*.pt"), key=lambda path: int(path.stem.removeprefix("discriminator_rank"))
+    )
+    return [state for path in files for state in torch.load(path)["discriminators"]]
+
+
+def assert_same_discriminators(run_dir: Path, expected: list[dict]) -> None:
+    actual = final_discriminators(run_dir)
+    assert len(actual) == len(expected)
+    for n, (got, want) in enumerate(zip(actual, expected, strict=True)):
+        for name, value in want.items():
+            torch.testing.assert_close(got[name], value, rtol=1e-5, atol=1e-6, msg=f"worker {n} {name}")
+
+
 def assert_same_generators(run_dir: Path, expected: dict) -> None:
     """generator.pt equals the reference's: the shown G (the average, if any) and the raw G."""
     actual = torch.load(run_dir / "generator.pt")

@@ -64,7 +64,7 @@ def test_standalone_equals_mdgan_with_one_worker(tmp_path: Path, conditional: bo
         assert_close_states(got[key], want[key], key)
     got_g = got["raw_generator"]
     got_d = torch.load(standalone / "discriminator.pt")["discriminator"]
-    assert_close_states(got_d, torch.load(mdgan / "discriminator_rank1.pt")["discriminator"], "discriminator")
+    assert_close_states(got_d, torch.load(mdgan / "discriminator_rank1.pt")["discriminators"][0], "discriminator")
     assert_moved(load_config(standalone), got_g)
     losses = [r[name] for r in metrics(standalone) for name in ("d_loss", "g_loss")]
     assert losses == pytest.approx([r[name] for r in metrics(mdgan) for name in ("d_loss", "g_loss")], rel=1e-5)

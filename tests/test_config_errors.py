@@ -59,6 +59,26 @@ CASES = {
     ),
     "overlap for flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "mdgan.overlap=true"], "are MD-GAN's, not flgan"),
     "bad slow point": ({"WORLD_SIZE": "3"}, ["fault.slow_worker=1@soon"], "expected RANK@SECONDS"),
+    "no workers per rank": (
+        {"WORLD_SIZE": "3"},
+        ["mdgan.workers_per_rank=0"],
+        "mdgan.workers_per_rank=0: must be >= 1",
+    ),
+    "k above N of several per rank": (
+        {"WORLD_SIZE": "3"},
+        ["mdgan.workers_per_rank=2", "mdgan.k=5"],
+        "mdgan.k=5 is outside 1..N with N=4 workers",
+    ),
+    "quorum with several per rank": (
+        {"WORLD_SIZE": "3"},
+        ["mdgan.workers_per_rank=2", "mdgan.quorum=4"],
+        "mdgan.quorum cannot be combined with mdgan.workers_per_rank > 1",
+    ),
+    "several per rank for flgan": (
+        {"WORLD_SIZE": "3"},
+        ["algorithm=flgan", "mdgan.workers_per_rank=2"],
+        "mdgan.workers_per_rank is MD-GAN's: flgan runs one worker per process",
+    ),
     "bad kill point": (
         {"WORLD_SIZE": "3"},
         ["fault.kill_worker=5@3"],

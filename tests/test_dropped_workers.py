@@ -42,6 +42,26 @@ def test_killed_worker_is_dropped_and_training_goes_on(tmp_path: Path) -> None:
     assert sorted(p.name.split("-")[0] for p in last_checkpoint.glob("rank*.pt")) == ["rank1", "rank3", "rank4"]
 
 
+def test_killed_process_of_several_workers_drops_them_all_and_training_goes_on(tmp_path: Path) -> None:
+    """mdgan.workers_per_rank=2: 6 workers on 3 processes; rank 2 dies with its 2 workers, the 4 left
+    swap on, in memory and between the 2 live processes."""
+    overrides = [*COMMON, "mdgan.workers_per_rank=2", "fault.tolerate_worker_loss=true", "fault.kill_worker=2@8"]
+    job = train_job(tmp_path, 4, overrides)
+    codes = job.wait(180)
+    assert codes == [0, 0, -signal.SIGKILL, 0], job.outputs()
+    assert re.search(r"dropped worker rank 2 during training iteration 8: 4 workers left", job.ranks[0].output)
+    run = metrics(tmp_path / "run")
+    assert [r["iteration"] for r in run] == list(range(1, ITERATIONS + 1))
+    for r in run:
+        processes = 3 if r["iteration"] <= 8 else 2
+        assert r["feedbacks_used"] == 2 * processes, r
+        assert r["server_bytes_recv"] == processes * (2 * B * D * VALUE + HEADER), r
+    assert run[-1]["swaps"] > run[8]["swaps"] > 0
+    last_checkpoint = tmp_path / "run" / "checkpoints" / "iteration_00000025"
+    assert sorted(p.name.split("-")[0] for p in last_checkpoint.glob("rank*.pt")) == ["rank1", "rank3"]
+    assert (tmp_path / "run" / "generator.pt").exists()
+
+
 def test_silent_worker_is_dropped_at_the_timeout(tmp_path: Path) -> None:
     # Long enough that the stop lands mid-run (it follows iteration 5 within a poll of 0.2 s).
     timeout_s, iterations = 8, 100

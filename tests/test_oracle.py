@@ -13,7 +13,7 @@ import torch
 from conftest import ITERATIONS, load_config
 from mdgan_dist.algorithms.components import make_generator
 from mdgan_dist.algorithms.mdgan.message import wire_dtype
-from reference import assert_same_generators, reference_run
+from reference import assert_same_discriminators, assert_same_generators, reference_run
 
 
 def test_distributed_round_equals_single_process(finished_run: tuple[Path, int]) -> None:
@@ -21,10 +21,7 @@ def test_distributed_round_equals_single_process(finished_run: tuple[Path, int])
     cfg = load_config(run_dir)
     expected_g, expected_ds, expected_swaps = reference_run(cfg, num_workers, ITERATIONS)
     assert_same_generators(run_dir, expected_g)
-    for n in range(num_workers):
-        actual_d = torch.load(run_dir / f"discriminator_rank{n + 1}.pt")["discriminator"]
-        for name, value in expected_ds[n].items():
-            torch.testing.assert_close(actual_d[name], value, rtol=1e-5, atol=1e-6, msg=f"worker {n} {name}")
+    assert_same_discriminators(run_dir, expected_ds)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     assert [r["iteration"] for r in records] == list(range(1, ITERATIONS + 1))
     assert records[-1]["swaps"] == expected_swaps
@@ -40,10 +37,12 @@ def test_distributed_round_equals_single_process(finished_run: tuple[Path, int])
 
 def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, int]) -> None:
     """3*b*d*N float32 values per iteration (plus the 2*b*N labels of the generated batches for
-    ACGAN), in one packet per worker and direction, each with its 64-byte header; a swap order adds
-    one header per worker, and the TRAIN after it (or after the handshake) one bare header more."""
+    ACGAN), in one packet per worker process and direction, each with its 64-byte header; a swap
+    order adds one header per worker, and the TRAIN after it (or after the handshake) one bare
+    header more per process."""
     run_dir, num_workers = finished_run
     cfg = load_config(run_dir)
+    processes = num_workers // cfg.mdgan.workers_per_rank
     value = torch.empty((), dtype=wire_dtype(cfg.comm.dtype)).element_size()
     b, d, header = cfg.train.batch_size, 28 * 28, 8 * 8
     labels = 2 * b * value if cfg.model.conditional else 0
@@ -52,14 +51,14 @@ def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, in
     for record in records:
         swapped = record["swaps"] > swaps_before
         swap_orders = num_workers * header * (record["swaps"] - swaps_before)
-        announcements = num_workers * header * control_before
+        announcements = processes * header * control_before
         swaps_before, control_before = record["swaps"], swapped
-        expected_sent = num_workers * (2 * b * d * value + labels + header) + swap_orders + announcements
+        expected_sent = num_workers * (2 * b * d * value + labels) + processes * header + swap_orders + announcements
         assert record["server_bytes_sent"] == expected_sent
-        assert record["server_bytes_recv"] == num_workers * (b * d * value + header)
-        overhead = swap_orders + announcements + 2 * num_workers * header
+        assert record["server_bytes_recv"] == num_workers * b * d * value + processes * header
+        overhead = swap_orders + announcements + 2 * processes * header
         payload = record["server_bytes_sent"] + record["server_bytes_recv"] - overhead
         assert payload == 3 * b * d * num_workers * value + num_workers * labels
-        # One packet per worker and direction, plus the bare headers above.
-        assert record["server_messages_recv"] == num_workers
-        assert record["server_messages_sent"] == num_workers + (swap_orders + announcements) // header
+        # One packet per worker process and direction, plus the bare headers above.
+        assert record["server_messages_recv"] == processes
+        assert record["server_messages_sent"] == processes + (swap_orders + announcements) // header

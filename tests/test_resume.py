@@ -113,3 +113,19 @@ def test_resume_never_refuses_an_existing_run(tmp_path: Path, first_half: Path) 
     assert job.wait(120) == [2] * (WORKERS + 1), job.outputs()
     for rank in job.ranks:
         assert "already holds a run and resume=never" in rank.output
+
+
+def test_several_workers_per_process_resume_bit_identical(tmp_path: Path) -> None:
+    """mdgan.workers_per_rank=2, 4 workers on 2 processes: each process's checkpoint holds its
+    stacked discriminators, their Adam state, samplers and augmentation streams."""
+    layout = [*COMMON, "mdgan.workers_per_rank=2"]
+    for folder in ("straight", "half", "resumed"):
+        (tmp_path / folder).mkdir()
+    straight = run_job(tmp_path / "straight", 3, [*layout, f"train.iterations={2 * T}"])
+    half = run_job(tmp_path / "half", 3, [*layout, f"train.iterations={T}"])
+    holders = sorted(p.name for p in checkpoint_dir(half, T).glob("rank*-holds-*.pt"))
+    assert len(holders) == 2 and all(name.count("-D") == 2 for name in holders)
+    shutil.copytree(half, tmp_path / "resumed" / "run")
+    resumed = run_job(tmp_path / "resumed", 3, [*layout, f"train.iterations={2 * T}"])
+    assert_same_final_models(resumed, straight)
+    assert without_timings(metrics(resumed)) == without_timings(metrics(straight))

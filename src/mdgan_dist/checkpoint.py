@@ -4,6 +4,7 @@ the newest complete checkpoint to resume from, and which G a checkpoint or gener
 Layout (the run directory is assumed to be on a file system every rank sees):
     <run_dir>/checkpoints/iteration_00001000/server.pt
     <run_dir>/checkpoints/iteration_00001000/rank2-holds-D0.pt     worker rank 2 holds the D born on worker 0
+    <run_dir>/checkpoints/iteration_00001000/rank1-holds-D3-D0.pt  (mdgan.workers_per_rank=2) its slots hold D3, D0
     <run_dir>/checkpoints/iteration_00001000/MANIFEST.json         written last, by the server
 """
 
@@ -39,8 +40,9 @@ def resume_directory(cfg: Config, run_dir: Path, iteration: int) -> Path:
     return Path(cfg.resume) if cfg.resume not in ("auto", "never") else checkpoint_dir(run_dir, iteration)
 
 
-def worker_file(directory: Path, rank: int, holds: int) -> Path:
-    return directory / f"rank{rank}-holds-D{holds}.pt"
+def worker_file(directory: Path, rank: int, holds: list[int]) -> Path:
+    """A worker process's file, named after the discriminators its slots hold."""
+    return directory / f"rank{rank}-holds-{'-'.join(f'D{born_on}' for born_on in holds)}.pt"
 
 
 def find_worker_file(directory: Path, rank: int) -> Path:

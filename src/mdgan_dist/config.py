@@ -69,6 +69,9 @@ class MDGANConfig:
     # the batches it is updated from (a one-step staleness); false is the paper's exact algorithm.
     overlap: bool = False
     quorum: int | None = None  # step G once this many feedbacks arrived, discard later ones; None: all N
+    # W: the workers each worker process hosts, with their D steps and feedback batched over them;
+    # N = W x (processes - 1). 1: one worker per process, the paper's layout.
+    workers_per_rank: int = 1
 
 
 @dataclass

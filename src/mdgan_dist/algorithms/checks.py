@@ -28,6 +28,11 @@ def reject_mdgan_options(cfg: Config) -> None:
     """For every algorithm but MD-GAN: its speed and fault options would be silently ignored."""
     if cfg.mdgan.overlap or cfg.mdgan.quorum is not None:
         raise ConfigError(f"mdgan.overlap and mdgan.quorum are MD-GAN's, not {cfg.algorithm}'s: remove them")
+    if cfg.mdgan.workers_per_rank != 1:
+        raise ConfigError(
+            f"mdgan.workers_per_rank is MD-GAN's: {cfg.algorithm} runs one worker per process "
+            "(FL-GAN's workers each train a whole G and D, which the stacked discriminators do not cover)"
+        )
     fault = cfg.fault
     if fault.tolerate_worker_loss or fault.kill_worker or fault.slow_worker:
         raise ConfigError(

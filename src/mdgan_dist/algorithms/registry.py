@@ -28,12 +28,18 @@ def no_data_checks(cfg: Config, plan: DataPlan) -> None:
     """For an algorithm with nothing to check on the data beyond what every one checks."""
 
 
+def one_per_process(_cfg: Config, world_size: int) -> int:
+    """A worker on each process but the server."""
+    return world_size - 1
+
+
 @dataclass(frozen=True)
 class Algorithm:
     server: RoleFactory  # rank 0; the whole algorithm when it runs in one process
     worker: RoleFactory | None  # ranks 1..N; None: the algorithm runs in one process
     validate: Callable[[Config, int], None]  # (config, world size): raises ConfigError
     check_plan: Callable[[Config, DataPlan], None] = no_data_checks  # once the data is known
+    workers: Callable[[Config, int], int] = one_per_process  # (config, world size): N, one data shard each
 
     @property
     def single_process(self) -> bool:
@@ -41,7 +47,7 @@ class Algorithm:
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "mdgan": Algorithm(Server, Worker, mdgan_checks.validate, mdgan_checks.check_plan),
+    "mdgan": Algorithm(Server, Worker, mdgan_checks.validate, mdgan_checks.check_plan, mdgan_checks.num_workers),
     "flgan": Algorithm(FLGANServer, FLGANWorker, flgan_checks.validate),
     "standalone": Algorithm(StandaloneGAN, None, validate_standalone),
 }
@@ -65,6 +71,6 @@ def plan(cfg: Config, world_size: int) -> DataPlan:
     """The data plan of a validated config, checked by its algorithm: the whole train split for
     one process, one shard per worker otherwise."""
     algorithm = algorithm_of(cfg)
-    data = plan_data(cfg, 0 if algorithm.single_process else world_size - 1)
+    data = plan_data(cfg, 0 if algorithm.single_process else algorithm.workers(cfg, world_size))
     algorithm.check_plan(cfg, data)
     return data

@@ -213,7 +213,9 @@ class Feedback(Message):
 
 @dataclass(frozen=True)
 class SwapOrder(Message):
-    """server -> worker, after an iteration: where to send D, and where the next one comes from."""
+    """server -> worker process, after an iteration, one per worker it hosts (in slot order): where
+    to send that worker's D, and where its next one comes from. Workers are named by address:
+    rank x W + slot with W = mdgan.workers_per_rank, so with one worker per process, its rank."""
 
     KIND = Kind.SWAP
     iteration: int

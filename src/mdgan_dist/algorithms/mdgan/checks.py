@@ -8,18 +8,42 @@ from mdgan_dist.errors import ConfigError
 from mdgan_dist.job import DataPlan
 
 
+def num_workers(cfg: Config, world_size: int) -> int:
+    """N: mdgan.workers_per_rank on each process but the server."""
+    return (world_size - 1) * cfg.mdgan.workers_per_rank
+
+
 def validate(cfg: Config, world_size: int) -> None:
     require_workers(cfg, world_size)
-    num_workers = world_size - 1
-    k = resolved_k(cfg.mdgan, num_workers)
-    if not 1 <= k <= num_workers:
+    validate_workers_per_rank(cfg)
+    workers = num_workers(cfg, world_size)
+    k = resolved_k(cfg.mdgan, workers)
+    if not 1 <= k <= workers:
         raise ConfigError(
-            f"mdgan.k={k} is outside 1..N with N={num_workers} workers: "
-            f"set mdgan.k between 1 and {num_workers}, or leave it unset for ceil(log2 N)"
+            f"mdgan.k={k} is outside 1..N with N={workers} workers: "
+            f"set mdgan.k between 1 and {workers}, or leave it unset for ceil(log2 N)"
         )
-    validate_speed_options(cfg, num_workers)
-    kill_point(cfg.fault, num_workers)
-    slow_point(cfg.fault, num_workers)
+    validate_speed_options(cfg, workers)
+    # The fault injection names worker processes.
+    kill_point(cfg.fault, world_size - 1)
+    slow_point(cfg.fault, world_size - 1)
+
+
+def validate_workers_per_rank(cfg: Config) -> None:
+    per_rank = cfg.mdgan.workers_per_rank
+    require(per_rank >= 1, f"mdgan.workers_per_rank={per_rank}: must be >= 1")
+    if per_rank == 1:
+        return
+    require(
+        cfg.mdgan.quorum is None,
+        "mdgan.quorum cannot be combined with mdgan.workers_per_rank > 1: a process answers for all its "
+        "workers at once, so a late one would hold back W feedbacks; use one of them",
+    )
+    require(
+        not cfg.train.compile,
+        "train.compile cannot be combined with mdgan.workers_per_rank > 1: the stacked discriminators run "
+        "through torch.func.vmap, which the compiled module does not support here; use one of them",
+    )
 
 
 def validate_speed_options(cfg: Config, num_workers: int) -> None:

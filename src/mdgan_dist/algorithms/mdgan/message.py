@@ -36,11 +36,13 @@ class Packet:
 
 
 class BatchMessage(Packet):
-    """server -> worker: X_d and X_g (2 x b x C x H x W, rows compute.TRAINING and
-    compute.FEEDBACK), then their class labels (2 x b) for conditional models."""
+    """server -> worker process: for each of its W workers (slots) X_d and X_g (W x 2 x b x C x H x W,
+    rows compute.TRAINING and compute.FEEDBACK), then their class labels (W x 2 x b) for
+    conditional models."""
 
     def __init__(
         self,
+        slots: int,
         batch: int,
         image_shape: tuple[int, int, int],
         num_classes: int | None,
@@ -49,24 +51,26 @@ class BatchMessage(Packet):
     ) -> None:
         """num_classes: None when unconditional (config.validate_wire_labels checked that the
         labels are exact in the wire dtype)."""
-        image_values = 2 * batch * math.prod(image_shape)
-        super().__init__(image_values + (2 * batch if num_classes is not None else 0), dtype, device)
-        self.images = self.payload[:image_values].view(2, batch, *image_shape)
-        self.labels = self.payload[image_values:].view(2, batch) if num_classes is not None else None
+        image_values = slots * 2 * batch * math.prod(image_shape)
+        super().__init__(image_values + (slots * 2 * batch if num_classes is not None else 0), dtype, device)
+        self.images = self.payload[:image_values].view(slots, 2, batch, *image_shape)
+        self.labels = self.payload[image_values:].view(slots, 2, batch) if num_classes is not None else None
 
-    def put(self, row: int, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        self.images[row].copy_(images)
+    def put(self, slot: int, row: int, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+        self.images[slot, row].copy_(images)
         if self.labels is not None:
             assert labels is not None, "a conditional model's batches travel with their labels"
-            self.labels[row].copy_(labels)
+            self.labels[slot, row].copy_(labels)
 
 
 class FeedbackMessage(Packet):
-    """worker -> server: the error feedback F_n (b x C x H x W)."""
+    """worker process -> server: the error feedback F_n of each of its W workers (W x b x C x H x W)."""
 
-    def __init__(self, batch: int, image_shape: tuple[int, int, int], dtype: torch.dtype, device: torch.device) -> None:
-        super().__init__(batch * math.prod(image_shape), dtype, device)
-        self.feedback = self.payload.view(batch, *image_shape)
+    def __init__(
+        self, slots: int, batch: int, image_shape: tuple[int, int, int], dtype: torch.dtype, device: torch.device
+    ) -> None:
+        super().__init__(slots * batch * math.prod(image_shape), dtype, device)
+        self.feedback = self.payload.view(slots, batch, *image_shape)
 
 
 class Framing:

@@ -20,19 +20,36 @@ class Dropped:
 
 
 class Roster:
-    """The live worker ranks in rank order. Position in this list is the worker index that the
-    batch assignment and the swaps use, so with nobody dropped it is rank - 1."""
+    """The live worker processes in rank order, each hosting `per_rank` workers (its slots).
 
-    def __init__(self, num_workers: int, k: int, tolerant: bool) -> None:
-        self.live = list(range(1, num_workers + 1))
+    A worker's position, (index of its rank in `live`) x per_rank + slot, is the worker index that
+    the batch assignment and the swaps use; with nobody dropped it is the worker's own index."""
+
+    def __init__(self, ranks: int, per_rank: int, k: int, tolerant: bool) -> None:
+        self.live = list(range(1, ranks + 1))
+        self.per_rank = per_rank
         self.configured_k = k
         self.tolerant = tolerant
         self.dropped: list[Dropped] = []
 
     @property
+    def workers(self) -> int:
+        return len(self.live) * self.per_rank
+
+    @property
     def k(self) -> int:
         """Generated batches per iteration: the configured k while enough workers are left."""
-        return min(self.configured_k, len(self.live))
+        return min(self.configured_k, self.workers)
+
+    def positions(self, rank: int) -> range:
+        """The positions of the live process `rank`'s workers, slot by slot."""
+        first = self.live.index(rank) * self.per_rank
+        return range(first, first + self.per_rank)
+
+    def address(self, position: int) -> int:
+        """How a swap order names the worker at `position`: rank x per_rank + slot."""
+        index, slot = divmod(position, self.per_rank)
+        return self.live[index] * self.per_rank + slot
 
     def drop(self, failures: dict[int, PeerError]) -> None:
         """Drops the workers whose messages failed (only ever called in tolerant mode)."""
@@ -40,7 +57,7 @@ class Roster:
             self.live.remove(rank)
             self.dropped.append(Dropped(rank, error.stage, str(error)))
             log.warning(
-                "dropped worker rank %d during %s: %d workers left (%s)", rank, error.stage, len(self.live), error
+                "dropped worker rank %d during %s: %d workers left (%s)", rank, error.stage, self.workers, error
             )
         if failures and not self.live:
             raise PeerError(0, min(failures), "training", "every worker was lost")

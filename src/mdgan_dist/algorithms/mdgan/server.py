@@ -54,7 +54,7 @@ class Round:
     control: bool  # a control message follows this iteration
     stop: bool  # a stop was requested before this iteration was sent
     generate_seconds: float
-    assignment: dict[int, int] = field(default_factory=dict)  # rank -> the batch it gives feedback on
+    assignment: dict[int, list[int]] = field(default_factory=dict)  # rank -> per slot, the batch of its feedback
     posted: Posted | None = None
     answered: list[int] = field(default_factory=list)  # the ranks whose feedback G's step used
 
@@ -65,7 +65,9 @@ class Server:
         self.cfg = cfg = ctx.cfg
         self.transport = transport = ctx.transport
         self.run_dir = ctx.run_dir
-        self.roster = Roster(ctx.num_workers, resolved_k(cfg.mdgan, ctx.num_workers), cfg.fault.tolerate_worker_loss)
+        per_rank = cfg.mdgan.workers_per_rank
+        k = resolved_k(cfg.mdgan, ctx.num_workers)
+        self.roster = Roster(ctx.num_workers // per_rank, per_rank, k, cfg.fault.tolerate_worker_loss)
         workers = self.roster.live
         self.compute = GeneratorCompute(cfg, ctx.image_shape, ctx.num_classes, self.roster.k, ctx.device)
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
@@ -73,10 +75,11 @@ class Server:
         # Packets are allocated once and reused; two per worker and direction, because with
         # mdgan.overlap the next iteration's are filled while this one's are on the wire.
         self.outgoing = {
-            rank: [BatchMessage(batch, ctx.image_shape, classes, dtype, wire) for _ in range(2)] for rank in workers
+            rank: [BatchMessage(per_rank, batch, ctx.image_shape, classes, dtype, wire) for _ in range(2)]
+            for rank in workers
         }
         self.incoming = {
-            rank: [FeedbackMessage(batch, ctx.image_shape, dtype, wire) for _ in range(2)] for rank in workers
+            rank: [FeedbackMessage(per_rank, batch, ctx.image_shape, dtype, wire) for _ in range(2)] for rank in workers
         }
         self.batch_numel = self.outgoing[workers[0]][0].payload.numel()
         self.feedback_numel = self.incoming[workers[0]][0].payload.numel()
@@ -159,10 +162,15 @@ class Server:
             refuse_workers(self.ctx, self.roster.live)
             raise
         shard_sizes = greet_workers(self.ctx, start, self.roster.live)
-        period = swap_period(shard_sizes, self.cfg.train.batch_size, self.cfg.mdgan.swap_every_epochs)
-        workers = len(self.roster.live)
+        # Every rank derived the same shards (job.plan_data); the handshake gave each process's total.
+        period = swap_period(self.ctx.plan.shard_sizes, self.cfg.train.batch_size, self.cfg.mdgan.swap_every_epochs)
         log.info(
-            "%d workers, shard sizes %s, k=%d, swap every %s iterations", workers, shard_sizes, self.roster.k, period
+            "%d workers on %d processes, their shard sizes %s, k=%d, swap every %s iterations",
+            self.roster.workers,
+            len(self.roster.live),
+            shard_sizes,
+            self.roster.k,
+            period,
         )
         return start, period
 
@@ -222,10 +230,11 @@ class Server:
         cfg, k = self.cfg, self.roster.k
         generated = self.compute.generate(stale)
         samples, labels = generated.batches.detach(), generated.labels
-        for worker, rank in enumerate(self.roster.live):
+        for rank in self.roster.live:
             message = self.outgoing[rank][iteration % 2]
-            for row, index in ((TRAINING, training_batch(worker, k)), (FEEDBACK, feedback_batch(worker, k))):
-                message.put(row, samples[index], None if labels is None else labels[index])
+            for slot, worker in enumerate(self.roster.positions(rank)):
+                for row, index in ((TRAINING, training_batch(worker, k)), (FEEDBACK, feedback_batch(worker, k))):
+                    message.put(slot, row, samples[index], None if labels is None else labels[index])
         done = iteration + 1
         stop = self.stop_file.exists()
         control = stop or control_follows(done, cfg.train.iterations, period, cfg.checkpoint.every)
@@ -237,12 +246,12 @@ class Server:
         k, parity = self.roster.k, batches.iteration % 2
         train = Train(batches.iteration, batches.control, self.batch_numel)
         sends, recvs = [], []
-        for worker, rank in enumerate(self.roster.live):
+        for rank in self.roster.live:
             if rank in self.late:
                 continue
             sends += self.framing[rank].send_train(rank, train, self.outgoing[rank][parity], self.transport)
             recvs.append((rank, self.incoming[rank][parity].buffer))
-            batches.assignment[rank] = feedback_batch(worker, k)
+            batches.assignment[rank] = [feedback_batch(worker, k) for worker in self.roster.positions(rank)]
         batches.posted = self.transport.post(f"training iteration {batches.iteration}", sends, recvs)
         return batches
 
@@ -273,8 +282,12 @@ class Server:
             for rank in answered
         ]
         started = time.perf_counter()
-        feedbacks = [self.incoming[rank][parity].feedback.to(self.ctx.device, torch.float32) for rank in answered]
-        batch_of = [batches.assignment[rank] for rank in answered]
+        feedbacks = [
+            feedback.to(self.ctx.device, torch.float32)
+            for rank in answered
+            for feedback in self.incoming[rank][parity].feedback
+        ]
+        batch_of = [batch for rank in answered for batch in batches.assignment[rank]]
         self.compute.step(batches.generated, feedbacks, batch_of, batches.iteration + 1)
         backward = time.perf_counter() - started
         if batches.control:  # the late feedback is in before the control message goes out
@@ -288,7 +301,7 @@ class Server:
             "time_worker_d": sum(worker_d) / len(answers),
             "time_worker_feedback": sum(worker_feedback) / len(answers),
             "time_worker_max": max(d + f for d, f in zip(worker_d, worker_feedback, strict=True)),
-            "feedbacks_used": len(answers),
+            "feedbacks_used": len(feedbacks),
         }
         batches.answered = answered
         return [answer.d_loss for answer in answers], [answer.g_loss for answer in answers], timings
@@ -318,16 +331,20 @@ class Server:
             self.late_discarded += 1
 
     def order_swap(self, iteration: int) -> None:
-        """Tells every live worker where to send its D and where the next one comes from."""
-        live = self.roster.live
-        if len(live) < 2:
+        """Tells every live worker where to send its D and where the next one comes from: one order
+        per worker, a process's in slot order."""
+        roster = self.roster
+        if roster.workers < 2:
             return
-        targets = derangement(len(live), self.cfg.train.seed, self.swaps)
+        targets = derangement(roster.workers, self.cfg.train.seed, self.swaps)
         sources = {target: worker for worker, target in enumerate(targets)}
         sends = []
-        for worker, rank in enumerate(live):
-            order = SwapOrder(iteration, send_to=live[targets[worker]], receive_from=live[sources[worker]])
-            sends.append((rank, self.transport.header(order)))
+        for rank in roster.live:
+            for worker in roster.positions(rank):
+                order = SwapOrder(
+                    iteration, send_to=roster.address(targets[worker]), receive_from=roster.address(sources[worker])
+                )
+                sends.append((rank, self.transport.header(order)))
         self.exchange(f"swap order after iteration {iteration}", sends=sends)
         self.swaps += 1
 

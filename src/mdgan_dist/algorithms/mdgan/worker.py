@@ -1,4 +1,5 @@
-"""An MD-GAN worker (rank n+1): train D_n on its own shard, answer with the generator's feedback."""
+"""An MD-GAN worker process (rank r >= 1): it hosts W = mdgan.workers_per_rank workers, n = (r - 1) x W
+to r x W - 1, each with its own shard and D; trains them and answers with their generator feedback."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from mdgan_dist.algorithms.components import label_classes
 from mdgan_dist.algorithms.handshake import answer_server
 from mdgan_dist.algorithms.mdgan.compute import DiscriminatorCompute
 from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, Framing, wire_dtype
-from mdgan_dist.algorithms.mdgan.swap import swap_discriminator
+from mdgan_dist.algorithms.mdgan.swap import swap_discriminators
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.checkpoint import atomic_save, checkpoint_dir, find_worker_file, resume_directory, worker_file
 from mdgan_dist.checkpoint import load as load_checkpoint
@@ -31,21 +32,24 @@ class Worker:
         self.ctx = ctx
         self.cfg = cfg = ctx.cfg
         self.transport = transport = ctx.transport
-        self.worker = transport.rank - 1
-        shard = ctx.shard(self.worker)
-        self.shard_size = len(shard[0])
-        self.compute = DiscriminatorCompute(cfg, ctx.image_shape, ctx.num_classes, shard, self.worker, ctx.device)
+        self.per_rank = per_rank = cfg.mdgan.workers_per_rank
+        first = (transport.rank - 1) * per_rank
+        workers = list(range(first, first + per_rank))
+        shards = [ctx.shard(worker) for worker in workers]
+        self.shard_size = sum(len(images) for images, _ in shards)
+        self.compute = DiscriminatorCompute(cfg, ctx.image_shape, ctx.num_classes, shards, workers, ctx.device)
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
         classes = label_classes(cfg, ctx.num_classes)
-        self.batches = BatchMessage(batch, ctx.image_shape, classes, dtype, wire)
-        self.reply = FeedbackMessage(batch, ctx.image_shape, dtype, wire)
+        self.batches = BatchMessage(per_rank, batch, ctx.image_shape, classes, dtype, wire)
+        self.reply = FeedbackMessage(per_rank, batch, ctx.image_shape, dtype, wire)
         # D computes in float32 on the device: the received batches are used in place when they
         # are already that, else converted into this buffer.
         in_place = dtype == torch.float32 and wire == ctx.device
         self.samples = self.batches.images if in_place else torch.empty(self.batches.images.shape, device=ctx.device)
-        self.holds = self.worker  # which D this worker holds: the worker it was born on
-        self.kill_at = kill_point(cfg.fault, ctx.num_workers)
-        self.slow = slow_point(cfg.fault, ctx.num_workers)
+        self.holds = workers  # which D each slot holds: the worker it was born on
+        ranks = ctx.num_workers // per_rank
+        self.kill_at = kill_point(cfg.fault, ranks)
+        self.slow = slow_point(cfg.fault, ranks)
         self.swaps = self.swap_bytes_sent = self.swap_bytes_recv = self.iterations_trained = 0
         # The server may itself be waiting for a silent worker (timeout_s), and, with lost workers
         # tolerated, for a worker stuck in a swap with a silent partner (2 x timeout_s).
@@ -81,14 +85,16 @@ class Worker:
         )
         if order.finished:  # not a stop request
             final = run_dir / f"discriminator_rank{self.transport.rank}.pt"
-            torch.save({"discriminator": self.compute.discriminator.state_dict(), "holds": self.holds}, final)
+            stack = self.compute.stack
+            discriminators = [stack.slot_state(slot) for slot in range(stack.count)]
+            torch.save({"discriminators": discriminators, "holds": self.holds}, final)
 
     def warm_up_swap_pairs(self) -> None:
         """Every pair of workers trades a header once before training: NCCL connects a pair on its
         first message (the first swap would pay for it), and a worker that cannot reach another
         fails here, at start, instead of at the first swap."""
         me = self.transport.rank
-        others = [rank for rank in range(1, self.ctx.num_workers + 1) if rank != me]
+        others = [rank for rank in range(1, self.ctx.num_workers // self.per_rank + 1) if rank != me]
         if not others:  # a single worker swaps with nobody
             return
         inbox = {rank: self.transport.empty_header() for rank in others}
@@ -99,52 +105,48 @@ class Worker:
             if self.transport.expect(buffer, rank, stage, PairGreeting).rank != rank:
                 raise PeerError(me, rank, stage, "the greeting names another rank")
 
-    def swap(self, order: SwapOrder) -> None:
+    def swap(self, first: SwapOrder) -> None:
+        """The server's swap orders, one per slot (the first one already read), carried out."""
+        orders = [first, *self.more_swap_orders(first.iteration)]
         sent, received = self.transport.bytes_sent, self.transport.bytes_recv
-        try:
-            self.holds = swap_discriminator(
-                self.transport,
-                self.compute.discriminator,
-                self.compute.optimizer,
-                self.cfg.mdgan.swap_optimizer_state,
-                order,
-                self.holds,
-            )
-        except PeerError as error:
-            if not self.cfg.fault.tolerate_worker_loss:
-                raise
-            # The partner died during the swap; the server drops it. Keep training this D.
-            log.warning("%s; keeping discriminator D%d", error, self.holds)
+        tolerant = self.cfg.fault.tolerate_worker_loss
+        self.holds, failures = swap_discriminators(
+            self.transport,
+            self.compute.stack,
+            self.compute.optimizer,
+            self.cfg.mdgan.swap_optimizer_state,
+            orders,
+            self.holds,
+            tolerate=tolerant,
+        )
+        if failures:
+            # A partner died during the swap; the server drops it. Its slots keep training their D.
+            for error in failures.values():
+                log.warning("%s; keeping the discriminators %s", error, self.holds)
             return
         self.swaps += 1
         self.swap_bytes_sent += self.transport.bytes_sent - sent
         self.swap_bytes_recv += self.transport.bytes_recv - received
 
+    def more_swap_orders(self, iteration: int) -> list[SwapOrder]:
+        """The swap orders of the slots after the first, which follow it as bare headers."""
+        stage = f"swap orders after iteration {iteration}"
+        buffers = [self.transport.empty_header() for _ in range(self.per_rank - 1)]
+        if buffers:
+            self.transport.exchange(stage, recvs=[(0, buffer) for buffer in buffers])
+        return [self.transport.expect(buffer, 0, stage, SwapOrder, iteration=iteration) for buffer in buffers]
+
     def checkpoint(self, iteration: int) -> None:
         """Writes this worker's state, then tells the server, which writes the manifest last."""
-        compute = self.compute
-        state = {
-            "iteration": iteration,
-            "holds": self.holds,
-            "discriminator": compute.discriminator.state_dict(),
-            "optimizer": compute.optimizer.state_dict(),
-            "sampler": compute.sampler.state_dict(),
-            "augment": None if compute.augment is None else compute.augment.state_dict(),
-            "rng": torch.get_rng_state(),
-        }
+        state = {"iteration": iteration, "holds": self.holds, **self.compute.state_dict(), "rng": torch.get_rng_state()}
         atomic_save(state, worker_file(checkpoint_dir(self.ctx.run_dir, iteration), self.transport.rank, self.holds))
         done = self.transport.header(Checkpoint(iteration))
         self.transport.exchange(f"checkpoint at iteration {iteration}", sends=[(0, done)])
 
     def load(self, path: Path) -> None:
         state = load_checkpoint(path, self.ctx.device)
-        compute = self.compute
         self.holds = state["holds"]
-        compute.discriminator.load_state_dict(state["discriminator"])
-        compute.optimizer.load_state_dict(state["optimizer"])
-        compute.sampler.load_state_dict(state["sampler"])
-        if compute.augment is not None:
-            compute.augment.load_state_dict(state["augment"])
+        self.compute.load_state_dict(state)
         torch.set_rng_state(state["rng"])
 
     def train_iteration(self, iteration: int) -> None:
@@ -161,14 +163,16 @@ class Worker:
         prepared = time.perf_counter()
         outcome = self.compute.iteration(self.samples, labels)
         self.reply.feedback.copy_(outcome.feedback)
+        # The header carries one D and one G loss: the means over this process's workers.
+        d_loss, g_loss = (sum(losses) / len(losses) for losses in (outcome.d_losses, outcome.g_losses))
         self.iterations_trained += 1
         if self.slow is not None and self.slow[0] == self.transport.rank:
             time.sleep(self.slow[1])  # fault.slow_worker: a straggler (slow feedback), for tests and demos
         d_seconds = prepared - started + outcome.d_seconds
         Feedback(
             iteration,
-            outcome.d_loss,
-            outcome.g_loss,
+            d_loss,
+            g_loss,
             d_seconds=d_seconds,
             feedback_seconds=time.perf_counter() - started - d_seconds,
             numel=self.reply.payload.numel(),
