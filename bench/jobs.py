@@ -30,6 +30,12 @@ class Spec:
     overrides: tuple[str, ...] = ()
     threads: int | None = 1
     source: Path | None = None  # another tree's src/ to run (--before), instead of this one's
+    per_rank: int = 1  # mdgan.workers_per_rank: the job runs N / per_rank worker processes
+    repeat: int = 0  # a repeat of the same job (its own run, not the cached one)
+
+    @property
+    def processes(self) -> int:
+        return self.workers // self.per_rank + 1
 
 
 @dataclass
@@ -92,7 +98,7 @@ def launcher(spec: Spec) -> list[str]:
         return [sys.executable, "-m", "mdgan_dist.train"]
     return [
         *(sys.executable, "-m", "torch.distributed.run"),
-        f"--nproc_per_node={spec.workers + 1}",
+        f"--nproc_per_node={spec.processes}",
         f"--master-port={free_port()}",
         *("-m", "mdgan_dist.train"),
     ]
@@ -107,7 +113,7 @@ class Runner:
         self.extra = extra
         self.scratch = scratch
         self.timeout_s = timeout_s
-        self.results: dict[tuple[str, int, tuple[str, ...], Path | None], Result] = {}
+        self.results: dict[tuple[str, int, tuple[str, ...], Path | None, int], Result] = {}
 
     def shared_overrides(self) -> list[str]:
         """What every job gets from the command line (--quick, --device, after --)."""
@@ -125,13 +131,15 @@ class Runner:
         ]
         if spec.algorithm == "mdgan":
             common.append("mdgan.swap_every_epochs=0")  # swaps only where a section turns them on
+            if spec.per_rank != 1:
+                common.append(f"mdgan.workers_per_rank={spec.per_rank}")
         if spec.threads is not None:
             common.append(f"train.threads={spec.threads}")
         return merge(common, self.base, self.extra, spec.overrides)
 
     def __call__(self, spec: Spec) -> Result:
         overrides = self.overrides(spec)
-        key = (spec.algorithm, spec.workers, tuple(sorted(overrides)), spec.source)
+        key = (spec.algorithm, spec.workers, tuple(sorted(overrides)), spec.source, spec.repeat)
         if key not in self.results:
             self.results[key] = self.run(spec, overrides)
         return self.results[key]
@@ -140,7 +148,11 @@ class Runner:
         run_dir = self.scratch / f"{len(self.results):02d}-{spec.algorithm}-n{spec.workers}"
         run_dir.mkdir(parents=True)
         command = [*launcher(spec), *overrides, f"run.dir={run_dir}"]
-        print(f"[bench] {spec.algorithm} N={spec.workers}: {' '.join(overrides)}", file=sys.stderr, flush=True)
+        print(
+            f"[bench] {spec.algorithm} N={spec.workers} on {spec.processes} processes: {' '.join(overrides)}",
+            file=sys.stderr,
+            flush=True,
+        )
         started = time.perf_counter()
         log = run_dir / "job.log"
         env = dict(os.environ, PYTHONPATH=str(spec.source)) if spec.source else None

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from gitref import commit_of
 from jobs import WARM_UP, Runner
 from sections.table import Table
 
@@ -44,6 +45,10 @@ def document(
             {
                 "algorithm": result.spec.algorithm,
                 "workers": result.spec.workers,
+                "processes": result.spec.processes if result.spec.algorithm != "standalone" else 1,
+                "workers_per_rank": result.spec.per_rank,
+                "repeat": result.spec.repeat,
+                "commit": commit_of(result.spec.source, args.before),
                 "overrides": result.overrides,
                 "job_seconds": result.job_seconds,
                 "median_iteration_seconds": result.wall,

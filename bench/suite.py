@@ -20,6 +20,8 @@ Sections (each one table and one JSON entry):
   bytes        measured bytes vs the analytic figures (per iteration, per swap, per FL-GAN sync)
   memory       peak RSS (and CUDA peak) of the server, the largest worker, FL-GAN, standalone
   optimisations  before/after: wire dtype, overlap, straggler with quorum, (cuda) bf16/channels_last
+  packing      several workers per process (mdgan.workers_per_rank) vs one: time vs N against the
+               compute bound, with repeated jobs; peak memory and the largest N that fits
 
 Extra Hydra overrides after `--` go to every job (and to the in-process models); a section's own
 settings win over them for the knob it compares.
@@ -41,6 +43,9 @@ from jobs import Runner
 from machine import machine
 from report import document, header
 from sections import SECTIONS
+from sections.packing import add_arguments as add_packing_arguments
+from sections.packing import most_processes as packing_processes
+from sections.packing import resolve_arguments as resolve_packing_arguments
 
 QUICK = ["model.width=0.0625", "train.batch_size=16"]  # the test's size: seconds per job on 2 cores
 
@@ -59,8 +64,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--before", default=None, help="a git ref: also run its trainer in the optimisations section, for before/after"
     )
+    add_packing_arguments(parser)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every job (after --)")
     args = parser.parse_args(argv)
+    resolve_packing_arguments(args)
     args.iterations = args.iterations or (30 if args.quick else 300)
     args.workers = args.workers or ([1, 2] if args.quick else [1, 2, 4, 8])
     args.repetitions = args.repetitions or (10 if args.quick else 30)
@@ -75,7 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     base = [*(QUICK if args.quick else [])]
     if args.device == "cuda":
         base += ["train.device=cuda", "comm.backend=gloo"]  # the one-GPU benchmark: every rank on it
-    info = machine(args.device, max(args.workers) + 1)
+    most = max(args.workers) + 1
+    if "packing" in args.sections:
+        most = max(most, packing_processes(args))
+    info = machine(args.device, most)
     with tempfile.TemporaryDirectory(prefix="mdgan-bench-") as temporary:
         scratch = args.scratch or Path(temporary)
         args.before_source = checkout(args.before, scratch) if args.before else None

@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.bench
 
 SUITE = Path(__file__).resolve().parents[1] / "bench" / "suite.py"
-SECTIONS = {"compute", "protocol", "scaling", "bytes", "memory", "optimisations"}
+SECTIONS = {"compute", "protocol", "scaling", "bytes", "memory", "optimisations", "packing"}
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +62,20 @@ def test_an_mdgan_worker_computes_less_than_an_flgan_worker(report: dict) -> Non
     rows = {row["name"]: row for row in report["sections"]["compute"]["rows"]}
     assert all(row["flops"] > 0 and row["cpu_seconds"] > 0 for row in rows.values())
     assert rows["mdgan_worker"]["flops"] < rows["flgan_worker"]["flops"]
+
+
+@pytest.mark.timeout(900)
+def test_packing_compares_both_layouts_against_the_compute_bound(report: dict) -> None:
+    section = report["sections"]["packing"]
+    rows = {row["layout"]: row for row in section["rows"]}
+    assert set(rows) == {"one per process", "packed"}
+    assert rows["one per process"]["per_rank"] == 1 and rows["packed"]["per_rank"] > 1
+    for row in rows.values():
+        assert row["processes"] * row["per_rank"] == row["workers"]
+        assert row["wall_min"] <= row["wall_seconds"] <= row["wall_max"]
+        assert row["bound_seconds"] > 0 and row["job_memory"] > row["worker_rss"] > 0
+    # Fewer processes, fewer interpreters: the packed job holds less memory.
+    assert rows["packed"]["job_memory"] < rows["one per process"]["job_memory"]
+    # Every job says which code it ran and on how many threads.
+    for job in report["jobs"]:
+        assert len(job["commit"].split("+")[0]) == 40 and job["threads"] >= 1

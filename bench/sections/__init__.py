@@ -12,6 +12,7 @@ from .bytes import section_bytes
 from .compute import section_compute
 from .memory import section_memory
 from .optimisations import section_optimisations
+from .packing import section_packing
 from .protocol import section_protocol
 from .scaling import section_scaling
 from .table import Table
@@ -25,4 +26,5 @@ SECTIONS: dict[str, Section] = {
     "bytes": section_bytes,
     "memory": section_memory,
     "optimisations": section_optimisations,
+    "packing": section_packing,
 }

@@ -25,14 +25,7 @@ def compute_steps(cfg: Config, workers: list[int], device: torch.device) -> dict
     shape, classes = plan.image_shape, plan.num_classes
     shard = load_shard(plan.train, plan.shards[0])
 
-    # MD-GAN worker: its D steps on X_d and its feedback on X_g. The two batches are the
-    # generator's, made once (a worker receives them, it does not make them).
-    worker = DiscriminatorCompute(cfg, shape, classes, shard, 0, device)
-    with torch.no_grad():
-        received = GeneratorCompute(cfg, shape, classes, 2, device).generate()
-
-    def mdgan_worker() -> None:
-        worker.iteration(received.batches, received.labels)
+    mdgan_worker = worker_step(cfg, shape, classes, shard, 1, device)
 
     # FL-GAN worker (and the standalone GAN): a whole GAN's iteration.
     local = LocalGAN(cfg, shape, classes, shard, 0, noise_stream(cfg.train.seed, "noise", 0), device)
@@ -46,17 +39,43 @@ def compute_steps(cfg: Config, workers: list[int], device: torch.device) -> dict
     return steps
 
 
-def server_step(cfg: Config, shape: tuple[int, int, int], classes: int, k: int, device: torch.device) -> Callable:
-    """The MD-GAN server's compute of one iteration with k batches: generate, aggregate, G step,
-    the moving average. The feedback is a fixed tensor per batch (what arrives does not change
-    the cost)."""
+def server_step(
+    cfg: Config, shape: tuple[int, int, int], classes: int, k: int, device: torch.device, workers: int | None = None
+) -> Callable[[], None]:
+    """The MD-GAN server's compute of one iteration with k batches and the feedback of `workers`
+    workers (default k): generate, aggregate, G step, the moving average. The feedback is a fixed
+    tensor per worker (what arrives does not change the cost)."""
     server = GeneratorCompute(cfg, shape, classes, k, device)
-    batch = cfg.train.batch_size
-    feedbacks = [torch.randn(batch, *shape, device=device) * 1e-3 for _ in range(k)]
-    batch_of = [feedback_batch(n, k) for n in range(k)]
+    batch, workers = cfg.train.batch_size, workers or k
+    feedbacks = [torch.randn(batch, *shape, device=device) * 1e-3 for _ in range(workers)]
+    batch_of = [feedback_batch(n, k) for n in range(workers)]
     done = itertools.count(1)
 
     def step() -> None:
         server.step(server.generate(), feedbacks, batch_of, next(done))
+
+    return step
+
+
+def worker_step(
+    cfg: Config,
+    shape: tuple[int, int, int],
+    classes: int,
+    shard: tuple[torch.Tensor, torch.Tensor],
+    per_rank: int,
+    device: torch.device,
+) -> Callable[[], None]:
+    """One MD-GAN worker process's iteration with `per_rank` workers (their D steps on X_d and
+    feedback on X_g, batched). Its batches are the generator's, made once (a worker receives them,
+    it does not make them); every worker trains on the same shard (its size costs no compute)."""
+    worker = DiscriminatorCompute(cfg, shape, classes, [shard] * per_rank, list(range(per_rank)), device)
+    with torch.no_grad():
+        received = GeneratorCompute(cfg, shape, classes, 2, device).generate()
+    # W x 2 x b x ... in one block, as they arrive in the packet.
+    samples = received.batches.expand(per_rank, *received.batches.shape).contiguous()
+    labels = None if received.labels is None else received.labels.expand(per_rank, *received.labels.shape).contiguous()
+
+    def step() -> None:
+        worker.iteration(samples, labels)
 
     return step
