@@ -18,7 +18,7 @@ from mdgan_dist.compose import compose
 from mdgan_dist.config import resolved_k
 from mdgan_dist.data import load_shard
 from mdgan_dist.experiments.formatting import mib, ms, ratio
-from mdgan_dist.experiments.tables import keyed
+from mdgan_dist.experiments.tables import Column, keyed
 from mdgan_dist.job import plan_data
 
 from .compute import median_seconds
@@ -133,7 +133,6 @@ def section_packing(args: argparse.Namespace, runner: Runner) -> Table:
                     }
                 )
     fits = largest_fitting([row for row in rows if row["batch"] == max(args.packing_batches)], total)
-    spread = lambda row: f"{ms(row['wall_min'])}-{ms(row['wall_max'])}"  # noqa: E731
     return Table(
         f"Several workers per process: iteration time vs N ({args.packing_repeats} jobs each)",
         [
@@ -144,7 +143,7 @@ def section_packing(args: argparse.Namespace, runner: Runner) -> Table:
             keyed("per_rank", "W"),
             keyed("threads", "threads"),
             keyed("wall_seconds", "ms/iter (median)", ms),
-            (lambda row: spread(row), "range"),
+            Column("range", "range", lambda row: f"{ms(row['wall_min'])}-{ms(row['wall_max'])}"),
             keyed("bound_seconds", "compute bound ms", ms),
             keyed("over_bound", "x bound", ratio),
             keyed("job_memory", "job peak RSS MiB", mib),
