@@ -15,6 +15,7 @@ from PIL import Image
 
 from mdgan_dist.config import Config, DataConfig
 from mdgan_dist.data import DATASETS, ImageDataset, ShardSampler, load_shard, open_dataset, split_indices
+from mdgan_dist.data import mnist5k as mnist5k_module
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.job import plan_data
 
@@ -332,3 +333,21 @@ def test_imagefolder_errors(image_root: Path, tmp_path_factory: pytest.TempPathF
     with pytest.raises(ConfigError, match="no usable images"):
         open_dataset(DataConfig(name="imagefolder", root=str(empty), image_size=8), "train")
     assert len(open_dataset(base, "train")) == 9
+
+
+def test_mnist5k_is_parsed_once_then_read_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    mnist5k_module._load.cache_clear()
+    try:
+        images, labels = mnist5k_module._load()
+        (cached,) = (tmp_path / "mdgan_dist").glob("mnist5k-*.pt")
+        mnist5k_module._load.cache_clear()
+        again = mnist5k_module._load()
+        assert torch.equal(again[0], images) and torch.equal(again[1], labels)
+        assert images.shape == (5000, 1, 28, 28) and torch.bincount(labels).tolist() == [500] * 10
+        cached.write_bytes(b"torn")  # an unreadable cache is parsed again and rewritten
+        mnist5k_module._load.cache_clear()
+        assert torch.equal(mnist5k_module._load()[0], images)
+        assert torch.load(cached, weights_only=True)["images"].shape == images.shape
+    finally:
+        mnist5k_module._load.cache_clear()
