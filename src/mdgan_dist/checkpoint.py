@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,11 +57,15 @@ def atomic_save(state: dict[str, Any], path: Path) -> None:
     """Written to a temporary name, flushed to disk, then renamed: a reader sees all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        torch.save(state, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as file:
+            torch.save(state, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # a failed write (a full disk) leaves nothing half-written behind
+        raise
 
 
 def file_sha256(path: Path) -> str:
@@ -79,8 +84,12 @@ def write_manifest(directory: Path, iteration: int, trajectory: int) -> None:
     }
     text = json.dumps({"iteration": iteration, "trajectory_digest": trajectory, "files": files}, indent=2)
     temporary = directory / (MANIFEST + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, directory / MANIFEST)
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, directory / MANIFEST)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -143,7 +152,17 @@ def prune(run_dir: Path, keep: int) -> None:
 
 
 def load(path: Path, device: torch.device) -> dict[str, Any]:
-    return torch.load(path, map_location=device, weights_only=False)
+    """A checkpoint or model file of this project: tensors in plain containers (dicts, lists,
+    numbers, strings). torch.load's weights_only unpickler refuses anything else, so a shared or
+    downloaded file cannot run code when it is read; such a file is a ConfigError naming it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise ConfigError(
+            f"{path} holds more than tensors and plain values, which this project never writes: refused to "
+            f"load it (torch.load weights_only; {reason}). Use files written by mdgan-dist from a source you trust"
+        ) from error
 
 
 def shown_generator(state: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -132,11 +132,12 @@ def _score_generator(weights: Path, overrides: list[str]) -> dict[str, object]:
     if saved is None:
         raise ConfigError(f"no config.yaml for {weights}: looked for {', '.join(map(str, candidates))}")
     cfg = run_config(saved, overrides)
+    state = load_file(weights, torch.device("cpu"))  # first: a file that is refused costs nothing more
     device = device_for(cfg)
     evaluator = Evaluator(cfg, device)
     model = build_generator(cfg.model, evaluator.image_shape, evaluator.num_classes)
     try:
-        model.load_state_dict(shown_generator(load_file(weights, torch.device("cpu"))))
+        model.load_state_dict(shown_generator(state))
     except (KeyError, RuntimeError) as error:
         raise ConfigError(f"{weights} holds no generator for the model of {saved}: {error}") from error
     return _with_floor(evaluator, evaluator.score_generator(model.to(device), evaluator.num_classes))
