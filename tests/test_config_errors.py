@@ -59,6 +59,13 @@ CASES = {
     ),
     "overlap for flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "mdgan.overlap=true"], "are MD-GAN's, not flgan"),
     "bad slow point": ({"WORLD_SIZE": "3"}, ["fault.slow_worker=1@soon"], "expected RANK@SECONDS"),
+    "bad on_error": ({"WORLD_SIZE": "3"}, ["checkpoint.on_error=maybe"], "checkpoint.on_error='maybe' is not one of"),
+    "nan point for flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "fault.nan_worker=1@3"], "are MD-GAN's"),
+    "bad checkpoint error point": (
+        {"WORLD_SIZE": "3"},
+        ["fault.checkpoint_error=3@4"],
+        "expected RANK@ITERATION with a rank in 0..2 (0: the server)",
+    ),
     "no workers per rank": (
         {"WORLD_SIZE": "3"},
         ["mdgan.workers_per_rank=0"],

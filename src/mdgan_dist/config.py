@@ -122,6 +122,8 @@ class LogConfig:
 class CheckpointConfig:
     every: int = 1000  # iterations between checkpoints (and one at the end); 0 disables
     keep: int = 2  # complete checkpoints kept on disk, at least 2
+    # When one cannot be written (a full disk): stop (every rank, with the error) | warn (go on without it)
+    on_error: str = "stop"
 
 
 @dataclass
@@ -129,6 +131,9 @@ class FaultConfig:
     tolerate_worker_loss: bool = False  # drop a dead or silent worker and go on with the others
     kill_worker: str | None = None  # "RANK@ITERATION": that worker kills itself (SIGKILL) there, for tests and demos
     slow_worker: str | None = None  # "RANK@SECONDS": that worker sleeps this long before each feedback (a straggler)
+    nan_worker: str | None = None  # "RANK@ITERATION": that worker's D turns NaN there (a diverged D), for tests
+    # "RANK@ITERATION": that rank's checkpoint file of that iteration fails as on a full disk (0: the server)
+    checkpoint_error: str | None = None
 
 
 @dataclass
@@ -228,6 +233,7 @@ def validate_fields(cfg: Config) -> None:
     require(cfg.log.every >= 1, f"log.every={cfg.log.every}: must be >= 1")
     require(cfg.log.sample_every >= 1, f"log.sample_every={cfg.log.sample_every}: must be >= 1")
     require(cfg.checkpoint.every >= 0, f"checkpoint.every={cfg.checkpoint.every}: must be >= 0 (0 disables)")
+    require_choice("checkpoint.on_error", cfg.checkpoint.on_error, ("stop", "warn"))
     require(
         cfg.checkpoint.keep >= 2,
         f"checkpoint.keep={cfg.checkpoint.keep}: keep at least 2, so a torn newest one has a fallback",
@@ -242,7 +248,21 @@ def validate_fields(cfg: Config) -> None:
 
 def kill_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:
     """fault.kill_worker as (rank, iteration), checked against the number of workers."""
-    rank, value = _worker_at(cfg.kill_worker, "fault.kill_worker", "ITERATION", "2@100", num_workers)
+    return _iteration_point(cfg.kill_worker, "fault.kill_worker", num_workers)
+
+
+def nan_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:
+    """fault.nan_worker as (rank, iteration), checked against the number of workers."""
+    return _iteration_point(cfg.nan_worker, "fault.nan_worker", num_workers)
+
+
+def checkpoint_error_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:
+    """fault.checkpoint_error as (rank, iteration); rank 0 is the server."""
+    return _iteration_point(cfg.checkpoint_error, "fault.checkpoint_error", num_workers, lowest=0)
+
+
+def _iteration_point(text: str | None, name: str, num_workers: int, lowest: int = 1) -> tuple[int, int] | None:
+    rank, value = _worker_at(text, name, "ITERATION", "2@100", num_workers, lowest)
     return None if rank is None else (rank, int(value))
 
 
@@ -252,16 +272,18 @@ def slow_point(cfg: FaultConfig, num_workers: int) -> tuple[int, float] | None:
     return None if rank is None else (rank, float(value))
 
 
-def _worker_at(text: str | None, name: str, what: str, example: str, num_workers: int) -> tuple[int | None, str]:
-    """Parses RANK@VALUE with a worker rank in 1..N and a non-negative number."""
+def _worker_at(
+    text: str | None, name: str, what: str, example: str, num_workers: int, lowest: int = 1
+) -> tuple[int | None, str]:
+    """Parses RANK@VALUE with a rank in lowest..N (1: the workers; 0: the server too) and a
+    non-negative number."""
     if text is None:
         return None, ""
     rank, _, value = str(text).partition("@")
     number = value.isdigit() or (what == "SECONDS" and value.replace(".", "", 1).isdigit())
-    if not (rank.isdigit() and number and 1 <= int(rank) <= num_workers):
-        raise ConfigError(
-            f"{name}={text!r}: expected RANK@{what} with a worker rank in 1..{num_workers}, e.g. {name}={example}"
-        )
+    if not (rank.isdigit() and number and lowest <= int(rank) <= num_workers):
+        ranks = f"a worker rank in 1..{num_workers}" if lowest else f"a rank in 0..{num_workers} (0: the server)"
+        raise ConfigError(f"{name}={text!r}: expected RANK@{what} with {ranks}, e.g. {name}={example}")
     return int(rank), value
 
 

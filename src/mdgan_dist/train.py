@@ -35,7 +35,7 @@ from mdgan_dist.distributed.process_group import (
     wire_device,
 )
 from mdgan_dist.distributed.transport import Transport
-from mdgan_dist.errors import ConfigError, PeerError
+from mdgan_dist.errors import CheckpointError, ConfigError, NonFiniteError, PeerError
 from mdgan_dist.job import DataPlan, check_run_dir_is_new
 from mdgan_dist.metrics import check_evaluation
 
@@ -103,7 +103,7 @@ def run(raw: DictConfig) -> int:
     except ConfigError as error:
         log.error("config error: %s", error)
         return 2
-    except PeerError as error:
+    except (PeerError, NonFiniteError, CheckpointError) as error:
         log.error("%s", error)
         return 1
     dist.destroy_process_group()

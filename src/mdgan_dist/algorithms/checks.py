@@ -34,8 +34,15 @@ def reject_mdgan_options(cfg: Config) -> None:
             "(FL-GAN's workers each train a whole G and D, which the stacked discriminators do not cover)"
         )
     fault = cfg.fault
-    if fault.tolerate_worker_loss or fault.kill_worker or fault.slow_worker:
+    if (
+        fault.tolerate_worker_loss
+        or fault.kill_worker
+        or fault.slow_worker
+        or fault.nan_worker
+        or fault.checkpoint_error
+    ):
         raise ConfigError(
-            "fault.tolerate_worker_loss, fault.kill_worker and fault.slow_worker are MD-GAN's (algorithm=mdgan), "
+            "fault.tolerate_worker_loss, fault.kill_worker, fault.slow_worker, fault.nan_worker and "
+            "fault.checkpoint_error are MD-GAN's (algorithm=mdgan), "
             f"not {cfg.algorithm}'s: remove them from the command line"
         )

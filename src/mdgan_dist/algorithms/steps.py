@@ -196,17 +196,22 @@ def generator_step(
     generated: torch.Tensor,
     upstream: torch.Tensor,
     snapshot: dict[str, torch.Tensor] | None = None,
+    check: Callable[[list[torch.Tensor]], None] | None = None,
 ) -> None:
     """One backward pass through G from the generated batches (k x b x C x H x W), then Adam.
 
     snapshot: the copy of G's parameters that generated the batches (mdgan.overlap); their
-    gradient is applied to G's current parameters, one step newer.
+    gradient is applied to G's current parameters, one step newer. check: called with the
+    gradients before the step (the non-finite guard), to raise rather than step.
     """
     optimizer.zero_grad(set_to_none=True)
     generated.backward(upstream)
+    params = optimizer.param_groups[0]["params"]
     if snapshot is not None:
-        for param, stale in zip(optimizer.param_groups[0]["params"], snapshot.values(), strict=True):
+        for param, stale in zip(params, snapshot.values(), strict=True):
             param.grad = stale.grad
+    if check is not None:
+        check([param.grad for param in params if param.grad is not None])
     optimizer.step()
 
 

@@ -19,6 +19,9 @@ from typing import ClassVar, TypeVar, cast
 import torch
 
 HEADER_LEN = 8
+# A receive buffer's header ends with this until a message overwrites it: every header sent ends
+# with 0, and gloo accepts a message shorter than the buffer without a word, leaving the mark.
+UNWRITTEN = -1
 MICROSECONDS = 1e6  # the workers' compute times travel as integer microseconds
 
 
@@ -266,17 +269,19 @@ class Stop(Message):
 
 @dataclass(frozen=True)
 class Checkpoint(Message):
-    """server -> worker: write your state for this iteration; worker -> server: written."""
+    """server -> worker: write your state for this iteration; worker -> server: written, or failed
+    (it could not write its file: a full disk; its log says why)."""
 
     KIND = Kind.CHECKPOINT
     iteration: int
+    failed: bool = False
 
     def slots(self) -> Slots:
-        return Slots(self.KIND, self.iteration)
+        return Slots(self.KIND, self.iteration, arg0=int(self.failed))
 
     @classmethod
     def from_slots(cls, slots: Slots) -> Checkpoint:
-        return cls(slots.iteration)
+        return cls(slots.iteration, bool(slots.arg0))
 
 
 @dataclass(frozen=True)
@@ -302,6 +307,8 @@ class ProtocolMismatch(ValueError):
 
 def decode(tensor: torch.Tensor, types: Sequence[type[M]]) -> tuple[M, Slots]:
     """Reads a received header as the one of `types` its kind names; raises ProtocolMismatch."""
+    if int(tensor[HEADER_LEN - 1]) != 0:
+        raise ProtocolMismatch(f"malformed header {tensor.tolist()}: a shorter message than a header, or not a header")
     slots = Slots.read(tensor)
     by_kind = {message_type.KIND: message_type for message_type in types}
     assert len(by_kind) == len(types), "the expected message types must differ in kind"

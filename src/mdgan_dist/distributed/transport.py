@@ -11,7 +11,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from mdgan_dist.distributed.protocol import HEADER_LEN, M, Message, ProtocolMismatch, decode
+from mdgan_dist.distributed.protocol import HEADER_LEN, UNWRITTEN, M, Message, ProtocolMismatch, decode
 from mdgan_dist.errors import PeerError
 
 Transfer = tuple[int, torch.Tensor]  # (peer rank, tensor to send or to receive into)
@@ -108,6 +108,9 @@ class Transport:
 
     def post(self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = ()) -> Posted:
         """Starts the transfers of one protocol step and returns at once; wait() completes them."""
+        for _, tensor in recvs:
+            if tensor.dtype == torch.int64 and tensor.numel() == HEADER_LEN:
+                tensor[-1] = UNWRITTEN  # a bare header: decode() refuses it if no whole header overwrites this
         # Tensors not on the wire device travel through a staging copy (GPU compute over gloo).
         staged_recvs = [(peer, tensor, self._on_wire(tensor)) for peer, tensor in recvs]
         ops: list[tuple[int, Callable[..., dist.Work | None], torch.Tensor]]

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from mdgan_dist.algorithms.checks import require_workers
-from mdgan_dist.config import Config, kill_point, require, resolved_k, slow_point, validate_wire_labels
+from mdgan_dist.config import (
+    Config,
+    checkpoint_error_point,
+    kill_point,
+    nan_point,
+    require,
+    resolved_k,
+    slow_point,
+    validate_wire_labels,
+)
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.job import DataPlan
 
@@ -27,6 +36,8 @@ def validate(cfg: Config, world_size: int) -> None:
     # The fault injection names worker processes.
     kill_point(cfg.fault, world_size - 1)
     slow_point(cfg.fault, world_size - 1)
+    nan_point(cfg.fault, world_size - 1)
+    checkpoint_error_point(cfg.fault, world_size - 1)
 
 
 def validate_workers_per_rank(cfg: Config) -> None:

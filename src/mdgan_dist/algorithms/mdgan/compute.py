@@ -19,6 +19,7 @@ from mdgan_dist.algorithms.components import (
     make_sampler,
 )
 from mdgan_dist.algorithms.ema import average_of
+from mdgan_dist.algorithms.finite import all_finite
 from mdgan_dist.algorithms.mdgan.stack import DiscriminatorStack
 from mdgan_dist.algorithms.steps import (
     Batch,
@@ -34,6 +35,7 @@ from mdgan_dist.algorithms.steps import (
     snapshot_parameters,
 )
 from mdgan_dist.config import Config
+from mdgan_dist.errors import NonFiniteError
 from mdgan_dist.seeding import generator
 
 TRAINING, FEEDBACK = 0, 1  # a worker's two batches: X_d (its D trains against it), X_g (feedback on it)
@@ -78,7 +80,12 @@ class GeneratorCompute:
         """G's step with each feedback as the upstream gradient of the batch it was computed on,
         then the moving average's update; `done` iterations are then complete."""
         upstream = aggregate_feedback(feedbacks, batch_of, self.k)
-        generator_step(self.optimizer, generated.batches, upstream, generated.snapshot)
+
+        def check(gradients: list[torch.Tensor]) -> None:
+            if not all_finite(gradients):
+                raise NonFiniteError(0, done - 1, "G's gradient")
+
+        generator_step(self.optimizer, generated.batches, upstream, generated.snapshot, check)
         if self.average is not None:
             self.average.update(self.generator, done)
 
@@ -172,6 +179,16 @@ class DiscriminatorCompute:
         losses = stack.per_slot(loss, stack.judge(self.seen(samples)), classes)
         (feedback,) = torch.autograd.grad(losses.sum(), samples)
         return feedback.contiguous(), losses.tolist()
+
+    def finite_slots(self) -> list[bool]:
+        """Per slot, whether its D's parameters are all finite."""
+        per_tensor = [torch.isfinite(param).flatten(1).all(1) for param in self.stack.parameters()]
+        return torch.stack(per_tensor).all(0).tolist()
+
+    def poison(self, slot: int) -> None:
+        """fault.nan_worker: the slot's D turns NaN, as a diverged one does."""
+        with torch.no_grad():
+            next(self.stack.parameters())[slot].fill_(float("nan"))
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
-from mdgan_dist.distributed.protocol import HEADER_LEN, M, Train
+from mdgan_dist.distributed.protocol import HEADER_LEN, UNWRITTEN, M, Train
 from mdgan_dist.distributed.transport import Transfer, Transport
+from mdgan_dist.errors import PeerError
 
 
 def wire_dtype(name: str) -> torch.dtype:
@@ -33,6 +34,23 @@ class Packet:
         self.buffer = torch.zeros(HEADER_BYTES + numel * item, dtype=torch.uint8, device=device)
         self.header = self.buffer[:HEADER_BYTES].view(torch.int64)
         self.payload = self.buffer[HEADER_BYTES:].view(dtype)
+
+    def arm(self) -> None:
+        """Marks the packet before it receives: gloo accepts a message shorter than the buffer
+        without a word, so the header's last slot (0 in every header sent) and the payload's last
+        value (NaN) show whether a whole packet overwrote them."""
+        self.header[-1] = UNWRITTEN
+        self.payload[-1:] = float("nan")
+
+    def require_whole(self, transport: Transport, peer: int, stage: str) -> None:
+        """After the header checked out: the payload's last value arrived too."""
+        if bool(torch.isnan(self.payload[-1:]).any()):
+            raise PeerError(
+                transport.rank,
+                peer,
+                stage,
+                f"the message ended before the packet's {self.buffer.numel()} bytes (or its last value is NaN)",
+            )
 
 
 class BatchMessage(Packet):
@@ -99,6 +117,7 @@ class Framing:
         `packet`, checked to be the iteration and the size the TRAIN announced."""
         stage = "waiting for the server's next instruction"
         buffer, header = (packet.buffer, packet.header) if self.packet_next else (instruction, instruction)
+        packet.arm()
         transport.exchange(stage, recvs=[(0, buffer)], patience=patience)
         message = transport.expect(header, 0, stage, *types)
         if isinstance(message, Train):
@@ -106,5 +125,6 @@ class Framing:
             if not self.packet_next:
                 transport.exchange(stage, recvs=[(0, packet.buffer)])
             transport.expect(packet.header, 0, stage, Train, iteration=message.iteration, numel=packet.payload.numel())
+            packet.require_whole(transport, 0, stage)
         self.packet_next = isinstance(message, Train) and not message.control_follows
         return message

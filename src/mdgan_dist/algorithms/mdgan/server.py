@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,6 +15,7 @@ import torch
 
 from mdgan_dist.algorithms.components import label_classes
 from mdgan_dist.algorithms.ema import final_generator
+from mdgan_dist.algorithms.finite import all_finite, require_finite_state
 from mdgan_dist.algorithms.handshake import greet_workers, refuse_workers
 from mdgan_dist.algorithms.mdgan.compute import FEEDBACK, TRAINING, Generated, GeneratorCompute
 from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, Framing, wire_dtype
@@ -35,10 +39,10 @@ from mdgan_dist.checkpoint import (
     write_manifest,
 )
 from mdgan_dist.checkpoint import load as load_checkpoint
-from mdgan_dist.config import resolved_k, to_dict, trajectory_digest
+from mdgan_dist.config import checkpoint_error_point, resolved_k, to_dict, trajectory_digest
 from mdgan_dist.distributed.protocol import Checkpoint, Feedback, Stop, SwapOrder, Train
 from mdgan_dist.distributed.transport import Posted, Transfer
-from mdgan_dist.errors import ConfigError
+from mdgan_dist.errors import CheckpointError, ConfigError, NonFiniteError, PeerError
 from mdgan_dist.resources import write_peer_stats
 from mdgan_dist.run_logging import RunLogger
 
@@ -90,6 +94,8 @@ class Server:
         self.late_discarded = 0
         self.swaps = 0
         self.trajectory = trajectory_digest(cfg, ctx.num_workers)
+        point = checkpoint_error_point(cfg.fault, len(workers))
+        self.disk_full_at = point[1] if point is not None and point[0] == 0 else None
         # `touch <run_dir>/STOP`: checkpoint after the next iteration sent and end cleanly (SLURM's
         # pre-time-limit signal does this through launch/slurm.sbatch).
         self.stop_file = self.run_dir / "STOP"
@@ -205,8 +211,23 @@ class Server:
         self.exchange(
             stage, sends=[(rank, order) for rank in live], recvs=[(rank, self.replies[rank]) for rank in live]
         )
-        for rank in self.roster.live:
-            self.transport.expect(self.replies[rank], rank, stage, Checkpoint, iteration=done)
+        failed = [
+            rank
+            for rank in self.roster.live
+            if self.transport.expect(self.replies[rank], rank, stage, Checkpoint, iteration=done).failed
+        ]
+        directory = checkpoint_dir(self.run_dir, done)
+        try:
+            if failed:
+                raise OSError(f"worker rank {', '.join(map(str, failed))} could not write its file (its log says why)")
+            self.write_checkpoint(directory, done)
+        except OSError as error:
+            self.checkpoint_failed(directory, done, error)
+            return
+        prune(self.run_dir, self.cfg.checkpoint.keep)
+
+    def write_checkpoint(self, directory: Path, done: int) -> None:
+        """The server's file, then the manifest that makes the checkpoint complete."""
         g = self.compute
         state = {
             "iteration": done,
@@ -218,10 +239,27 @@ class Server:
             "rng": torch.get_rng_state(),
             "config": to_dict(self.cfg),
         }
-        directory = checkpoint_dir(self.run_dir, done)
+        require_finite_state(state, 0, done, "the server's checkpoint")
+        if self.disk_full_at == done:
+            raise OSError(errno.ENOSPC, "No space left on device (fault.checkpoint_error)", str(directory))
         atomic_save(state, directory / SERVER_FILE)
         write_manifest(directory, done, self.trajectory)
-        prune(self.run_dir, self.cfg.checkpoint.keep)
+
+    def checkpoint_failed(self, directory: Path, done: int, error: OSError) -> None:
+        """A checkpoint that cannot be completed: its folder goes (it is incomplete, and the disk
+        may be full); the complete ones before it stay. Then stop, or warn (checkpoint.on_error)."""
+        shutil.rmtree(directory, ignore_errors=True)
+        message = (
+            f"the checkpoint of iteration {done} could not be written ({error}); the complete ones before it are intact"
+        )
+        if self.cfg.checkpoint.on_error == "warn":
+            log.warning("%s; training goes on without it (checkpoint.on_error=warn)", message)
+            return
+        stop = self.transport.header(Stop(done, finished=False))
+        self.exchange("stop after a failed checkpoint", sends=[(rank, stop) for rank in self.roster.live])
+        raise CheckpointError(
+            f"{message}. Free some space and continue with resume=auto, or set checkpoint.on_error=warn to train on"
+        )
 
     def generate(self, iteration: int, period: int | None, stale: bool = False) -> Round:
         """G's k batches of one iteration, copied into every worker's packet; stale: made through
@@ -250,6 +288,7 @@ class Server:
             if rank in self.late:
                 continue
             sends += self.framing[rank].send_train(rank, train, self.outgoing[rank][parity], self.transport)
+            self.incoming[rank][parity].arm()
             recvs.append((rank, self.incoming[rank][parity].buffer))
             batches.assignment[rank] = [feedback_batch(worker, k) for worker in self.roster.positions(rank)]
         batches.posted = self.transport.post(f"training iteration {batches.iteration}", sends, recvs)
@@ -281,6 +320,7 @@ class Server:
             )
             for rank in answered
         ]
+        answered, answers = self.usable_answers(batches.iteration, answered, answers)
         started = time.perf_counter()
         feedbacks = [
             feedback.to(self.ctx.device, torch.float32)
@@ -305,6 +345,36 @@ class Server:
         }
         batches.answered = answered
         return [answer.d_loss for answer in answers], [answer.g_loss for answer in answers], timings
+
+    def usable_answers(
+        self, iteration: int, answered: list[int], answers: list[Feedback]
+    ) -> tuple[list[int], list[Feedback]]:
+        """Each answer's packet arrived whole, and (the non-finite guard, server side) its losses and
+        feedback are finite. A worker whose answer is not ends the run (PeerError, NonFiniteError), or
+        with fault.tolerate_worker_loss is dropped and its feedback left out of G's step."""
+        parity, kept = iteration % 2, []
+        for rank, answer in zip(answered, answers, strict=True):
+            try:
+                self.incoming[rank][parity].require_whole(self.transport, rank, f"feedback of iteration {iteration}")
+            except PeerError as error:
+                if not self.roster.tolerant:
+                    raise
+                self.roster.drop({rank: error})
+                continue
+            quantity = None
+            if not all(math.isfinite(loss) for loss in (answer.d_loss, answer.g_loss)):
+                quantity = f"the losses reported by worker rank {rank}"
+            elif not all_finite([self.incoming[rank][parity].feedback]):
+                quantity = f"the feedback of worker rank {rank}"
+            if quantity is None:
+                kept.append((rank, answer))
+            elif self.roster.tolerant:
+                self.roster.drop(
+                    {rank: PeerError(0, rank, f"feedback of iteration {iteration}", f"{quantity} is not finite")}
+                )
+            else:
+                raise NonFiniteError(0, iteration, quantity)
+        return [rank for rank, _ in kept], [answer for _, answer in kept]
 
     def ranks_of(self, batches: Round) -> dict[str, list[int]] | None:
         """mdgan.quorum below N: who got this iteration's batches, and whose feedback was used."""

@@ -61,6 +61,8 @@ def swap_discriminators(
         arrivals[rank] = Arrival(
             slots, [transport.empty_header() for _ in slots], before[0].new_empty(len(slots) * numel)
         )
+    for arrival in arrivals.values():
+        arrival.states[-1] = float("nan")  # a shorter message than the states leaves it (gloo says nothing)
     recvs = [(rank, buffer) for rank, arrival in arrivals.items() for buffer in (*arrival.headers, arrival.states)]
     failures = transport.wait(transport.post(stage, sends, recvs), tolerate=tolerate)
     now = list(holds)
@@ -71,8 +73,13 @@ def swap_discriminators(
     for rank, arrival in arrivals.items():
         if rank in failures:
             continue
-        for index, (slot, header) in enumerate(zip(arrival.slots, arrival.headers, strict=True)):
-            state = transport.expect(header, rank, stage, DiscriminatorState, iteration=iteration, numel=numel)
+        states = [
+            transport.expect(h, rank, stage, DiscriminatorState, iteration=iteration, numel=numel)
+            for h in arrival.headers
+        ]
+        if bool(torch.isnan(arrival.states[-1])):
+            raise PeerError(me, rank, stage, "the discriminator states ended early (or their last value is NaN)")
+        for index, (slot, state) in enumerate(zip(arrival.slots, states, strict=True)):
             unflatten_into(tensors[slot], arrival.states[index * numel : (index + 1) * numel])
             now[slot] = state.born_on
     return now, failures

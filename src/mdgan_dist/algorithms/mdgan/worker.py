@@ -3,6 +3,7 @@ to r x W - 1, each with its own shard and D; trains them and answers with their 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from mdgan_dist.algorithms.components import label_classes
+from mdgan_dist.algorithms.finite import require_finite, require_finite_state
 from mdgan_dist.algorithms.handshake import answer_server
 from mdgan_dist.algorithms.mdgan.compute import DiscriminatorCompute
 from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, Framing, wire_dtype
@@ -19,9 +21,9 @@ from mdgan_dist.algorithms.mdgan.swap import swap_discriminators
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.checkpoint import atomic_save, checkpoint_dir, find_worker_file, resume_directory, worker_file
 from mdgan_dist.checkpoint import load as load_checkpoint
-from mdgan_dist.config import kill_point, slow_point
+from mdgan_dist.config import checkpoint_error_point, kill_point, nan_point, slow_point
 from mdgan_dist.distributed.protocol import Checkpoint, Feedback, PairGreeting, Stop, SwapOrder, Train
-from mdgan_dist.errors import PeerError
+from mdgan_dist.errors import NonFiniteError, PeerError
 from mdgan_dist.resources import write_peer_stats
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ class Worker:
         ranks = ctx.num_workers // per_rank
         self.kill_at = kill_point(cfg.fault, ranks)
         self.slow = slow_point(cfg.fault, ranks)
+        self.nan_at = nan_point(cfg.fault, ranks)
+        self.disk_full_at = checkpoint_error_point(cfg.fault, ranks)
+        self.first = first
         self.swaps = self.swap_bytes_sent = self.swap_bytes_recv = self.iterations_trained = 0
         # The server may itself be waiting for a silent worker (timeout_s), and, with lost workers
         # tolerated, for a worker stuck in a swap with a silent partner (2 x timeout_s).
@@ -110,15 +115,20 @@ class Worker:
         orders = [first, *self.more_swap_orders(first.iteration)]
         sent, received = self.transport.bytes_sent, self.transport.bytes_recv
         tolerant = self.cfg.fault.tolerate_worker_loss
-        self.holds, failures = swap_discriminators(
-            self.transport,
-            self.compute.stack,
-            self.compute.optimizer,
-            self.cfg.mdgan.swap_optimizer_state,
-            orders,
-            self.holds,
-            tolerate=tolerant,
-        )
+        try:
+            self.holds, failures = swap_discriminators(
+                self.transport,
+                self.compute.stack,
+                self.compute.optimizer,
+                self.cfg.mdgan.swap_optimizer_state,
+                orders,
+                self.holds,
+                tolerate=tolerant,
+            )
+        except PeerError as error:  # a partner sent what the protocol does not allow
+            if not tolerant:
+                raise
+            failures = {error.peer: error}
         if failures:
             # A partner died during the swap; the server drops it. Its slots keep training their D.
             for error in failures.values():
@@ -136,12 +146,31 @@ class Worker:
             self.transport.exchange(stage, recvs=[(0, buffer) for buffer in buffers])
         return [self.transport.expect(buffer, 0, stage, SwapOrder, iteration=iteration) for buffer in buffers]
 
+    def require_finite(self, iteration: int, d_losses: list[float]) -> None:
+        """The non-finite guard, worker side: each D's loss and its parameters after the steps, before
+        any feedback from it leaves."""
+        rank = self.transport.rank
+        for slot, (loss, finite) in enumerate(zip(d_losses, self.compute.finite_slots(), strict=True)):
+            require_finite([loss], rank, iteration, f"the D loss of worker {self.first + slot}")
+            if not finite:
+                raise NonFiniteError(rank, iteration, f"the discriminator of worker {self.first + slot}")
+
     def checkpoint(self, iteration: int) -> None:
         """Writes this worker's state, then tells the server, which writes the manifest last."""
+        rank = self.transport.rank
         state = {"iteration": iteration, "holds": self.holds, **self.compute.state_dict(), "rng": torch.get_rng_state()}
-        atomic_save(state, worker_file(checkpoint_dir(self.ctx.run_dir, iteration), self.transport.rank, self.holds))
-        done = self.transport.header(Checkpoint(iteration))
-        self.transport.exchange(f"checkpoint at iteration {iteration}", sends=[(0, done)])
+        require_finite_state(state, rank, iteration, "the worker's checkpoint")
+        path = worker_file(checkpoint_dir(self.ctx.run_dir, iteration), rank, self.holds)
+        try:
+            if self.disk_full_at == (rank, iteration):
+                raise OSError(errno.ENOSPC, "No space left on device (fault.checkpoint_error)", str(path))
+            atomic_save(state, path)
+            failed = False
+        except OSError as error:  # the server decides what follows (checkpoint.on_error)
+            log.error("rank %d could not write its checkpoint of iteration %d: %s", rank, iteration, error)
+            failed = True
+        answer = self.transport.header(Checkpoint(iteration, failed))
+        self.transport.exchange(f"checkpoint at iteration {iteration}", sends=[(0, answer)])
 
     def load(self, path: Path) -> None:
         state = load_checkpoint(path, self.ctx.device)
@@ -155,6 +184,9 @@ class Worker:
         if self.kill_at == (self.transport.rank, iteration):
             log.warning("fault.kill_worker: rank %d kills itself at iteration %d", self.transport.rank, iteration)
             os.kill(os.getpid(), signal.SIGKILL)  # a real crash: no exception, no clean-up
+        if self.nan_at == (self.transport.rank, iteration):
+            log.warning("fault.nan_worker: rank %d turns its D NaN at iteration %d", self.transport.rank, iteration)
+            self.compute.poison(0)
         message = self.batches
         started = time.perf_counter()
         if self.samples is not message.images:
@@ -162,6 +194,7 @@ class Worker:
         labels = None if message.labels is None else message.labels.to(self.ctx.device).long()
         prepared = time.perf_counter()
         outcome = self.compute.iteration(self.samples, labels)
+        self.require_finite(iteration, outcome.d_losses)
         self.reply.feedback.copy_(outcome.feedback)
         # The header carries one D and one G loss: the means over this process's workers.
         d_loss, g_loss = (sum(losses) / len(losses) for losses in (outcome.d_losses, outcome.g_losses))

@@ -1,0 +1,39 @@
+"""The non-finite guard: a NaN or an infinity stops the run where it appears (errors.NonFiniteError,
+naming the rank, the iteration and the quantity), before it reaches G's step or a checkpoint."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+
+from mdgan_dist.errors import NonFiniteError
+
+
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(tensor).all()) for tensor in tensors if tensor.is_floating_point())
+
+
+def require_finite(values: Iterable[float], rank: int, iteration: int, quantity: str) -> None:
+    if not all(math.isfinite(value) for value in values):
+        raise NonFiniteError(rank, iteration, quantity)
+
+
+def require_finite_state(state: Any, rank: int, iteration: int, what: str) -> None:
+    """Every floating tensor in a state about to be saved is finite; else names the first that is not."""
+    for path, tensor in _tensors(state, what):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteError(rank, iteration, path)
+
+
+def _tensors(value: Any, path: str) -> Iterator[tuple[str, torch.Tensor]]:
+    if isinstance(value, torch.Tensor):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors(item, f"{path}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _tensors(item, f"{path}[{index}]")
