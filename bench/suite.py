@@ -20,6 +20,7 @@ Sections (each one table and one JSON entry):
   bytes        measured bytes vs the analytic figures (per iteration, per swap, per FL-GAN sync)
   memory       peak RSS (and CUDA peak) of the server, the largest worker, FL-GAN, standalone
   optimisations  before/after: wire dtype, overlap, straggler with quorum, (cuda) bf16/channels_last
+  guard        what the non-finite guard costs against an iteration's compute (in this process)
   packing      several workers per process (mdgan.workers_per_rank) vs one: time vs N against the
                compute bound, with repeated jobs; peak memory and the largest N that fits
 

@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.bench
 
 SUITE = Path(__file__).resolve().parents[1] / "bench" / "suite.py"
-SECTIONS = {"compute", "protocol", "scaling", "bytes", "memory", "optimisations", "packing"}
+SECTIONS = {"compute", "protocol", "scaling", "bytes", "memory", "optimisations", "packing", "guard"}
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,10 @@ def test_packing_compares_both_layouts_against_the_compute_bound(report: dict) -
     # Every job says which code it ran and on how many threads.
     for job in report["jobs"]:
         assert len(job["commit"].split("+")[0]) == 40 and job["threads"] >= 1
+
+
+@pytest.mark.timeout(900)
+def test_the_guard_costs_a_small_share_of_an_iteration(report: dict) -> None:
+    rows = report["sections"]["guard"]["rows"]
+    assert [row["role"] for row in rows] == ["worker", "server, N=4"]
+    assert all(0 < row["guard_seconds"] < row["iteration_seconds"] for row in rows)

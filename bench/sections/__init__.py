@@ -10,6 +10,7 @@ from jobs import Runner
 
 from .bytes import section_bytes
 from .compute import section_compute
+from .guard import section_guard
 from .memory import section_memory
 from .optimisations import section_optimisations
 from .packing import section_packing
@@ -27,4 +28,5 @@ SECTIONS: dict[str, Section] = {
     "memory": section_memory,
     "optimisations": section_optimisations,
     "packing": section_packing,
+    "guard": section_guard,
 }

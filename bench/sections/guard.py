@@ -1,0 +1,87 @@
+"""Section guard: what the non-finite guard costs, in this process on one thread: the checks a
+worker and the server run every iteration, against the compute of the iteration they guard."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from jobs import Runner
+from mdgan_dist.algorithms.finite import all_finite, require_finite
+from mdgan_dist.algorithms.mdgan.compute import DiscriminatorCompute, GeneratorCompute
+from mdgan_dist.compose import compose
+from mdgan_dist.config import resolved_k
+from mdgan_dist.data import load_shard
+from mdgan_dist.experiments.formatting import ms, ratio
+from mdgan_dist.experiments.tables import keyed
+from mdgan_dist.job import plan_data
+
+from .compute import median_seconds
+from .role_compute import server_step, worker_step
+from .table import Table
+
+WORKERS = 4  # feedbacks the server checks
+
+
+def section_guard(args: argparse.Namespace, runner: Runner) -> Table:
+    cfg = compose(runner.shared_overrides())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cpu = torch.device("cpu")
+        plan = plan_data(cfg, 1)
+        shape, classes = plan.image_shape, plan.num_classes
+        shard = load_shard(plan.train, plan.shards[0])
+        worker = DiscriminatorCompute(cfg, shape, classes, [shard], [0], cpu)
+        k = resolved_k(cfg.mdgan, WORKERS)
+        server = GeneratorCompute(cfg, shape, classes, k, cpu)
+        generated = server.generate()
+        generated.batches.sum().backward()  # G's gradients exist, as after its backward
+        feedbacks = [torch.randn(cfg.train.batch_size, *shape) for _ in range(WORKERS)]
+
+        def worker_guard() -> None:  # Worker.require_finite
+            require_finite([0.5], 1, 0, "the D loss")
+            worker.finite_slots()
+
+        def server_guard() -> None:  # Server.usable_answers, then GeneratorCompute.step's check
+            for feedback in feedbacks:
+                require_finite([0.5, 0.7], 0, 0, "the losses")
+                all_finite([feedback])
+            all_finite(param.grad for param in server.generator.parameters() if param.grad is not None)
+
+        reps = args.repetitions
+        rows = []
+        for role, guard, iteration in (
+            ("worker", worker_guard, worker_step(cfg, shape, classes, shard, 1, cpu)),
+            (f"server, N={WORKERS}", server_guard, server_step(cfg, shape, classes, k, cpu, WORKERS)),
+        ):
+            guard_seconds = median_seconds(guard, reps * 10, time.thread_time)
+            iteration_seconds = median_seconds(iteration, reps, time.thread_time)
+            rows.append(
+                {
+                    "role": role,
+                    "iteration_seconds": iteration_seconds,
+                    "guard_seconds": guard_seconds,
+                    "share": guard_seconds / iteration_seconds,
+                }
+            )
+    finally:
+        torch.set_num_threads(threads)
+    return Table(
+        "Cost of the non-finite guard",
+        [
+            keyed("role", "role"),
+            keyed("iteration_seconds", "iteration compute ms", ms),
+            keyed("guard_seconds", "guard ms", ms),
+            keyed("share", "guard / iteration", ratio),
+        ],
+        rows,
+        notes=[
+            "CPU time on one thread, medians: the checks a role runs every iteration (a worker: its D losses "
+            "and its parameters after the steps; the server: every answer's losses and feedback, and G's "
+            "gradient) against the compute of that iteration (role_compute). Goal: under 0.02."
+        ],
+        summary={"largest_share": max(row["share"] for row in rows)},
+    )
