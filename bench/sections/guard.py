@@ -69,6 +69,15 @@ def section_guard(args: argparse.Namespace, runner: Runner) -> Table:
             )
     finally:
         torch.set_num_threads(threads)
+    # A synchronous iteration runs the server's part, then a worker's (the others alongside).
+    rows.append(
+        {
+            "role": "iteration (server + a worker)",
+            "iteration_seconds": sum(row["iteration_seconds"] for row in rows),
+            "guard_seconds": sum(row["guard_seconds"] for row in rows),
+        }
+    )
+    rows[-1]["share"] = rows[-1]["guard_seconds"] / rows[-1]["iteration_seconds"]
     return Table(
         "Cost of the non-finite guard",
         [
@@ -81,7 +90,8 @@ def section_guard(args: argparse.Namespace, runner: Runner) -> Table:
         notes=[
             "CPU time on one thread, medians: the checks a role runs every iteration (a worker: its D losses "
             "and its parameters after the steps; the server: every answer's losses and feedback, and G's "
-            "gradient) against the compute of that iteration (role_compute). Goal: under 0.02."
+            "gradient) against the compute of that iteration (role_compute); the last row is one synchronous "
+            "iteration's path, the server's part then a worker's. Goal: under 0.02 of an iteration."
         ],
-        summary={"largest_share": max(row["share"] for row in rows)},
+        summary={"iteration_share": rows[-1]["share"]},
     )

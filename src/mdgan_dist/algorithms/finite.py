@@ -13,7 +13,11 @@ from mdgan_dist.errors import NonFiniteError
 
 
 def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
-    return all(bool(torch.isfinite(tensor).all()) for tensor in tensors if tensor.is_floating_point())
+    """Whether every value is finite, from one sum per tensor: a NaN or an infinity anywhere makes
+    the sum non-finite (so does a sum beyond float32's range, from values that diverged anyway).
+    Several times cheaper than isfinite().all(), which the per-iteration checks cannot afford."""
+    sums = [tensor.sum() for tensor in tensors if tensor.is_floating_point()]
+    return not sums or bool(torch.isfinite(torch.stack(sums).sum()))
 
 
 def require_finite(values: Iterable[float], rank: int, iteration: int, quantity: str) -> None:

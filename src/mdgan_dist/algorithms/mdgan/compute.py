@@ -181,9 +181,9 @@ class DiscriminatorCompute:
         return feedback.contiguous(), losses.tolist()
 
     def finite_slots(self) -> list[bool]:
-        """Per slot, whether its D's parameters are all finite."""
-        per_tensor = [torch.isfinite(param).flatten(1).all(1) for param in self.stack.parameters()]
-        return torch.stack(per_tensor).all(0).tolist()
+        """Per slot, whether its D's parameters are all finite (finite.all_finite's sums, per slot)."""
+        sums = torch.stack([param.detach().flatten(1).sum(1) for param in self.stack.parameters()]).sum(0)
+        return torch.isfinite(sums).tolist()
 
     def poison(self, slot: int) -> None:
         """fault.nan_worker: the slot's D turns NaN, as a diverged one does."""

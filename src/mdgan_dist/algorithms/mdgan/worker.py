@@ -125,14 +125,14 @@ class Worker:
                 self.holds,
                 tolerate=tolerant,
             )
-        except PeerError as error:  # a partner sent what the protocol does not allow
+        except PeerError as refused:  # a partner sent what the protocol does not allow
             if not tolerant:
                 raise
-            failures = {error.peer: error}
+            failures = {refused.peer: refused}
         if failures:
             # A partner died during the swap; the server drops it. Its slots keep training their D.
-            for error in failures.values():
-                log.warning("%s; keeping the discriminators %s", error, self.holds)
+            for failure in failures.values():
+                log.warning("%s; keeping the discriminators %s", failure, self.holds)
             return
         self.swaps += 1
         self.swap_bytes_sent += self.transport.bytes_sent - sent
