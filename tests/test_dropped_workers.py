@@ -63,10 +63,12 @@ def test_killed_process_of_several_workers_drops_them_all_and_training_goes_on(t
 
 
 def test_silent_worker_is_dropped_at_the_timeout(tmp_path: Path) -> None:
-    # Long enough that the stop lands mid-run (it follows iteration 5 within a poll of 0.2 s).
+    # Worker 1 sleeps 0.1 s before each feedback: the 95 iterations after the 5th take 9.5 s at least,
+    # so the stop lands mid-run however loaded the machine is.
     timeout_s, iterations = 8, 100
     overrides = [
         *COMMON, f"train.iterations={iterations}", "fault.tolerate_worker_loss=true", f"comm.timeout_s={timeout_s}",
+        "fault.slow_worker=1@0.1",
     ]  # fmt: skip
     job = train_job(tmp_path, 4, overrides)
     try:

@@ -14,9 +14,13 @@ from multiproc import TINY, Torchrun, assert_same_final_models, metrics, run_job
 pytestmark = pytest.mark.slow
 
 ITERATIONS = 40
-# Slow enough (L = 4) that a kill lands mid-run; a checkpoint every 5 iterations.
+# A checkpoint every 5 iterations, a swap every 5.
 COMMON = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "checkpoint.every=5", "gan.disc_steps=4",
           "mdgan.swap_every_epochs=0.05", "comm.timeout_s=30"]  # fmt: skip
+# The interrupted runs: a worker sleeps 0.25 s before each feedback, so the 16 or more iterations
+# left after a kill or a stop request take 4 s at least, whatever the load on the machine, and the
+# test always acts mid-run. The sleep changes no number (fault.* may change on resume).
+PACED = [*COMMON, "fault.slow_worker=1@0.25"]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +31,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 def test_sigkill_restarts_the_group_and_the_run_resumes_exactly(tmp_path: Path, uninterrupted: Path) -> None:
     """The server killed, then a worker of the restarted group: one job, two restarts."""
     kills = [(0, 12), (2, 24)]  # (rank, after iteration); a checkpoint every 5 iterations
-    job = Torchrun(tmp_path, 4, COMMON, ["--max-restarts=2", "--monitor-interval=0.5"])
+    job = Torchrun(tmp_path, 4, PACED, ["--max-restarts=2", "--monitor-interval=0.5"])
     try:
         for victim, iteration in kills:
             # After a restart metrics.jsonl holds only the resumed records: this waits for the new group.
@@ -49,7 +53,7 @@ def test_sigkill_restarts_the_group_and_the_run_resumes_exactly(tmp_path: Path, 
 
 def test_stop_request_checkpoints_and_ends_cleanly_then_resumes(tmp_path: Path, uninterrupted: Path) -> None:
     """`touch <run dir>/STOP` (what the SLURM script does before the time limit)."""
-    job = train_job(tmp_path, 4, COMMON)
+    job = train_job(tmp_path, 4, PACED)
     try:
         wait_for_iteration(tmp_path / "run" / "metrics.jsonl", 12, timeout_s=120)
         (tmp_path / "run" / "STOP").touch()
