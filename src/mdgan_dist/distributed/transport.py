@@ -24,6 +24,7 @@ class PeerTransfers:
 
     works: list[dist.Work] = field(default_factory=list)
     copies: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (destination, wire copy)
+    marked: list[torch.Tensor] = field(default_factory=list)  # float receives whose last value is marked NaN
     bytes_sent: int = 0
     bytes_recv: int = 0
     messages_sent: int = 0
@@ -108,11 +109,10 @@ class Transport:
 
     def post(self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = ()) -> Posted:
         """Starts the transfers of one protocol step and returns at once; wait() completes them."""
-        for _, tensor in recvs:
-            if tensor.dtype == torch.int64 and tensor.numel() == HEADER_LEN:
-                tensor[-1] = UNWRITTEN  # a bare header: decode() refuses it if no whole header overwrites this
         # Tensors not on the wire device travel through a staging copy (GPU compute over gloo).
         staged_recvs = [(peer, tensor, self._on_wire(tensor)) for peer, tensor in recvs]
+        for _, _, staged in staged_recvs:
+            _mark(staged)
         ops: list[tuple[int, Callable[..., dist.Work | None], torch.Tensor]]
         ops = [(peer, dist.isend, tensor.to(self.wire)) for peer, tensor in sends]
         ops += [(peer, dist.irecv, staged) for peer, _, staged in staged_recvs]
@@ -132,6 +132,8 @@ class Transport:
             transfers.messages_recv += 1
             if staged is not tensor:
                 transfers.copies.append((tensor, staged))
+            if tensor.is_floating_point() and tensor.numel():
+                transfers.marked.append(tensor)
         return posted
 
     def wait(self, posted: Posted, tolerate: bool = False, patience: int = 1) -> dict[int, PeerError]:
@@ -151,7 +153,9 @@ class Transport:
         for peer in open_peers:
             posted.close(peer)
             if peer not in failures:
-                self._complete(posted.transfers[peer])
+                short = self._complete(peer, posted.transfers[peer], posted.stage)
+                if short is not None:
+                    failures[peer] = short
         if failures and not tolerate:
             raise failures[min(failures)]
         return failures
@@ -224,15 +228,22 @@ class Transport:
             error = posted.finished[peer]
             if error is not None:
                 raise self._failure(peer, posted.stage, error, limit)
-            self._complete(posted.transfers[peer])
+            short = self._complete(peer, posted.transfers[peer], posted.stage)
+            if short is not None:
+                raise short
 
-    def _complete(self, transfers: PeerTransfers) -> None:
+    def _complete(self, peer: int, transfers: PeerTransfers, stage: str) -> PeerError | None:
+        """Copies staged receives back and counts the bytes; a receive whose mark survived got a
+        shorter message than its buffer (which gloo accepts without a word)."""
         for tensor, staged in transfers.copies:
             tensor.copy_(staged)
         self.bytes_sent += transfers.bytes_sent
         self.bytes_recv += transfers.bytes_recv
         self.messages_sent += transfers.messages_sent
         self.messages_recv += transfers.messages_recv
+        if any(bool(torch.isnan(tensor.view(-1)[-1])) for tensor in transfers.marked):
+            return PeerError(self.rank, peer, stage, "the message ended early (or its last value is NaN)")
+        return None
 
     def _wait_in_turn(self, by_peer: dict[int, list[dist.Work]], stage: str, limit: Limit) -> dict[int, PeerError]:
         for peer, works in by_peer.items():
@@ -293,6 +304,17 @@ class Transport:
         if numel is not None and slots.numel != numel:
             raise PeerError(self.rank, peer, stage, f"announced {slots.numel} payload values, expected {numel}")
         return message
+
+
+def _mark(buffer: torch.Tensor) -> None:
+    """Marks a receive buffer so that a message shorter than it shows: gloo accepts one silently.
+    A bare header's last slot (0 in every header sent) becomes protocol.UNWRITTEN, which decode()
+    refuses; a float buffer's last value becomes NaN, checked on completion. Byte packets mark
+    themselves (algorithms/mdgan/message.py: Packet.arm)."""
+    if buffer.dtype == torch.int64 and buffer.numel() == HEADER_LEN:
+        buffer[-1] = UNWRITTEN
+    elif buffer.is_floating_point() and buffer.numel():
+        buffer.view(-1)[-1] = float("nan")
 
 
 def _nbytes(tensor: torch.Tensor) -> int:

@@ -61,8 +61,6 @@ def swap_discriminators(
         arrivals[rank] = Arrival(
             slots, [transport.empty_header() for _ in slots], before[0].new_empty(len(slots) * numel)
         )
-    for arrival in arrivals.values():
-        arrival.states[-1] = float("nan")  # a shorter message than the states leaves it (gloo says nothing)
     recvs = [(rank, buffer) for rank, arrival in arrivals.items() for buffer in (*arrival.headers, arrival.states)]
     failures = transport.wait(transport.post(stage, sends, recvs), tolerate=tolerate)
     now = list(holds)
@@ -77,8 +75,6 @@ def swap_discriminators(
             transport.expect(h, rank, stage, DiscriminatorState, iteration=iteration, numel=numel)
             for h in arrival.headers
         ]
-        if bool(torch.isnan(arrival.states[-1])):
-            raise PeerError(me, rank, stage, "the discriminator states ended early (or their last value is NaN)")
         for index, (slot, state) in enumerate(zip(arrival.slots, states, strict=True)):
             unflatten_into(tensors[slot], arrival.states[index * numel : (index + 1) * numel])
             now[slot] = state.born_on
