@@ -45,10 +45,9 @@ def section_guard(args: argparse.Namespace, runner: Runner) -> Table:
             require_finite([0.5], 1, 0, "the D loss")
             worker.finite_slots()
 
-        def server_guard() -> None:  # Server.usable_answers, then GeneratorCompute.step's check
-            for feedback in feedbacks:
-                require_finite([0.5, 0.7], 0, 0, "the losses")
-                all_finite([feedback])
+        def server_guard() -> None:  # Server.usable_answers' usual case, then GeneratorCompute.step's check
+            require_finite([0.5, 0.7] * WORKERS, 0, 0, "the losses")
+            all_finite(feedbacks)
             all_finite(param.grad for param in server.generator.parameters() if param.grad is not None)
 
         reps = args.repetitions

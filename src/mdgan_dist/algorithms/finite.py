@@ -14,9 +14,10 @@ from mdgan_dist.errors import NonFiniteError
 
 def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
     """Whether every value is finite, from one sum per tensor: a NaN or an infinity anywhere makes
-    the sum non-finite (so does a sum beyond float32's range, from values that diverged anyway).
+    the sum non-finite (so does a sum beyond float32's range, from values that diverged anyway;
+    float16 and bfloat16 payloads are summed in float32).
     Several times cheaper than isfinite().all(), which the per-iteration checks cannot afford."""
-    sums = [tensor.sum() for tensor in tensors if tensor.is_floating_point()]
+    sums = [tensor.sum(dtype=torch.float32) for tensor in tensors if tensor.is_floating_point()]
     return not sums or bool(torch.isfinite(torch.stack(sums).sum()))
 
 

@@ -353,6 +353,10 @@ class Server:
         feedback are finite. A worker whose answer is not ends the run (PeerError, NonFiniteError), or
         with fault.tolerate_worker_loss is dropped and its feedback left out of G's step."""
         parity, kept = iteration % 2, []
+        # The usual case in one check: finite payloads also hold no mark of a short message.
+        losses = [loss for answer in answers for loss in (answer.d_loss, answer.g_loss)]
+        if all(map(math.isfinite, losses)) and all_finite([self.incoming[rank][parity].payload for rank in answered]):
+            return answered, answers
         for rank, answer in zip(answered, answers, strict=True):
             try:
                 self.incoming[rank][parity].require_whole(self.transport, rank, f"feedback of iteration {iteration}")
