@@ -46,19 +46,18 @@ def run_against(tmp_path: Path, role: str, mode: str) -> tuple[str, int]:
     return job.ranks[real].output, codes[real]
 
 
-@pytest.mark.parametrize("mode", list(AT_THE_SERVER))
-def test_the_server_refuses_a_malformed_reply(tmp_path: Path, mode: str) -> None:
-    output, code = run_against(tmp_path, "worker", mode)
-    assert code == 1, output
-    assert re.search(AT_THE_SERVER[mode], output), output
-    assert "Traceback" not in output
+# (the fake peer's role, its malformed message, what the real peer must say): a fake worker
+# against the real server, then a fake server against a real worker.
+REFUSALS = [("worker", mode, said) for mode, said in AT_THE_SERVER.items()] + [
+    ("server", mode, said) for mode, said in AT_THE_WORKER.items()
+]
 
 
-@pytest.mark.parametrize("mode", list(AT_THE_WORKER))
-def test_a_worker_refuses_a_malformed_order(tmp_path: Path, mode: str) -> None:
-    output, code = run_against(tmp_path, "server", mode)
+@pytest.mark.parametrize(("fake", "mode", "said"), REFUSALS, ids=[f"fake-{f}-{m}" for f, m, _ in REFUSALS])
+def test_the_real_peer_refuses_a_malformed_message(tmp_path: Path, fake: str, mode: str, said: str) -> None:
+    output, code = run_against(tmp_path, fake, mode)
     assert code == 1, output
-    assert re.search(AT_THE_WORKER[mode], output), output
+    assert re.search(said, output), output
     assert "Traceback" not in output
 
 
