@@ -35,9 +35,6 @@ class Layout:
     processes: int  # worker processes: N / W
     threads: int  # intra-op threads of every rank
 
-    def label(self) -> str:
-        return f"{self.processes} x {self.per_rank}"
-
 
 def layouts(workers: int, cores: int, most_processes: int) -> list[Layout]:
     """One worker per process (while N + 1 processes stay within most_processes), and the workers
@@ -91,8 +88,7 @@ def largest_fitting(rows: list[dict[str, Any]], total: int) -> dict[str, int | N
     if len({row["per_rank"] for row in packed}) >= 2:
         xs = [row["per_rank"] for row in packed]
         ys = [row["worker_rss"] for row in packed]
-        slope = statistics.linear_regression(xs, ys).slope
-        intercept = statistics.linear_regression(xs, ys).intercept
+        slope, intercept = statistics.linear_regression(xs, ys)
         widest = max(packed, key=lambda row: row["workers"])
         processes, server = widest["processes"], widest["server_rss"]
         if slope > 0:
