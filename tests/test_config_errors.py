@@ -91,6 +91,16 @@ CASES = {
         ["fault.kill_worker=5@3"],
         "expected RANK@ITERATION with a worker rank in 1..2",
     ),
+    "bad entry in a kill schedule": (
+        {"WORLD_SIZE": "4"},
+        ["fault.kill_worker=[1@3,4@5]"],
+        "expected RANK@ITERATION with a worker rank in 1..3",
+    ),
+    "a worker killed twice": (
+        {"WORLD_SIZE": "4"},
+        ["fault.kill_worker=[2@3,2@5]"],
+        "rank 2 is named twice",
+    ),
 }
 
 

@@ -123,6 +123,22 @@ def test_dirichlet_split_is_a_skewed_partition(mnist5k: dict[str, ImageDataset])
     assert largest_share > 0.4  # iid shards hold about 10% of each class
 
 
+def test_dirichlet_split_is_drawn_again_until_every_shard_holds_a_batch(mnist5k: dict[str, ImageDataset]) -> None:
+    """alpha = 0.1 over 10 workers leaves a worker 21 samples on its first draw (seed 4); with min_size
+    the split is redrawn from the same stream, and a first draw that fits is kept as it is."""
+    labels = mnist5k["train"].labels
+    cfg = DataConfig(split="dirichlet", alpha=0.1)
+    first = split_indices(labels, 10, cfg, seed=4)
+    assert min(len(shard) for shard in first) < 64
+    redrawn = split_indices(labels, 10, cfg, seed=4, min_size=64)
+    _assert_partition(redrawn, len(labels))
+    assert min(len(shard) for shard in redrawn) >= 64
+    assert max(torch.bincount(labels[shard]).max().item() / len(shard) for shard in redrawn) > 0.4  # still skewed
+    fits = split_indices(labels, 4, cfg, seed=0)
+    assert min(len(shard) for shard in fits) >= 64
+    assert all(torch.equal(a, b) for a, b in zip(fits, split_indices(labels, 4, cfg, seed=0, min_size=64)))
+
+
 @pytest.mark.parametrize("workers, per_worker", [(4, 3), (5, 2), (10, 1), (3, 10)])
 def test_class_split_gives_each_worker_only_its_classes(
     mnist5k: dict[str, ImageDataset], workers: int, per_worker: int

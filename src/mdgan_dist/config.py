@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -129,7 +130,9 @@ class CheckpointConfig:
 @dataclass
 class FaultConfig:
     tolerate_worker_loss: bool = False  # drop a dead or silent worker and go on with the others
-    kill_worker: str | None = None  # "RANK@ITERATION": that worker kills itself (SIGKILL) there, for tests and demos
+    # "RANK@ITERATION", or a list of them ([2@200,5@400]): each named worker kills itself (SIGKILL) at
+    # its iteration, for tests, demos and crash studies. Any: OmegaConf's schema has no str-or-list type.
+    kill_worker: Any = None
     slow_worker: str | None = None  # "RANK@SECONDS": that worker sleeps this long before each feedback (a straggler)
     nan_worker: str | None = None  # "RANK@ITERATION": that worker's D turns NaN there (a diverged D), for tests
     # "RANK@ITERATION": that rank's checkpoint file of that iteration fails as on a full disk (0: the server)
@@ -246,9 +249,23 @@ def validate_fields(cfg: Config) -> None:
         require(0 <= value < 1, f"optim.{name}={value}: must be in [0, 1)")
 
 
-def kill_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:
-    """fault.kill_worker as (rank, iteration), checked against the number of workers."""
-    return _iteration_point(cfg.kill_worker, "fault.kill_worker", num_workers)
+def kill_schedule(cfg: FaultConfig, num_workers: int) -> dict[int, int]:
+    """fault.kill_worker as {rank: iteration}, each entry checked against the number of workers."""
+    entries = cfg.kill_worker if isinstance(cfg.kill_worker, list | tuple) else [cfg.kill_worker]
+    schedule: dict[int, int] = {}
+    for entry in entries:
+        if entry is None:
+            continue
+        point = _iteration_point(entry, "fault.kill_worker", num_workers)
+        assert point is not None
+        rank, iteration = point
+        if rank in schedule:
+            raise ConfigError(
+                f"fault.kill_worker={cfg.kill_worker}: rank {rank} is named twice; a worker dies once, "
+                "e.g. fault.kill_worker=[2@200,3@400]"
+            )
+        schedule[rank] = iteration
+    return schedule
 
 
 def nan_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:

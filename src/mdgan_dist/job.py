@@ -42,7 +42,9 @@ def plan_data(cfg: Config, num_workers: int) -> DataPlan:
     if num_workers == 0:  # one process trains on the whole train split, whatever data.split says
         shards = [torch.arange(len(train.labels))]
     else:
-        shards = split_indices(train.labels, num_workers, cfg.data, derive_seed(cfg.train.seed, "split"))
+        # Every worker draws batches of b real samples from its shard.
+        seed = derive_seed(cfg.train.seed, "split")
+        shards = split_indices(train.labels, num_workers, cfg.data, seed, min_size=cfg.train.batch_size)
     plan = DataPlan(train, shards)
     validate_shards(cfg, plan.shard_sizes)
     return plan

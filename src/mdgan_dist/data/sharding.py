@@ -12,12 +12,20 @@ from mdgan_dist.data.base import ImageDataset
 from mdgan_dist.errors import ConfigError
 
 
-def split_indices(labels: torch.Tensor, num_workers: int, cfg: DataConfig, seed: int) -> list[torch.Tensor]:
+# How often a Dirichlet split is drawn again when a shard comes out smaller than asked.
+DIRICHLET_DRAWS = 1000
+
+
+def split_indices(
+    labels: torch.Tensor, num_workers: int, cfg: DataConfig, seed: int, min_size: int = 0
+) -> list[torch.Tensor]:
     """Disjoint, ascending int64 index shards covering `labels`, one per worker.
 
     Depends only on its arguments, so every process computes the same shards without communicating.
     `iid`: a seeded permutation cut into near-equal parts. `dirichlet`: each class is divided among
-    the workers in proportions drawn from Dirichlet(alpha), the usual non-iid label skew. `classes`:
+    the workers in proportions drawn from Dirichlet(alpha), the usual non-iid label skew, drawn
+    again (from the same seeded stream) while a shard holds fewer than `min_size` samples, as
+    federated-learning benchmarks do: a small alpha over many workers often leaves one empty. `classes`:
     each worker holds only `classes_per_worker` classes, and each class is cut evenly among the
     workers that hold it.
     """
@@ -28,7 +36,7 @@ def split_indices(labels: torch.Tensor, num_workers: int, cfg: DataConfig, seed:
         generator = torch.Generator().manual_seed(seed)
         shards = torch.randperm(len(labels), generator=generator).tensor_split(num_workers)
     elif cfg.split == "dirichlet":
-        shards = _dirichlet_shards(labels, num_workers, cfg.alpha, seed)
+        shards = _dirichlet_shards(labels, num_workers, cfg.alpha, seed, min_size)
     elif cfg.split == "classes":
         shards = _class_shards(labels, num_workers, cfg.classes_per_worker, seed)
     else:
@@ -36,10 +44,24 @@ def split_indices(labels: torch.Tensor, num_workers: int, cfg: DataConfig, seed:
     return [shard.sort().values for shard in shards]
 
 
-def _dirichlet_shards(labels: torch.Tensor, num_workers: int, alpha: float, seed: int) -> list[torch.Tensor]:
+def _dirichlet_shards(
+    labels: torch.Tensor, num_workers: int, alpha: float, seed: int, min_size: int
+) -> list[torch.Tensor]:
+    """The first draw whose shards all hold min_size samples; the last draw if none does (the
+    caller's size check then names the small shard)."""
     if alpha <= 0:
         raise ConfigError(f"data.alpha={alpha}: the Dirichlet concentration must be > 0")
     rng = np.random.default_rng(seed)  # numpy, as torch's Dirichlet sampler takes no generator
+    for _ in range(DIRICHLET_DRAWS):
+        shards = _dirichlet_draw(labels, num_workers, alpha, rng)
+        if min(len(shard) for shard in shards) >= min_size:
+            break
+    return shards
+
+
+def _dirichlet_draw(
+    labels: torch.Tensor, num_workers: int, alpha: float, rng: np.random.Generator
+) -> list[torch.Tensor]:
     pieces = [[torch.empty(0, dtype=torch.int64)] for _ in range(num_workers)]
     for label in labels.unique().tolist():  # ascending, so the draws happen in a fixed order
         members = (labels == label).nonzero().flatten()

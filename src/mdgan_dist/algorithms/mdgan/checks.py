@@ -6,7 +6,7 @@ from mdgan_dist.algorithms.checks import require_workers
 from mdgan_dist.config import (
     Config,
     checkpoint_error_point,
-    kill_point,
+    kill_schedule,
     nan_point,
     require,
     resolved_k,
@@ -34,7 +34,7 @@ def validate(cfg: Config, world_size: int) -> None:
         )
     validate_speed_options(cfg, workers)
     # The fault injection names worker processes.
-    kill_point(cfg.fault, world_size - 1)
+    kill_schedule(cfg.fault, world_size - 1)
     slow_point(cfg.fault, world_size - 1)
     nan_point(cfg.fault, world_size - 1)
     checkpoint_error_point(cfg.fault, world_size - 1)

@@ -21,7 +21,7 @@ from mdgan_dist.algorithms.mdgan.swap import swap_discriminators
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.checkpoint import atomic_save, checkpoint_dir, find_worker_file, resume_directory, worker_file
 from mdgan_dist.checkpoint import load as load_checkpoint
-from mdgan_dist.config import checkpoint_error_point, kill_point, nan_point, slow_point
+from mdgan_dist.config import checkpoint_error_point, kill_schedule, nan_point, slow_point
 from mdgan_dist.distributed.protocol import Checkpoint, Feedback, PairGreeting, Stop, SwapOrder, Train
 from mdgan_dist.errors import NonFiniteError, PeerError
 from mdgan_dist.resources import write_peer_stats
@@ -50,7 +50,7 @@ class Worker:
         self.samples = self.batches.images if in_place else torch.empty(self.batches.images.shape, device=ctx.device)
         self.holds = workers  # which D each slot holds: the worker it was born on
         ranks = ctx.num_workers // per_rank
-        self.kill_at = kill_point(cfg.fault, ranks)
+        self.kill_at = kill_schedule(cfg.fault, ranks).get(transport.rank)
         self.slow = slow_point(cfg.fault, ranks)
         self.nan_at = nan_point(cfg.fault, ranks)
         self.disk_full_at = checkpoint_error_point(cfg.fault, ranks)
@@ -181,7 +181,7 @@ class Worker:
     def train_iteration(self, iteration: int) -> None:
         """The D steps and the feedback on the batches that arrived in self.batches; the reply
         carries the feedback, the losses and the seconds spent on each part."""
-        if self.kill_at == (self.transport.rank, iteration):
+        if self.kill_at == iteration:
             log.warning("fault.kill_worker: rank %d kills itself at iteration %d", self.transport.rank, iteration)
             os.kill(os.getpid(), signal.SIGKILL)  # a real crash: no exception, no clean-up
         if self.nan_at == (self.transport.rank, iteration):
