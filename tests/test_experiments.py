@@ -151,6 +151,17 @@ def test_variants_and_seeds_name_runs_and_add_their_overrides(tmp_path: Path, ca
     assert main(["run", str(write_preset(tmp_path, grid)), "--root", str(root), "--dry-run"]) == 0
     command = shlex.split(output_lines(capsys)["mdgan-N2-k1-b8-slow-s3"])
     assert command[-3:] == ["optim.d_lr=1e-4", "train.seed=3", f"run.dir={root}/tiny/mdgan-N2-k1-b8-slow-s3"]
+    # --seeds replaces the preset's seeds.
+    assert main(["run", str(write_preset(tmp_path, grid)), "--root", str(root), "--dry-run", "--seeds", "5", "7"]) == 0
+    assert list(output_lines(capsys)) == [
+        f"{base}-{variant}-s{seed}"
+        for base in ("standalone-b8", "mdgan-N2-k1-b8")
+        for variant in ("slow", "paper")
+        for seed in (5, 7)
+    ]
+    with pytest.raises(SystemExit):
+        main(["run", str(write_preset(tmp_path, grid)), "--dry-run", "--seeds", "-1"])
+    assert "-1 is not a seed" in capsys.readouterr().err
 
 
 def test_unknown_preset_names_the_shipped_ones() -> None:
@@ -386,16 +397,87 @@ def test_results_show_the_figures_the_raw_g_the_floor_and_the_mean_over_seeds(tm
     assert (seeds["configuration"], seeds["runs"]) == ("mdgan-N2-k1-b16", "3")
     assert float(seeds["classifier_score_final_mean"]) == pytest.approx(8.0)
     assert float(seeds["classifier_score_final_sd"]) == pytest.approx(1.0)
+    # The 95 % t-interval of a mean of 3: 8 +- t(0.975, 2) x 1 / sqrt(3), t(0.975, 2) = 4.3027.
+    half = 4.302653 / 3**0.5
+    assert float(seeds["classifier_score_final_low"]) == pytest.approx(8.0 - half)
+    assert float(seeds["classifier_score_final_high"]) == pytest.approx(8.0 + half)
+    assert float(seeds["classifier_score_last3_mean"]) == pytest.approx(8.0)  # one evaluation each
     assert float(seeds["frechet_distance_final_sd"]) == pytest.approx(2.0)
     assert float(seeds["raw_salt_final_mean"]) == pytest.approx(0.004)
 
     table = (out / "results.md").read_text()
     assert table == capsys.readouterr().out.split("wrote ")[0]
     assert "| real data (mnist5k, 500 samples) |" in table and "9.250 ± 0.125" in table
-    assert "| mdgan-N2-k1-b16 | 3 | 8.000 ± 1.000 | 12.000 ± 2.000 |" in table
-    seeds_table = table.split("over the seeds:")[1]
-    assert "| real data (mnist5k, 500 samples) |  | 9.250 ± 0.125 | 4.500 ± 1.500 | 1e-05 ± 5e-06 |" in seeds_table
+    assert (
+        "| mdgan-N2-k1-b16 | 3 | 8.000 ± 1.000 [5.516, 10.484] | 8.000 ± 1.000 [5.516, 10.484] | 8.000 ± 1.000 [5.516, 10.484] |"
+        in table
+    )
+    seeds_table = table.split("Over the seeds:")[1]
+    assert (
+        "| real data (mnist5k, 500 samples) |  |  | 9.250 ± 0.125 |  |  | 4.500 ± 1.500 |  | 1e-05 ± 5e-06 |"
+        in seeds_table
+    )
     assert "final salt, raw G" in table
+
+
+def make_seeded(root: Path, group: str, algorithm: str, last_scores: list[list[float]]) -> None:
+    """One run per seed, scored at iterations 10, 20, 30 and 40: the classifier score climbs to the
+    given last three values, the Frechet distance is 100 / classifier score."""
+    cfg = Config(algorithm=algorithm, train=TrainConfig(batch_size=16, iterations=40), mdgan=MDGANConfig(k=1))
+    for seed, last in enumerate(last_scores):
+        cfg.train.seed = seed
+        values = [1.0, *last]
+        records = [scores(10 * (i + 1), float(i), cs, 100 / cs) for i, cs in enumerate(values)]
+        make_run(root, f"{group}-s{seed}", cfg, records, 2, True, group=group)
+
+
+def test_results_judge_claims_over_seeds_and_write_curves_and_hparams(tmp_path: Path, capsys) -> None:
+    make_seeded(tmp_path, "mdgan-N2-k1-b16", "mdgan", [[5.0, 6.0, 7.0], [6.0, 7.0, 8.0], [5.5, 6.5, 7.5]])
+    make_seeded(tmp_path, "flgan-N2-b16", "flgan", [[2.0, 3.0, 4.0], [2.5, 3.5, 4.5], [1.5, 2.5, 3.5]])
+    make_seeded(tmp_path, "flgan-N2-b16-twin", "flgan", [[2.0, 3.0, 4.0], [2.5, 3.5, 4.5], [1.5, 2.5, 4.0]])
+    claims = [("mdgan-N2-k1-b16", "flgan-N2-b16"), ("flgan-N2-b16", "mdgan-N2-k1-b16")]
+    claims.append(("flgan-N2-b16", "flgan-N2-b16-twin"))
+    assert main(["results", str(tmp_path), *(arg for claim in claims for arg in ("--compare", *claim))]) == 0
+    out = tmp_path / "results"
+
+    rows = {row["configuration"]: row for row in csv.DictReader((out / "results.csv").open())}
+    assert float(rows["mdgan-N2-k1-b16-s1"]["classifier_score_last3"]) == pytest.approx(7.0)
+    verdicts = [
+        (row["better"], row["than"], row["score"], row["verdict"])
+        for row in csv.DictReader((out / "verdicts.csv").open())
+    ]
+    assert verdicts == [
+        ("mdgan-N2-k1-b16", "flgan-N2-b16", "classifier_score", "holds"),
+        ("mdgan-N2-k1-b16", "flgan-N2-b16", "frechet_distance", "holds"),  # lower is better
+        ("flgan-N2-b16", "mdgan-N2-k1-b16", "classifier_score", "opposite"),
+        ("flgan-N2-b16", "mdgan-N2-k1-b16", "frechet_distance", "opposite"),
+        ("flgan-N2-b16", "flgan-N2-b16-twin", "classifier_score", "tie"),
+        ("flgan-N2-b16", "flgan-N2-b16-twin", "frechet_distance", "tie"),
+    ]
+    (first, *_) = csv.DictReader((out / "verdicts.csv").open())
+    assert float(first["difference"]) == pytest.approx(6.5 - 3.0)  # the last-3 means: 6, 7, 6.5 against 3, 3.5, 2.5
+    assert float(first["low"]) < 3.5 < float(first["high"]) and float(first["p_value"]) < 0.05
+    table = (out / "results.md").read_text()
+    assert "Verdicts (Welch's t-test" in table
+    assert "| mdgan-N2-k1-b16 better than flgan-N2-b16 | classifier score, mean of the last 3 |" in table
+
+    curves = [row for row in csv.DictReader((out / "curves.csv").open()) if row["configuration"] == "mdgan-N2-k1-b16"]
+    classifier = [row for row in curves if row["score"] == "classifier_score"]
+    assert [int(row["iteration"]) for row in classifier] == [10, 20, 30, 40]
+    assert [float(row["mean"]) for row in classifier] == pytest.approx([1.0, 5.5, 6.5, 7.5])
+    assert float(classifier[0]["sd"]) == 0.0 and float(classifier[3]["sd"]) == pytest.approx(0.5)
+
+    # HParams: one entry per run, its configuration and summary scores.
+    board = out / "tensorboard" / "mdgan-N2-k1-b16-s1"
+    events = EventAccumulator(str(board))
+    events.Reload()
+    assert events.Scalars("hparams/classifier_score_last3")[0].value == pytest.approx(7.0)
+    session = events.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+    assert b"mdgan-N2-k1-b16" in session and b"seed" in session
+
+    # A claim must name configurations of the folder, with 2 seeds on each side.
+    assert main(["results", str(tmp_path), "--compare", "mdgan-N2-k1-b16", "nope"]) == 2
+    assert "--compare names 'nope', which is none of the configurations" in capsys.readouterr().err
 
 
 def test_results_of_a_folder_without_runs_is_an_error(tmp_path: Path, capsys) -> None:

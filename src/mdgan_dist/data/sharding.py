@@ -11,7 +11,6 @@ from mdgan_dist.config import SPLITS, DataConfig
 from mdgan_dist.data.base import ImageDataset
 from mdgan_dist.errors import ConfigError
 
-
 # How often a Dirichlet split is drawn again when a shard comes out smaller than asked.
 DIRICHLET_DRAWS = 1000
 

@@ -3,7 +3,9 @@
     mdgan-experiment run mnist5k_small                         # 6 runs, one after the other, here
     mdgan-experiment run paper_mnist_mlp data.root=/data --slurm --procs-per-node 16
     mdgan-experiment run mnist5k_small --only mdgan --dry-run  # print the commands
+    mdgan-experiment run seeds_methods --seeds 0 1 2 3         # the preset's grid with these seeds
     mdgan-experiment results runs/experiments/mnist5k_small    # results.md, results.csv, scores.png
+    mdgan-experiment results runs/experiments/seeds_methods --compare mdgan-N4-k2-b64 flgan-N4-b64
 
 Exit codes: 0 success, 1 a configuration (or the evaluation classifier) failed, 2 a usage error.
 """
@@ -11,6 +13,7 @@ Exit codes: 0 success, 1 a configuration (or the evaluation classifier) failed, 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from mdgan_dist.algorithms.registry import validate
 from mdgan_dist.compose import compose
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments.grid import load_preset
+from mdgan_dist.experiments.hparams import write_hparams
 from mdgan_dist.experiments.launcher import (
     LaunchError,
     LocalLauncher,
@@ -53,10 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     run.add_argument("--only", metavar="SUBSTRING", help="only the configurations whose name contains SUBSTRING")
+    run.add_argument(
+        "--seeds",
+        type=_seed,
+        nargs="+",
+        metavar="SEED",
+        help="run every configuration with each of these train.seed values, in place of the preset's grid.seeds",
+    )
 
     results = commands.add_parser("results", help="results.md, results.csv and scores.png of the runs under DIR")
     results.add_argument("dir", type=Path, help="a grid's folder (or any folder holding run directories)")
     results.add_argument("--out", type=Path, help="where to write them; default DIR/results")
+    results.add_argument(
+        "--compare",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("A", "B"),
+        help="judge the claim 'configuration A is better than B' over their seeds (repeatable): "
+        "Welch's test on the mean of each run's last 3 evaluations, verdict holds, tie or opposite",
+    )
     return parser
 
 
@@ -67,8 +87,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a seed (an integer >= 0)")
+    return value
+
+
 def run_grid(args: argparse.Namespace) -> int:
-    preset = load_preset(args.preset)
+    preset = load_preset(args.preset, args.seeds)
     configurations = [c for c in preset.configurations if args.only is None or args.only in c.name]
     if not configurations:
         names = ", ".join(c.name for c in preset.configurations)
@@ -102,10 +129,14 @@ def run_grid(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     runs = collect(args.dir)
+    claims = [(better, than) for better, than in args.compare]
+    table = markdown(runs, claims)  # first: a claim naming no configuration stops before any file is written
     out = args.out or args.dir / "results"
     out.mkdir(parents=True, exist_ok=True)
-    written = [*write_tables(runs, out), write_plots(runs, out), out / "tensorboard"]
-    print(markdown(runs), end="")
+    shutil.rmtree(out / "tensorboard", ignore_errors=True)  # the last report's events would show twice
+    written = [*write_tables(runs, out, claims), write_plots(runs, out), out / "tensorboard"]
+    write_hparams(runs, out / "tensorboard")
+    print(table, end="")
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
 

@@ -69,8 +69,9 @@ class Preset:
     configurations: list[Configuration]
 
 
-def load_preset(spec: str) -> Preset:
-    """spec: a preset's name in conf/experiment/ or a path to a preset file."""
+def load_preset(spec: str, seeds: list[int] | None = None) -> Preset:
+    """spec: a preset's name in conf/experiment/ or a path to a preset file; seeds, when given,
+    replace the grid's seeds (the command line's --seeds)."""
     path = Path(spec) if spec.endswith((".yaml", ".yml")) or Path(spec).is_file() else PRESET_DIR / f"{spec}.yaml"
     if not path.is_file():
         shipped = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
@@ -87,7 +88,7 @@ def load_preset(spec: str) -> Preset:
         raise ConfigError(
             f"{path}: grid has the keys {', '.join(GRID_KEYS)}, and may have {' and '.join(OPTIONAL_GRID_KEYS)}"
         )
-    return Preset(name, overrides, expand(path, grid))
+    return Preset(name, overrides, expand(path, grid if seeds is None else {**grid, "seeds": seeds}))
 
 
 def expand(path: Path, grid: dict[str, Any]) -> list[Configuration]:

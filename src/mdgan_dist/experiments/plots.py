@@ -1,6 +1,6 @@
-"""Score curves of a grid: classifier score and Frechet distance against iterations, one line per
-configuration and a grey band for what real images score, as scores.png and as an image in a
-tensorboard event file."""
+"""Score curves of a grid: classifier score and Frechet distance (log axis) against iterations, one
+line per configuration, its mean over seeds with a band for the 95 % interval of that mean, and a
+grey band for what real images score; as scores.png and as an image in a tensorboard event file."""
 
 from __future__ import annotations
 
@@ -11,35 +11,24 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
 
 from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
-from mdgan_dist.experiments.results import ALWAYS_SHOWN, SCORES, RunSummary, floors
+from mdgan_dist.experiments.results import ALWAYS_SHOWN, SCORES, RunSummary, floors, groups, seed_curves
 
-# The method shows in the line style, the configuration in the colour, which its seeds share.
+# The method shows in the line style, the configuration in the colour.
 LINE_STYLES = {"standalone": ":", "flgan": "--", "mdgan": "-"}
+LOG_SCALE = {"frechet_distance"}  # spans two orders of magnitude over a run
 
 
 def score_figure(runs: list[RunSummary]) -> Figure:
     figure = Figure(figsize=(14, 5), layout="constrained")
     colours = matplotlib.colormaps["tab10"]
-    groups = list(dict.fromkeys(run.group for run in runs))
     for axes, score in zip(figure.subplots(1, len(ALWAYS_SHOWN)), ALWAYS_SHOWN, strict=True):
         title, higher_is_better = SCORES[score]
-        for run in runs:
-            points = run.curves.get(score)
-            if points:
-                label = run.name if run.finished else f"{run.name} (unfinished)"
-                iterations, values = zip(*points, strict=True)
-                style = LINE_STYLES.get(run.method, "-")
-                axes.plot(
-                    iterations,
-                    values,
-                    style,
-                    marker=".",
-                    color=colours(groups.index(run.group) % colours.N),
-                    label=label,
-                )
+        for index, (group, members) in enumerate(groups(runs).items()):
+            _plot_group(axes, group, members, score, colours(index % colours.N))
         for name, floor in floors(runs):
             if score in floor:
                 mean, sd = floor[score]["mean"], floor[score]["sd"]
@@ -47,8 +36,10 @@ def score_figure(runs: list[RunSummary]) -> Figure:
                 axes.axhspan(mean - sd, mean + sd, color="grey", alpha=0.2)
         if not axes.lines:
             axes.text(0.5, 0.5, "no scores logged", ha="center", va="center", transform=axes.transAxes)
+        elif score in LOG_SCALE:
+            axes.set_yscale("log")
         axes.set(xlabel="iteration", title=f"{title} ({'higher' if higher_is_better else 'lower'} is better)")
-        axes.grid(alpha=0.3)
+        axes.grid(alpha=0.3, which="both")
     labelled: dict[str, Artist] = {}  # one legend entry per label, whichever axes show it
     for axes in figure.axes:
         handles, labels = axes.get_legend_handles_labels()
@@ -56,6 +47,30 @@ def score_figure(runs: list[RunSummary]) -> Figure:
     if labelled:
         figure.legend(labelled.values(), labelled.keys(), loc="outside right upper", fontsize="small")
     return figure
+
+
+def _plot_group(axes: Axes, group: str, members: list[RunSummary], score: str, colour: object) -> None:
+    """One run as it is; several seeds as their mean, with the 95 % interval of the mean as a band."""
+    style = LINE_STYLES.get(members[0].method, "-")
+    if len(members) == 1:
+        (run,) = members
+        points = run.curves.get(score)
+        if points:
+            steps, values = zip(*points, strict=True)
+            label = run.name if run.finished else f"{run.name} (unfinished)"
+            axes.plot(steps, values, style, marker=".", color=colour, label=label)
+        return
+    curve = seed_curves(members, score)
+    if not curve:
+        return
+    iterations = [iteration for iteration, _ in curve]
+    means = [value.mean for _, value in curve]
+    unfinished = sum(not run.finished for run in members)
+    label = f"{group} ({len(members)} seeds{f', {unfinished} unfinished' if unfinished else ''})"
+    axes.plot(iterations, means, style, marker=".", color=colour, label=label)
+    lows = [value.low if value.low is not None else value.mean for _, value in curve]
+    highs = [value.high if value.high is not None else value.mean for _, value in curve]
+    axes.fill_between(iterations, lows, highs, color=colour, alpha=0.15, linewidth=0)
 
 
 def write_plots(runs: list[RunSummary], out: Path) -> Path:

@@ -1,6 +1,8 @@
 """Run directories -> one summary per run -> results.md and results.csv, one row per run, and one
 row per real-data floor the runs recorded (what real images score, for comparison). Runs of one
-configuration with several seeds also get a row of their mean ± standard deviation (seeds.csv)."""
+configuration with several seeds also get a row over their seeds (seeds.csv: mean, standard
+deviation and 95 % interval of every summary column), their mean curves (curves.csv), and the
+verdicts asked for (verdicts.csv: experiments/stats.py's decision rule)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from mdgan_dist import config
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments.formatting import duration, number
 from mdgan_dist.experiments.rundir import is_finished, read_grid_info, read_metrics
+from mdgan_dist.experiments.stats import DECISION_RULE, Comparison, Estimate, compare, estimate
 from mdgan_dist.experiments.tables import Column, markdown_table
 from mdgan_dist.run_logging import RAW_PREFIX, REAL_FLOOR_FILE
 
@@ -36,6 +39,9 @@ FIGURES = {
 ALWAYS_SHOWN = ("classifier_score", "frechet_distance")  # the others only when a run logged them
 # With a moving average of G, the raw G's final scores: what the average changed.
 RAW_SHOWN = ("classifier_score", "frechet_distance", "salt")
+LAST = 3  # the last evaluations a run's summary averages: one evaluation alone is noisy
+# The columns that summarise a run, and so are averaged over its seeds.
+SUMMARY_SUFFIXES = ("_final", "_best", f"_last{LAST}")
 
 
 class NoRunsError(Exception):
@@ -50,6 +56,7 @@ class RunSummary:
     workers: int | None  # None: standalone, or a run started by hand whose metrics do not tell N
     k: int | None  # mdgan only
     batch_size: int
+    seed: int
     finished: bool
     iterations: int | None  # the last iteration logged
     wall_seconds: float | None  # elapsed_seconds of the last record
@@ -69,6 +76,11 @@ class RunSummary:
         """The last logged value of a score, a figure or a raw_ score."""
         points = self.curves.get(score)
         return points[-1][1] if points else None
+
+    def last(self, score: str) -> float | None:
+        """The mean of the last LAST values of a score (of all of them in a run scored fewer times)."""
+        points = self.curves.get(score)
+        return sum(value for _, value in points[-LAST:]) / len(points[-LAST:]) if points else None
 
     @property
     def sort_key(self) -> tuple:
@@ -102,6 +114,7 @@ def summarize(run_dir: Path) -> RunSummary:
         workers=workers,
         k=k,
         batch_size=cfg.train.batch_size,
+        seed=cfg.train.seed,
         finished=is_finished(run_dir),
         iterations=max((r["iteration"] for r in records), default=None),
         wall_seconds=elapsed[-1] if elapsed else None,
@@ -157,6 +170,7 @@ def _score_columns(score: str) -> list[Column[RunSummary]]:
         Column(f"{score}_best", f"{best} {title}", lambda run: run.best(score)[0], number),
         Column(f"{score}_best_iteration", "at iteration", lambda run: run.best(score)[1]),
         Column(f"{score}_final", f"final {title}", lambda run: run.final(score), number),
+        Column(f"{score}_last{LAST}", f"{title}, mean of the last {LAST}", lambda run: run.last(score), number),
     ]
 
 
@@ -187,35 +201,95 @@ def _floor_cells(
     return cells
 
 
+def groups(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
+    """Every configuration and its runs (one per seed), in the table's order."""
+    found: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        found.setdefault(run.group, []).append(run)
+    return found
+
+
 def seed_groups(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
     """The configurations run with more than one seed, and their runs, in the table's order."""
-    groups: dict[str, list[RunSummary]] = {}
-    for run in runs:
-        groups.setdefault(run.group, []).append(run)
-    return {group: members for group, members in groups.items() if len(members) > 1}
+    return {group: members for group, members in groups(runs).items() if len(members) > 1}
 
 
-def _seed_rows(runs: list[RunSummary]) -> tuple[list[str], list[list[tuple[str, Any, Any]]]]:
-    """The mean ± sd table over seeds: its titles and, per configuration, (text, mean, sd) cells."""
-    finals = [column for column in columns(runs) if column.key.endswith("_final")]
-    titles = ["configuration", "runs", *(column.title for column in finals)]
+def interval(value: Estimate) -> str:
+    """mean ± sd [95 % interval]."""
+    bounds = "" if value.low is None or value.high is None else f" [{number(value.low)}, {number(value.high)}]"
+    return f"{number(value.mean)} ± {number(value.sd)}{bounds}"
+
+
+def _seed_rows(runs: list[RunSummary]) -> tuple[list[str], list[tuple[str, int, list[Estimate | None]]]]:
+    """The table over seeds: its titles and, per configuration, (name, runs, an estimate per summary column)."""
+    summaries = [column for column in columns(runs) if column.key.endswith(SUMMARY_SUFFIXES)]
+    titles = ["configuration", "runs", *(column.title for column in summaries)]
     rows = []
     for group, members in seed_groups(runs).items():
-        cells: list[tuple[str, Any, Any]] = [(group, group, ""), (str(len(members)), len(members), "")]
-        for column in finals:
+        cells: list[Estimate | None] = []
+        for column in summaries:
             values = [value for run in members if (value := column.value(run)) is not None]
-            if not values:
-                cells.append(("", "", ""))
-                continue
-            mean = sum(values) / len(values)
-            sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-            count = "" if len(values) == len(members) else f" ({len(values)} runs)"
-            cells.append((f"{number(mean)} ± {number(sd)}{count}", mean, sd))
-        rows.append(cells)
+            cells.append(estimate(values) if values else None)
+        rows.append((group, len(members), cells))
     return titles, rows
 
 
-def markdown(runs: list[RunSummary]) -> str:
+def seed_curves(members: list[RunSummary], score: str) -> list[tuple[int, Estimate]]:
+    """A configuration's curve over its seeds: an estimate at each iteration that every run scored."""
+    by_run = [dict(run.curves.get(score, [])) for run in members]
+    shared = sorted(set.intersection(*(set(points) for points in by_run))) if by_run else []
+    return [(iteration, estimate([points[iteration] for points in by_run])) for iteration in shared]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    better: str  # the configuration claimed better
+    than: str
+    score: str
+    a: Estimate
+    b: Estimate
+    comparison: Comparison
+
+
+def verdicts(runs: list[RunSummary], claims: list[tuple[str, str]]) -> list[Verdict]:
+    """Each claim "A is better than B", judged on every always-shown score's per-seed mean of the
+    last LAST evaluations (experiments/stats.py's rule)."""
+    found = groups(runs)
+    judged = []
+    for better, than in claims:
+        for name in (better, than):
+            if name not in found:
+                raise ConfigError(f"--compare names {name!r}, which is none of the configurations: {', '.join(found)}")
+        for score in ALWAYS_SHOWN:
+            a = [value for run in found[better] if (value := run.last(score)) is not None]
+            b = [value for run in found[than] if (value := run.last(score)) is not None]
+            if min(len(a), len(b)) < 2:
+                raise ConfigError(
+                    f"--compare {better} {than}: {SCORES[score][0]} needs at least 2 scored seeds on each side, "
+                    f"got {len(a)} and {len(b)}"
+                )
+            comparison = compare(a, b, higher_is_better=SCORES[score][1])
+            judged.append(Verdict(better, than, score, estimate(a), estimate(b), comparison))
+    return judged
+
+
+VERDICT_TITLES = ["claim", "score", "A", "B", "A - B [95 % interval]", "p", "verdict"]
+
+
+def _verdict_cells(verdict: Verdict) -> list[str]:
+    c = verdict.comparison
+    return [
+        f"{verdict.better} better than {verdict.than}",
+        f"{SCORES[verdict.score][0]}, mean of the last {LAST}",
+        interval(verdict.a),
+        interval(verdict.b),
+        f"{number(c.difference)} [{number(c.low)}, {number(c.high)}]",
+        f"{c.p_value:.3f}",
+        f"**{c.verdict}**",
+    ]
+
+
+def markdown(runs: list[RunSummary], claims: list[tuple[str, str]] | None = None) -> str:
     table = columns(runs)
     floor_rows = [[text for text, _ in _floor_cells(table, floor, name)] for name, floor in floors(runs)]
     rows = [[c.cell(run) for c in table] for run in runs]
@@ -223,33 +297,80 @@ def markdown(runs: list[RunSummary]) -> str:
     titles, seed_rows = _seed_rows(runs)
     if seed_rows:
         # The floor again, under the same final columns, after a blank "runs" cell.
-        finals = [i for i, column in enumerate(table) if column.key.endswith("_final")]
-        again = [[row[0], "", *(row[i] for i in finals)] for row in floor_rows]
-        lines += ["", "Mean ± standard deviation over the seeds:", ""]
-        lines += markdown_table(titles, [[text for text, _, _ in row] for row in seed_rows] + again)
+        summaries = [i for i, column in enumerate(table) if column.key.endswith(SUMMARY_SUFFIXES)]
+        again = [[row[0], "", *(row[i] for i in summaries)] for row in floor_rows]
+        cells = [
+            [group, str(count), *("" if e is None else interval(e) for e in found)] for group, count, found in seed_rows
+        ]
+        lines += ["", "Over the seeds: mean ± standard deviation [95 % interval of the mean]:", ""]
+        lines += markdown_table(titles, cells + again)
+    judged = verdicts(runs, claims or [])
+    if judged:
+        lines += ["", f"Verdicts ({DECISION_RULE}):", ""]
+        lines += markdown_table(VERDICT_TITLES, [_verdict_cells(verdict) for verdict in judged])
     return "\n".join(lines) + "\n"
 
 
-def write_tables(runs: list[RunSummary], out: Path) -> list[Path]:
+def write_tables(runs: list[RunSummary], out: Path, claims: list[tuple[str, str]] | None = None) -> list[Path]:
     """results.md and results.csv: the same rows; the CSV holds the raw numbers (seconds, full
-    precision). With several seeds of a configuration, seeds.csv: their means and sds."""
+    precision). With several seeds of a configuration, seeds.csv (mean, sd and 95 % interval of each
+    summary column) and curves.csv (the same at each evaluation); with claims, verdicts.csv."""
     table = columns(runs)
     md_path, csv_path = out / "results.md", out / "results.csv"
-    md_path.write_text(markdown(runs))
-    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(c.key for c in table)
-        writer.writerows(["" if (v := c.value(run)) is None else v for c in table] for run in runs)
-        writer.writerows([value for _, value in _floor_cells(table, floor, name)] for name, floor in floors(runs))
+    md_path.write_text(markdown(runs, claims))
+    run_rows = [["" if (v := c.value(run)) is None else v for c in table] for run in runs]
+    floor_rows = [[value for _, value in _floor_cells(table, floor, name)] for name, floor in floors(runs)]
+    written = [md_path, _write_csv(csv_path, [c.key for c in table], run_rows + floor_rows)]
     _, seed_rows = _seed_rows(runs)
-    if not seed_rows:
-        return [md_path, csv_path]
-    seeds_path = out / "seeds.csv"
-    with open(seeds_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        finals = [column.key for column in table if column.key.endswith("_final")]
-        writer.writerow(["configuration", "runs", *(f"{key}_{stat}" for key in finals for stat in ("mean", "sd"))])
-        writer.writerows(
-            [row[0][1], row[1][1], *(value for _, mean, sd in row[2:] for value in (mean, sd))] for row in seed_rows
+    if seed_rows:
+        keys = [column.key for column in table if column.key.endswith(SUMMARY_SUFFIXES)]
+        stats = ("mean", "sd", "low", "high")
+        written.append(
+            _write_csv(
+                out / "seeds.csv",
+                ["configuration", "runs", *(f"{key}_{stat}" for key in keys for stat in stats)],
+                [
+                    [group, count, *(v for e in found for v in _estimate_values(e)[1:])]
+                    for group, count, found in seed_rows
+                ],
+            )
         )
-    return [md_path, csv_path, seeds_path]
+        curve_rows = [
+            [group, score, iteration, *_estimate_values(value)]
+            for group, members in seed_groups(runs).items()
+            for score in SCORES
+            for iteration, value in seed_curves(members, score)
+        ]
+        header = ["configuration", "score", "iteration", "runs", *stats]
+        written.append(_write_csv(out / "curves.csv", header, curve_rows))
+    judged = verdicts(runs, claims or [])
+    if judged:
+        rows = [
+            [v.better, v.than, v.score, v.a.mean, v.a.sd, v.b.mean, v.b.sd, v.comparison.difference,
+             v.comparison.low, v.comparison.high, v.comparison.p_value, v.comparison.verdict]
+            for v in judged
+        ]  # fmt: skip
+        header = ["better", "than", "score", "a_mean", "a_sd", "b_mean", "b_sd", "difference", "low", "high"]
+        written.append(_write_csv(out / "verdicts.csv", [*header, "p_value", "verdict"], rows))
+    return written
+
+
+def _estimate_values(value: Estimate | None) -> list[Any]:
+    """runs, mean, sd, low, high; empty cells where there is nothing to estimate."""
+    if value is None:
+        return ["", "", "", "", ""]
+    return [
+        value.n,
+        value.mean,
+        value.sd,
+        "" if value.low is None else value.low,
+        "" if value.high is None else value.high,
+    ]
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
