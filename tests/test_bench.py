@@ -86,3 +86,33 @@ def test_the_guard_costs_a_small_share_of_an_iteration(report: dict) -> None:
     rows = report["sections"]["guard"]["rows"]
     assert [row["role"] for row in rows] == ["worker", "server, N=4", "iteration (server + a worker)"]
     assert all(0 < row["guard_seconds"] < row["iteration_seconds"] for row in rows)
+
+
+PRESET_COST = SUITE.parent / "preset_cost.py"
+
+
+@pytest.mark.timeout(300)
+def test_preset_cost_adds_up_each_configurations_roles(tmp_path: Path) -> None:
+    """bench/preset_cost.py on a tiny grid: MD-GAN's iteration is its server's k-batch step plus N
+    workers', FL-GAN's N whole GAN iterations, and the hours follow from the iterations and cores."""
+    grid = {"algorithms": ["standalone", "flgan", "mdgan"], "workers": [3], "k": [2], "batch_sizes": [16]}
+    overrides = ["model.width=0.0625", "train.iterations=7200"]
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(json.dumps({"name": "tiny", "overrides": overrides, "grid": grid}))
+    out = tmp_path / "cost.json"
+    command = [sys.executable, str(PRESET_COST), str(preset), "--repetitions", "3", "--cores", "2", "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "| all 3 |" in done.stdout
+    report = json.loads(out.read_text())
+    rows = {row["configuration"]: row for row in report["rows"]}
+    assert list(rows) == ["standalone-b16", "flgan-N3-b16", "mdgan-N3-k2-b16"]
+    local = rows["standalone-b16"]["compute_seconds"]
+    assert rows["flgan-N3-b16"]["compute_seconds"] == pytest.approx(3 * local)
+    assert rows["mdgan-N3-k2-b16"]["compute_seconds"] > 0
+    for row in rows.values():
+        assert row["hours_here"] == pytest.approx(7200 * row["compute_seconds"] / 2 / 3600)
+        assert row["iterations_per_second"] == pytest.approx(2 / row["compute_seconds"])
+        assert row["hours_one_gpu"] is None  # measured on the CPU
+    (total,) = report["totals"]
+    assert total["hours_here"] == pytest.approx(sum(row["hours_here"] for row in rows.values()))
