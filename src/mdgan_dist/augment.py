@@ -4,7 +4,7 @@ Training the evaluation classifier shifts its digits (random_shifts). A discrimi
 image, real or generated, through `Augment` (gan.augment): DiffAugment (Zhao et al., "Differentiable
 Augmentation for Data-Efficient GAN Training", NeurIPS 2020), against a discriminator learning a
 small shard by heart. In the default run it speeds the first thousand iterations and then costs
-Frechet distance, so it is off by default (docs/results.md, "The default run"). Both augmentations are
+Frechet distance, so it is off by default (docs/studies.md, "The default run"). Both augmentations are
 indexing and masking, so gradients flow through them to the generated images: G's loss, and so a
 worker's feedback, is that of D on the augmented samples.
 """

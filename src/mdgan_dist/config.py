@@ -57,7 +57,7 @@ class GANConfig:
     ema_halflife: float = 100.0
     # What a discriminator sees of every image, real or generated (augment.py, DiffAugment):
     # "translation", "cutout", both comma-separated, or "none": the images as they are, as in the
-    # paper and the default run (docs/results.md, "The default run", measured both).
+    # paper and the default run (docs/studies.md, "The default run", measured both).
     augment: str = "none"
 
 
@@ -87,7 +87,7 @@ class OptimConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     # Adam's epsilon. Adam ignores a constant scale c of the gradient except through it:
-    # Adam(c * g, eps) steps as Adam(g, eps / c) (docs/results.md, "Salt noise").
+    # Adam(c * g, eps) steps as Adam(g, eps / c) (docs/studies.md, "Salt noise").
     g_eps: float = 1e-8
     d_eps: float = 1e-8
 

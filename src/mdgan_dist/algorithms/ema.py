@@ -2,7 +2,7 @@
 
 Adam moves every weight of G by about the learning rate at every step, whatever the size of its
 gradient, so G's weights carry step-to-step noise; averaging them over the last few hundred steps
-removes it (docs/results.md, "Salt noise"). The average is what samples, grids, scores and the
+removes it (docs/studies.md, "Salt noise"). The average is what samples, grids, scores and the
 final generator.pt show; G itself trains exactly as without it, and nothing about it travels.
 
 Iteration t folds G in with weight 1 - 0.5^(1 / h_t): after h_t more iterations a weight of the
