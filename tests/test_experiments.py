@@ -435,6 +435,9 @@ def test_results_judge_claims_over_seeds_and_write_curves_and_hparams(tmp_path: 
     make_seeded(tmp_path, "mdgan-N2-k1-b16", "mdgan", [[5.0, 6.0, 7.0], [6.0, 7.0, 8.0], [5.5, 6.5, 7.5]])
     make_seeded(tmp_path, "flgan-N2-b16", "flgan", [[2.0, 3.0, 4.0], [2.5, 3.5, 4.5], [1.5, 2.5, 3.5]])
     make_seeded(tmp_path, "flgan-N2-b16-twin", "flgan", [[2.0, 3.0, 4.0], [2.5, 3.5, 4.5], [1.5, 2.5, 4.0]])
+    # A run that lost a worker (fault.tolerate_worker_loss) says so in workers.json.
+    dropped = {"live": [2], "dropped": [{"rank": 1, "stage": "training iteration 15", "cause": "dead"}]}
+    (tmp_path / "mdgan-N2-k1-b16-s0" / "workers.json").write_text(json.dumps(dropped))
     claims = [("mdgan-N2-k1-b16", "flgan-N2-b16"), ("flgan-N2-b16", "mdgan-N2-k1-b16")]
     claims.append(("flgan-N2-b16", "flgan-N2-b16-twin"))
     assert main(["results", str(tmp_path), *(arg for claim in claims for arg in ("--compare", *claim))]) == 0
@@ -442,6 +445,7 @@ def test_results_judge_claims_over_seeds_and_write_curves_and_hparams(tmp_path: 
 
     rows = {row["configuration"]: row for row in csv.DictReader((out / "results.csv").open())}
     assert float(rows["mdgan-N2-k1-b16-s1"]["classifier_score_last3"]) == pytest.approx(7.0)
+    assert [rows[f"mdgan-N2-k1-b16-s{seed}"]["workers_lost"] for seed in range(3)] == ["1", "", ""]
     verdicts = [
         (row["better"], row["than"], row["score"], row["verdict"])
         for row in csv.DictReader((out / "verdicts.csv").open())

@@ -17,6 +17,7 @@ from tqdm import tqdm
 log = logging.getLogger(__name__)
 
 REAL_FLOOR_FILE = "real_floor.json"
+WORKERS_FILE = "workers.json"  # MD-GAN: the worker processes live at the end, and those dropped
 RAW_PREFIX = "raw_"  # the raw G's scores, when the moving average is what is shown
 
 

@@ -20,7 +20,7 @@ from mdgan_dist.experiments.formatting import duration, number
 from mdgan_dist.experiments.rundir import is_finished, read_grid_info, read_metrics
 from mdgan_dist.experiments.stats import DECISION_RULE, Comparison, Estimate, compare, estimate
 from mdgan_dist.experiments.tables import Column, markdown_table
-from mdgan_dist.run_logging import RAW_PREFIX, REAL_FLOOR_FILE
+from mdgan_dist.run_logging import RAW_PREFIX, REAL_FLOOR_FILE, WORKERS_FILE
 
 METHODS = ("standalone", "flgan", "mdgan")  # the table's order: the baselines first
 # The keys of score records: (their name in the table and the plot, whether higher is better).
@@ -62,6 +62,7 @@ class RunSummary:
     wall_seconds: float | None  # elapsed_seconds of the last record
     curves: dict[str, list[tuple[int, float]]]  # score, figure or raw_ score -> (iteration, value), in logged order
     floor: tuple[str, int, dict[str, dict[str, float]]] | None  # (dataset, samples, real_floor.json), if scored
+    lost: int | None = None  # MD-GAN with fault.tolerate_worker_loss: the workers dropped during the run
 
     def best(self, score: str) -> tuple[float | None, int | None]:
         """The best value and the iteration where it was first reached; Nones without scores."""
@@ -120,7 +121,14 @@ def summarize(run_dir: Path) -> RunSummary:
         wall_seconds=elapsed[-1] if elapsed else None,
         curves={score: points for score, points in curves.items() if points},
         floor=floor,
+        lost=_workers_lost(run_dir, cfg.mdgan.workers_per_rank),
     )
+
+
+def _workers_lost(run_dir: Path, per_rank: int) -> int | None:
+    """The workers an MD-GAN run dropped (each dropped process held per_rank of them); None without the file."""
+    path = run_dir / WORKERS_FILE
+    return len(json.loads(path.read_text())["dropped"]) * per_rank if path.exists() else None
 
 
 def collect(root: Path) -> list[RunSummary]:
@@ -152,6 +160,8 @@ def columns(runs: list[RunSummary]) -> list[Column[RunSummary]]:
         Column("iterations", "iterations", lambda r: r.iterations),
         Column("wall_time_s", "wall time", lambda r: r.wall_seconds, duration),
     ]
+    if any(run.lost for run in runs):
+        base.append(Column("workers_lost", "workers lost", lambda r: r.lost))
     return base + [column for score in shown for column in _score_columns(score)] + figures + raw
 
 

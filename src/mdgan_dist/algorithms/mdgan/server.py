@@ -44,7 +44,7 @@ from mdgan_dist.distributed.protocol import Checkpoint, Feedback, Stop, SwapOrde
 from mdgan_dist.distributed.transport import Posted, Transfer
 from mdgan_dist.errors import CheckpointError, ConfigError, NonFiniteError, PeerError
 from mdgan_dist.resources import write_peer_stats
-from mdgan_dist.run_logging import RunLogger
+from mdgan_dist.run_logging import WORKERS_FILE, RunLogger
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Server:
                     break
         stop_order = self.transport.header(Stop(cfg.train.iterations, finished))
         self.exchange("stop", sends=[(rank, stop_order) for rank in self.roster.live])
-        self.roster.write_summary(self.run_dir / "workers.json")
+        self.roster.write_summary(self.run_dir / WORKERS_FILE)
         write_peer_stats(
             self.run_dir,
             "mdgan server",
