@@ -286,13 +286,14 @@ def make_run(
         (run_dir / "generator.pt").write_bytes(b"model")
 
 
-def training(iteration: int, elapsed: float, workers: int) -> dict:
+def training(iteration: int, elapsed: float, workers: int, seconds: float = 0.1) -> dict:
     return {
         "iteration": iteration,
         "g_loss": 1.0,
         "d_loss": 0.5,
         "d_loss_per_worker": [0.5] * workers,
         "elapsed_seconds": elapsed,
+        "iteration_seconds": seconds,
     }
 
 
@@ -302,11 +303,11 @@ def scores(iteration: int, elapsed: float, cs: float, fd: float, **extra: float)
 
 def make_grid(root: Path, with_inception: bool) -> None:
     mdgan_records = [
-        training(10, 1.0, 2),
+        training(10, 1.0, 2, seconds=0.25),
         scores(10, 1.5, 2.5, 40.0),
-        training(20, 2.0, 2),
+        training(20, 2.0, 2, seconds=0.5),
         scores(20, 2.5, 7.125, 12.5),
-        training(30, 65.0, 2),
+        training(30, 65.0, 2, seconds=0.125),
         scores(30, 65.4, 6.0, 20.25),
     ]
     mdgan = Config(algorithm="mdgan", train=TrainConfig(batch_size=16, iterations=30), mdgan=MDGANConfig(k=1))
@@ -331,6 +332,7 @@ def test_results_table_csv_and_plot_hold_what_the_runs_logged(tmp_path: Path, ca
     described = {key: mdgan[key] for key in ("method", "N", "k", "b", "status", "iterations")}
     assert described == {"method": "mdgan", "N": "2", "k": "1", "b": "16", "status": "finished", "iterations": "30"}
     assert float(mdgan["wall_time_s"]) == 65.4
+    assert float(mdgan["iteration_seconds"]) == 0.25  # the median of the logged iterations
     assert float(mdgan["classifier_score_best"]) == 7.125 and mdgan["classifier_score_best_iteration"] == "20"
     assert float(mdgan["classifier_score_final"]) == 6.0
     assert float(mdgan["frechet_distance_best"]) == 12.5 and mdgan["frechet_distance_best_iteration"] == "20"
@@ -349,7 +351,7 @@ def test_results_table_csv_and_plot_hold_what_the_runs_logged(tmp_path: Path, ca
     assert cells["configuration"] == "mdgan-N2-k1-b16" and cells["wall time"] == "1m05s"
     assert (cells["best classifier score"], cells["final classifier score"]) == ("7.125", "6.000")
     assert (cells["best (lowest) Frechet distance"], cells["final Frechet distance"]) == ("12.500", "20.250")
-    assert "| standalone-b16 | standalone |  |  | 16 | unfinished | 10 | 1s |  |" in table
+    assert "| standalone-b16 | standalone |  |  | 16 | unfinished | 10 | 1s | 0.100 |  |" in table
 
     png = (out / "scores.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,7 @@ class RunSummary:
     finished: bool
     iterations: int | None  # the last iteration logged
     wall_seconds: float | None  # elapsed_seconds of the last record
+    iteration_seconds: float | None  # the median of the logged iterations' seconds (scoring and start-up left out)
     curves: dict[str, list[tuple[int, float]]]  # score, figure or raw_ score -> (iteration, value), in logged order
     floor: tuple[str, int, dict[str, dict[str, float]]] | None  # (dataset, samples, real_floor.json), if scored
     lost: int | None = None  # MD-GAN with fault.tolerate_worker_loss: the workers dropped during the run
@@ -98,6 +100,7 @@ def summarize(run_dir: Path) -> RunSummary:
     grid_info = read_grid_info(run_dir)
     workers = grid_info.get("workers")
     training = [r for r in records if "d_loss_per_worker" in r]
+    seconds = [r["iteration_seconds"] for r in records if "iteration_seconds" in r]
     if workers is None and cfg.algorithm != "standalone" and training:
         workers = len(training[0]["d_loss_per_worker"])  # a run started by hand: its first logged worker count
     k = None
@@ -119,6 +122,7 @@ def summarize(run_dir: Path) -> RunSummary:
         finished=is_finished(run_dir),
         iterations=max((r["iteration"] for r in records), default=None),
         wall_seconds=elapsed[-1] if elapsed else None,
+        iteration_seconds=statistics.median(seconds) if seconds else None,
         curves={score: points for score, points in curves.items() if points},
         floor=floor,
         lost=_workers_lost(run_dir, cfg.mdgan.workers_per_rank),
@@ -159,6 +163,7 @@ def columns(runs: list[RunSummary]) -> list[Column[RunSummary]]:
         Column("status", "status", lambda r: "finished" if r.finished else "unfinished"),
         Column("iterations", "iterations", lambda r: r.iterations),
         Column("wall_time_s", "wall time", lambda r: r.wall_seconds, duration),
+        Column("iteration_seconds", "s per iteration", lambda r: r.iteration_seconds, lambda value: f"{value:.3f}"),
     ]
     if any(run.lost for run in runs):
         base.append(Column("workers_lost", "workers lost", lambda r: r.lost))
