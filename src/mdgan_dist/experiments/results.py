@@ -299,7 +299,7 @@ def _verdict_cells(verdict: Verdict) -> list[str]:
         interval(verdict.a),
         interval(verdict.b),
         f"{number(c.difference)} [{number(c.low)}, {number(c.high)}]",
-        f"{c.p_value:.3f}",
+        "< 0.001" if c.p_value < 0.001 else f"{c.p_value:.3f}",
         f"**{c.verdict}**",
     ]
 
