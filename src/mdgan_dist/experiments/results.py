@@ -288,20 +288,21 @@ def verdicts(runs: list[RunSummary], claims: list[tuple[str, str]]) -> list[Verd
     return judged
 
 
-VERDICT_TITLES = ["claim", "score", "A", "B", "A - B [95 % interval]", "p", "verdict"]
-
-
-def _verdict_cells(verdict: Verdict) -> list[str]:
-    c = verdict.comparison
-    return [
-        f"{verdict.better} better than {verdict.than}",
-        f"{SCORES[verdict.score][0]}, mean of the last {LAST}",
-        interval(verdict.a),
-        interval(verdict.b),
-        f"{number(c.difference)} [{number(c.low)}, {number(c.high)}]",
-        "< 0.001" if c.p_value < 0.001 else f"{c.p_value:.3f}",
-        f"**{c.verdict}**",
-    ]
+def _verdict_table(judged: list[Verdict]) -> list[str]:
+    """One row per claim: for each score, A - B [95 % interval], its p-value, and the verdict."""
+    claims = list(dict.fromkeys((v.better, v.than) for v in judged))
+    titles = ["claim"]
+    for score in ALWAYS_SHOWN:
+        titles += [f"{SCORES[score][0]}: A - B [95 % interval], p", "verdict"]
+    rows = []
+    for better, than in claims:
+        cells = [f"{better} better than {than}"]
+        for verdict in (v for v in judged if (v.better, v.than) == (better, than)):
+            c = verdict.comparison
+            p_value = "< 0.001" if c.p_value < 0.001 else f"{c.p_value:.3f}"
+            cells += [f"{number(c.difference)} [{number(c.low)}, {number(c.high)}], p {p_value}", f"**{c.verdict}**"]
+        rows.append(cells)
+    return markdown_table(titles, rows)
 
 
 def markdown(runs: list[RunSummary], claims: list[tuple[str, str]] | None = None) -> str:
@@ -321,8 +322,8 @@ def markdown(runs: list[RunSummary], claims: list[tuple[str, str]] | None = None
         lines += markdown_table(titles, cells + again)
     judged = verdicts(runs, claims or [])
     if judged:
-        lines += ["", f"Verdicts ({DECISION_RULE}):", ""]
-        lines += markdown_table(VERDICT_TITLES, [_verdict_cells(verdict) for verdict in judged])
+        lines += ["", f"Verdicts on the mean of each run's last {LAST} evaluations ({DECISION_RULE}):", ""]
+        lines += _verdict_table(judged)
     return "\n".join(lines) + "\n"
 
 
