@@ -464,7 +464,7 @@ def test_results_judge_claims_over_seeds_and_write_curves_and_hparams(tmp_path: 
     assert float(first["difference"]) == pytest.approx(6.5 - 3.0)  # the last-3 means: 6, 7, 6.5 against 3, 3.5, 2.5
     assert float(first["low"]) < 3.5 < float(first["high"]) and float(first["p_value"]) < 0.05
     table = (out / "results.md").read_text()
-    assert "Welch's t-test" in table.split("Verdicts on the mean of each run's last 3 evaluations")[1]
+    assert "Verdicts (Welch's t-test on the per-seed means of the last three evaluations" in table
     assert "| mdgan-N2-k1-b16 better than flgan-N2-b16 | 3.500 [2.367, 4.633], p 0.001 | **holds** |" in table
 
     curves = [row for row in csv.DictReader((out / "curves.csv").open()) if row["configuration"] == "mdgan-N2-k1-b16"]

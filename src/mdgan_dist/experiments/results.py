@@ -322,7 +322,7 @@ def markdown(runs: list[RunSummary], claims: list[tuple[str, str]] | None = None
         lines += markdown_table(titles, cells + again)
     judged = verdicts(runs, claims or [])
     if judged:
-        lines += ["", f"Verdicts on the mean of each run's last {LAST} evaluations ({DECISION_RULE}):", ""]
+        lines += ["", f"Verdicts ({DECISION_RULE}):", ""]
         lines += _verdict_table(judged)
     return "\n".join(lines) + "\n"
 
