@@ -25,7 +25,17 @@ CASES = {
     "one process": ({}, [], "algorithm=mdgan needs at least 2 processes"),
     "standalone in a group": ({"WORLD_SIZE": "3"}, ["algorithm=standalone"], "algorithm=standalone runs in one"),
     "unknown algorithm": ({"WORLD_SIZE": "3"}, ["algorithm=gossip"], "algorithm='gossip' is not one of"),
-    "faults of flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "fault.kill_worker=1@3"], "are MD-GAN's"),
+    "straggler for flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "fault.slow_worker=1@3"], "are MD-GAN's"),
+    "kill point beyond flgan's workers": (
+        {"WORLD_SIZE": "3"},
+        ["algorithm=flgan", "fault.kill_worker=3@3"],
+        "expected RANK@ITERATION with a worker rank in 1..2",
+    ),
+    "worker faults for standalone": (
+        {},
+        ["algorithm=standalone", "fault.tolerate_worker_loss=true"],
+        "algorithm=standalone has none",
+    ),
     "no classifier": (
         {"WORLD_SIZE": "3"},
         ["eval.every=5", "eval.classifier_dir=empty"],

@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 
 from multiproc import TINY, metrics, train_job, wait_for_iteration
 
@@ -85,3 +86,28 @@ def test_silent_worker_is_dropped_at_the_timeout(tmp_path: Path) -> None:
         rf"dropped worker rank 3 during .*no answer within (2 x )?comm.timeout_s={timeout_s}s", job.ranks[0].output
     )
     assert metrics(tmp_path / "run")[-1]["iteration"] == iterations
+
+
+def test_flgan_drops_killed_workers_and_averages_over_the_others(tmp_path: Path) -> None:
+    """FL-GAN with fault.tolerate_worker_loss: FedAvg over the workers left. Rank 2 dies at local
+    iteration 6, rank 4 at 12; the run finishes, and the two live workers end with the same models
+    (the last iteration ends with an averaging)."""
+    overrides = [
+        *TINY, "algorithm=flgan", f"train.iterations={ITERATIONS}", "log.every=1", "flgan.sync_every_epochs=0.02",
+        "fault.tolerate_worker_loss=true", "fault.kill_worker=[2@6,4@12]",
+    ]  # fmt: skip
+    job = train_job(tmp_path, 5, overrides)
+    codes = job.wait(180)
+    assert codes == [0, 0, -signal.SIGKILL, 0, -signal.SIGKILL], job.outputs()
+    assert re.search(r"dropped worker rank 2 during local iteration 6: 3 workers left", job.ranks[0].output)
+    assert re.search(r"dropped worker rank 4 during local iteration 12: 2 workers left", job.ranks[0].output)
+    run = metrics(tmp_path / "run")
+    assert [r["iteration"] for r in run] == list(range(1, ITERATIONS + 1))
+    assert [len(r["d_loss_per_worker"]) for r in run] == [4] * 6 + [3] * 6 + [2] * (ITERATIONS - 12)
+    assert run[-1]["syncs"] > run[12]["syncs"] > run[6]["syncs"] > 0
+    summary = json.loads((tmp_path / "run" / "workers.json").read_text())
+    assert summary["live"] == [1, 3] and [d["rank"] for d in summary["dropped"]] == [2, 4]
+    first, third = (torch.load(tmp_path / "run" / f"models_rank{rank}.pt") for rank in (1, 3))
+    for part in ("generator", "discriminator"):
+        assert all(torch.equal(first[part][key], third[part][key]) for key in first[part]), part
+    assert (tmp_path / "run" / "generator.pt").exists()

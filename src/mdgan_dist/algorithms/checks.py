@@ -25,7 +25,8 @@ def require_workers(cfg: Config, world_size: int) -> None:
 
 
 def reject_mdgan_options(cfg: Config) -> None:
-    """For every algorithm but MD-GAN: its speed and fault options would be silently ignored."""
+    """For every algorithm but MD-GAN: its speed options and its own fault injections would be
+    silently ignored (FL-GAN shares fault.tolerate_worker_loss and fault.kill_worker)."""
     if cfg.mdgan.overlap or cfg.mdgan.quorum is not None:
         raise ConfigError(f"mdgan.overlap and mdgan.quorum are MD-GAN's, not {cfg.algorithm}'s: remove them")
     if cfg.mdgan.workers_per_rank != 1:
@@ -34,15 +35,17 @@ def reject_mdgan_options(cfg: Config) -> None:
             "(FL-GAN's workers each train a whole G and D, which the stacked discriminators do not cover)"
         )
     fault = cfg.fault
-    if (
-        fault.tolerate_worker_loss
-        or fault.kill_worker
-        or fault.slow_worker
-        or fault.nan_worker
-        or fault.checkpoint_error
-    ):
+    if fault.slow_worker or fault.nan_worker or fault.checkpoint_error:
         raise ConfigError(
-            "fault.tolerate_worker_loss, fault.kill_worker, fault.slow_worker, fault.nan_worker and "
-            "fault.checkpoint_error are MD-GAN's (algorithm=mdgan), "
+            "fault.slow_worker, fault.nan_worker and fault.checkpoint_error are MD-GAN's (algorithm=mdgan), "
             f"not {cfg.algorithm}'s: remove them from the command line"
+        )
+
+
+def reject_worker_faults(cfg: Config) -> None:
+    """For the one-process algorithm: there is no worker to lose or to kill."""
+    if cfg.fault.tolerate_worker_loss or cfg.fault.kill_worker:
+        raise ConfigError(
+            f"fault.tolerate_worker_loss and fault.kill_worker act on workers, and algorithm={cfg.algorithm} "
+            "has none: remove them from the command line"
         )

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from mdgan_dist.algorithms.checks import reject_mdgan_options, require_one_process
+from mdgan_dist.algorithms.checks import reject_mdgan_options, reject_worker_faults, require_one_process
 from mdgan_dist.algorithms.ema import average_of, final_generator
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.role import RoleContext
@@ -58,3 +58,4 @@ class StandaloneGAN:
 def validate(cfg: Config, world_size: int) -> None:
     require_one_process(cfg, world_size)
     reject_mdgan_options(cfg)
+    reject_worker_faults(cfg)

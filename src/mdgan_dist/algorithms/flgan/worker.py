@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from mdgan_dist.algorithms.fault import crash_if_scheduled
 from mdgan_dist.algorithms.flat_state import flatten, unflatten_into
 from mdgan_dist.algorithms.flgan.averaging import model_tensors
 from mdgan_dist.algorithms.handshake import answer_server
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.role import RoleContext
+from mdgan_dist.config import kill_schedule
 from mdgan_dist.distributed.protocol import Feedback, Stop, Sync, Train
 from mdgan_dist.resources import write_peer_stats
 from mdgan_dist.seeding import generator
@@ -25,6 +27,7 @@ class FLGANWorker:
         self.gan = LocalGAN(ctx.cfg, ctx.image_shape, ctx.num_classes, shard, worker, noise, ctx.device)
         self.tensors = model_tensors(self.gan.generator, self.gan.discriminator)
         self.average = torch.empty(sum(t.numel() for t in self.tensors), device=ctx.device)
+        self.kill_at = kill_schedule(ctx.cfg.fault, ctx.num_workers).get(self.transport.rank)
 
     def run(self) -> None:
         answer_server(self.ctx, self.shard_size)
@@ -35,6 +38,7 @@ class FLGANWorker:
             self.transport.exchange(stage, recvs=[(0, instruction)], patience=2)
             order = self.transport.expect(instruction, 0, stage, Train, Sync, Stop, numel=0)
             if isinstance(order, Train):
+                crash_if_scheduled(self.kill_at, self.transport.rank, order.iteration)
                 d_loss, g_loss = self.gan.iteration()
                 done = self.transport.header(Feedback(order.iteration, d_loss, g_loss))
                 self.transport.exchange(f"reporting iteration {order.iteration}", sends=[(0, done)])

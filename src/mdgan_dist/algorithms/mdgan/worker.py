@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
-import signal
 import time
 from pathlib import Path
 
 import torch
 
 from mdgan_dist.algorithms.components import label_classes
+from mdgan_dist.algorithms.fault import crash_if_scheduled
 from mdgan_dist.algorithms.finite import require_finite, require_finite_state
 from mdgan_dist.algorithms.handshake import answer_server
 from mdgan_dist.algorithms.mdgan.compute import DiscriminatorCompute
@@ -181,9 +180,7 @@ class Worker:
     def train_iteration(self, iteration: int) -> None:
         """The D steps and the feedback on the batches that arrived in self.batches; the reply
         carries the feedback, the losses and the seconds spent on each part."""
-        if self.kill_at == iteration:
-            log.warning("fault.kill_worker: rank %d kills itself at iteration %d", self.transport.rank, iteration)
-            os.kill(os.getpid(), signal.SIGKILL)  # a real crash: no exception, no clean-up
+        crash_if_scheduled(self.kill_at, self.transport.rank, iteration)
         if self.nan_at == (self.transport.rank, iteration):
             log.warning("fault.nan_worker: rank %d turns its D NaN at iteration %d", self.transport.rank, iteration)
             self.compute.poison(0)
