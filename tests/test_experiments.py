@@ -260,6 +260,15 @@ def test_a_bad_override_stops_the_grid_before_any_run(tmp_path: Path, capsys) ->
     assert not (tmp_path / "root").exists()
 
 
+def test_a_split_that_leaves_a_class_out_stops_the_grid_before_any_run(tmp_path: Path, capsys) -> None:
+    """The data split is checked too: 2 classes per worker over 4 workers cover 8 of the 10 classes."""
+    grid = {**GRID, "workers": [4], "variants": {"classes": ["data.split=classes", "data.classes_per_worker=2"]}}
+    assert main(["run", str(write_preset(tmp_path, grid)), "--root", str(tmp_path / "root"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "flgan-N4-b16-classes: data.split=classes with 4 workers x data.classes_per_worker=2 covers only 8" in err
+    assert not (tmp_path / "root").exists()
+
+
 # --- results ---------------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from mdgan_dist.algorithms.registry import plan as data_plan
 from mdgan_dist.algorithms.registry import validate
 from mdgan_dist.compose import compose
 from mdgan_dist.errors import ConfigError
@@ -103,13 +104,19 @@ def run_grid(args: argparse.Namespace) -> int:
     jobs = plan(preset, configurations, args.root, args.overrides)
     print(f"{preset.name}: {len(jobs)} configurations under {args.root / preset.name}", flush=True)
     pending = [job for job in jobs if not is_finished(job.run_dir)]
-    # Each config composed and validated as its trainer will: a typo or an impossible value stops the
-    # grid before its first run instead of in its tenth.
-    scored = False
+    # Each config composed, validated and its data split as its trainer will: a typo, an impossible
+    # value or a split that leaves a class out stops the grid before its first run, not in its tenth.
+    scored, split_checked = False, set()
     for job in pending:
+        world_size = job.configuration.world_size
         try:
             cfg = compose(job.overrides)
-            validate(cfg, job.configuration.world_size)
+            validate(cfg, world_size)
+            # What the data checks read: configurations that share it (variants, often) are checked once.
+            split = (cfg.algorithm, world_size, *map(repr, (cfg.data, cfg.model, cfg.train, cfg.mdgan, cfg.comm)))
+            if split not in split_checked:
+                data_plan(cfg, world_size)
+                split_checked.add(split)
         except ConfigError as error:
             raise ConfigError(f"{job.name}: {error}") from error
         scored |= cfg.eval.every > 0
