@@ -116,11 +116,10 @@ class FLGANServer:
         stage = f"model averaging after iteration {done}"
         sent, received = self.transport.bytes_sent, self.transport.bytes_recv
         order = self.transport.header(Sync(done))
-        live = self.members.live
+        live = self.members.live  # the members' own list: a worker dropped below leaves it
         recvs = [transfer for rank in live for transfer in ((rank, self.replies[rank]), (rank, self.models[rank]))]
         self.exchange(stage, sends=[(rank, order) for rank in live], recvs=recvs)
-        self.answers(stage, Sync, done, {rank: self.models[rank].numel() for rank in self.members.live})
-        live = self.members.live
+        self.answers(stage, Sync, done, {rank: self.models[rank].numel() for rank in live})
         average = weighted_average([self.models[rank] for rank in live], [self.shard_sizes[rank] for rank in live])
         unflatten_into(self.tensors, average)
         reply = self.transport.header(Sync(done, average.numel()))
