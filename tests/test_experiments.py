@@ -18,6 +18,7 @@ from mdgan_dist.algorithms.registry import validate
 from mdgan_dist.compose import compose
 from mdgan_dist.config import Config, MDGANConfig, TrainConfig
 from mdgan_dist.errors import ConfigError
+from mdgan_dist.experiments import rundir
 from mdgan_dist.experiments.cli import main
 from mdgan_dist.experiments.grid import load_preset
 from mdgan_dist.experiments.launcher import split_ranks
@@ -216,6 +217,35 @@ def test_dry_run_with_slurm_prints_one_sbatch_per_configuration(tmp_path: Path, 
 
     standalone = commands["standalone-b16"]
     assert "NPROC_PER_NODE=1" in standalone and "--nodes=1" in standalone
+
+
+CRASHES = {
+    "algorithms": ["mdgan"],
+    "workers": [3],
+    "k": [1],
+    "batch_sizes": [16],
+    "variants": {
+        "steady": ["fault.tolerate_worker_loss=true"],
+        "tolerated": ["fault.tolerate_worker_loss=true", "fault.kill_worker=[2@2]"],
+        "fatal": ["fault.kill_worker=2@2"],
+    },
+}
+
+
+def test_a_crash_schedule_runs_one_plain_process_per_rank_and_not_on_slurm(tmp_path: Path, capsys) -> None:
+    """torchrun's agent would stop every rank at the first kill; SLURM's script starts such agents."""
+    preset, root = write_preset(tmp_path, CRASHES), tmp_path / "root"
+    assert main(["run", str(preset), "--root", str(root), "--dry-run"]) == 0
+    commands = output_lines(capsys)
+    assert "torch.distributed.run --nproc_per_node=4" in commands["mdgan-N3-k1-b16-steady"]
+    for name in ("mdgan-N3-k1-b16-tolerated", "mdgan-N3-k1-b16-fatal"):
+        ranks, command = commands[name].split(": ", 1)
+        assert ranks.startswith("4 processes with RANK=0..3 WORLD_SIZE=4 MASTER_ADDR=127.0.0.1 MASTER_PORT=")
+        assert shlex.split(command)[:3] == [sys.executable, "-m", "mdgan_dist.train"]
+        assert shlex.split(command)[-1] == f"run.dir={root}/tiny/{name}"
+
+    assert main(["run", str(preset), "--root", str(root), "--slurm", "--dry-run"]) == 2
+    assert "mdgan-N3-k1-b16-tolerated: fault.kill_worker cannot run with --slurm" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -531,3 +561,25 @@ def test_a_tiny_grid_trains_then_is_skipped_then_tabulated(tmp_path: Path) -> No
     assert (row["configuration"], row["N"], row["k"], row["b"]) == ("mdgan-N1-k1-b16", "1", "1", "16")
     assert (row["status"], row["iterations"], row["classifier_score_best"]) == ("finished", "4", "")
     assert float(row["wall_time_s"]) > 0
+
+
+@pytest.mark.slow
+def test_a_grid_trains_on_past_its_killed_workers_and_fails_when_the_server_does(tmp_path: Path) -> None:
+    """The killed rank's exit is expected; every other rank's is checked: without tolerate_worker_loss
+    the server stops at the kill, and the grid reports the ranks that failed."""
+    grid = {**CRASHES, "variants": {name: CRASHES["variants"][name] for name in ("tolerated", "fatal")}}
+    root = tmp_path / "runs"
+    preset = write_preset(tmp_path, grid, [*TINY, "log.every=1"])
+    result = experiment("run", str(preset), "--root", str(root), cwd=tmp_path)
+    tolerated, fatal = root / "tiny" / "mdgan-N3-k1-b16-tolerated", root / "tiny" / "mdgan-N3-k1-b16-fatal"
+    assert result.returncode == 1, result.stdout + result.stderr + (tolerated / "train.log").read_text()
+    assert "mdgan-N3-k1-b16-tolerated: done in " in result.stdout, (tolerated / "train.log").read_text()
+    summary = json.loads((tolerated / "workers.json").read_text())
+    assert summary["live"] == [1, 3] and [d["rank"] for d in summary["dropped"]] == [2]
+    assert (tolerated / "generator.pt").exists()
+    assert [r["iteration"] for r in rundir.read_metrics(tolerated)] == [1, 2, 3, 4]
+
+    failure = next(line for line in result.stdout.splitlines() if "mdgan-N3-k1-b16-fatal: FAILED: " in line)
+    assert "rank 0 exit code 1" in failure and "rank 2" not in failure, failure
+    assert "rank 2" in (fatal / "train.log").read_text() and not (fatal / "generator.pt").exists()
+    assert "1 of 2 configurations failed: mdgan-N3-k1-b16-fatal" in result.stderr

@@ -19,7 +19,9 @@ OmegaConf.load (Hydra never composes it into the trainer's config):
 Identical configurations run once (N = 1 gives k = 1 only; standalone once per b). Each has a
 stable name, `mdgan-N4-k2-b64`, `flgan-N4-b64` or `standalone-b64`, which is its run directory's
 name. The runner writes `grid.json` (what it launched, including N, which the run's config.yaml
-lacks) and, for local runs, `train.log` into the run directory before the trainer starts.
+lacks) and, for local runs, `train.log` into the run directory before the trainer starts. Local
+runs start with torchrun, except those with a crash schedule (`fault.kill_worker`): torchrun's
+agent stops every rank when one dies, so they start as one plain process per rank.
 
 Modules: grid (preset -> configurations), rundir (the run directory's files), launcher (local runs
 and SLURM jobs), results (run directories -> table), plots (score curves), paths (the checkout's

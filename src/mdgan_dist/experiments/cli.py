@@ -13,6 +13,7 @@ Exit codes: 0 success, 1 a configuration (or the evaluation classifier) failed, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -20,10 +21,12 @@ from pathlib import Path
 from mdgan_dist.algorithms.registry import plan as data_plan
 from mdgan_dist.algorithms.registry import validate
 from mdgan_dist.compose import compose
+from mdgan_dist.config import Config, kill_schedule
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments.grid import load_preset
 from mdgan_dist.experiments.hparams import write_hparams
 from mdgan_dist.experiments.launcher import (
+    Job,
     LaunchError,
     LocalLauncher,
     SlurmLauncher,
@@ -103,23 +106,11 @@ def run_grid(args: argparse.Namespace) -> int:
         raise ConfigError(f"--only {args.only!r} matches none of the configurations: {names}")
     jobs = plan(preset, configurations, args.root, args.overrides)
     print(f"{preset.name}: {len(jobs)} configurations under {args.root / preset.name}", flush=True)
-    pending = [job for job in jobs if not is_finished(job.run_dir)]
-    # Each config composed, validated and its data split as its trainer will: a typo, an impossible
-    # value or a split that leaves a class out stops the grid before its first run, not in its tenth.
-    scored, split_checked = False, set()
-    for job in pending:
-        world_size = job.configuration.world_size
-        try:
-            cfg = compose(job.overrides)
-            validate(cfg, world_size)
-            # What the data checks read: configurations that share it (variants, often) are checked once.
-            split = (cfg.algorithm, world_size, *map(repr, (cfg.data, cfg.model, cfg.train, cfg.mdgan, cfg.comm)))
-            if split not in split_checked:
-                data_plan(cfg, world_size)
-                split_checked.add(split)
-        except ConfigError as error:
-            raise ConfigError(f"{job.name}: {error}") from error
-        scored |= cfg.eval.every > 0
+    scored, split_checked = False, set[tuple]()
+    for index, job in enumerate(jobs):
+        if not is_finished(job.run_dir):
+            jobs[index], cfg = checked_job(job, args.slurm, split_checked)
+            scored |= cfg.eval.every > 0
     if scored:
         common = [*preset.overrides, *args.overrides]
         if args.dry_run:
@@ -132,6 +123,30 @@ def run_grid(args: argparse.Namespace) -> int:
         print(f"{len(failed)} of {len(jobs)} configurations failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def checked_job(job: Job, slurm: bool, split_checked: set[tuple]) -> tuple[Job, Config]:
+    """The job's config composed, validated and its data split as its trainer will, so a typo, an
+    impossible value or a split that leaves a class out stops the grid before its first run, not in
+    its tenth; the job comes back with the workers its crash schedule kills."""
+    world_size = job.configuration.world_size
+    try:
+        cfg = compose(job.overrides)
+        validate(cfg, world_size)
+        # What the data checks read: configurations that share it (variants, often) are checked once.
+        split = (cfg.algorithm, world_size, *map(repr, (cfg.data, cfg.model, cfg.train, cfg.mdgan, cfg.comm)))
+        if split not in split_checked:
+            data_plan(cfg, world_size)
+            split_checked.add(split)
+        killed = tuple(sorted(kill_schedule(cfg.fault, world_size - 1)))
+        if killed and slurm:
+            raise ConfigError(
+                "fault.kill_worker cannot run with --slurm: launch/slurm.sbatch starts torchrun agents, "
+                "which stop every rank when one dies; run it here without --slurm"
+            )
+    except ConfigError as error:
+        raise ConfigError(f"{job.name}: {error}") from error
+    return dataclasses.replace(job, killed_ranks=killed), cfg
 
 
 def report(args: argparse.Namespace) -> int:

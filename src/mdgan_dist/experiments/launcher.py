@@ -30,6 +30,7 @@ class Job:
     run_dir: Path
     overrides: list[str]  # every trainer override, run.dir last
     resumes: bool  # the run dir holds an unfinished run: continue it from its checkpoints
+    killed_ranks: tuple[int, ...] = ()  # the workers its fault.kill_worker schedule kills
 
     @property
     def name(self) -> str:
@@ -77,35 +78,87 @@ class Command:
         return subprocess.run(self.argv, env={**os.environ, **self.env}, check=False, **kwargs)
 
 
-class Launcher(Protocol):
-    def command(self, job: Job) -> Command: ...
+@dataclass(frozen=True)
+class RankProcesses:
+    """One plain process per rank, each with the environment torchrun gives its ranks, and no agent
+    over them: torchrun's agent stops every rank when one dies, so a run whose crash schedule kills
+    workers could never train on without them (docs/operations.md, "With torchrun")."""
 
-    def launch(self, job: Job, command: Command) -> str:
-        """Runs or submits the job; returns its status or raises LaunchError."""
+    command: Command
+    world_size: int
+    port: int
+
+    def __str__(self) -> str:
+        world = self.world_size
+        ranks = f"RANK=0..{world - 1} WORLD_SIZE={world} MASTER_ADDR=127.0.0.1 MASTER_PORT={self.port}"
+        return f"{world} processes with {ranks}: {self.command}"
+
+    def rank_environment(self, rank: int) -> dict[str, str]:
+        world = str(self.world_size)
+        return {
+            **os.environ,
+            **self.command.env,
+            "RANK": str(rank),
+            "WORLD_SIZE": world,
+            "LOCAL_RANK": str(rank),
+            "LOCAL_WORLD_SIZE": world,
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(self.port),
+        }
+
+    def run(self, **kwargs: Any) -> list[int]:
+        """Starts every rank, waits for all of them (each wait on a peer has the run's timeout) and
+        returns their exit codes in rank order."""
+        processes = [
+            subprocess.Popen(self.command.argv, env=self.rank_environment(rank), **kwargs)
+            for rank in range(self.world_size)
+        ]
+        return [process.wait() for process in processes]
+
+
+class Launcher(Protocol):
+    def command(self, job: Job) -> Command | RankProcesses: ...
+
+    def launch(self, job: Job) -> str:
+        """Runs or submits the job's command; returns its status or raises LaunchError."""
         ...
 
 
 class LocalLauncher:
-    """torchrun on this machine with this Python; the standalone GAN as one plain process."""
+    """torchrun on this machine with this Python; the standalone GAN as one plain process, and a
+    run with a crash schedule as one plain process per rank."""
 
-    def command(self, job: Job) -> Command:
-        train = ["-m", "mdgan_dist.train", *job.overrides]
+    def command(self, job: Job) -> Command | RankProcesses:
+        train = Command([sys.executable, "-m", "mdgan_dist.train", *job.overrides])
         if job.configuration.workers is None:
-            return Command([sys.executable, *train])
+            return train
         # A port of its own: a previous run's port may still linger in TIME_WAIT.
+        port = free_port()
+        if job.killed_ranks:
+            return RankProcesses(train, job.configuration.world_size, port)
         torchrun = ["-m", "torch.distributed.run", f"--nproc_per_node={job.configuration.world_size}"]
-        return Command([sys.executable, *torchrun, f"--master-port={free_port()}", *train])
+        return Command([sys.executable, *torchrun, f"--master-port={port}", *train.argv[1:]])
 
-    def launch(self, job: Job, command: Command) -> str:
+    def launch(self, job: Job) -> str:
+        command = self.command(job)
         started = time.monotonic()
         log_path = job.run_dir / LOG_FILE
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(f"$ {command}\n")
             log.flush()
-            code = command.run(stdout=log, stderr=subprocess.STDOUT).returncode
+            if isinstance(command, RankProcesses):
+                codes = command.run(stdout=log, stderr=subprocess.STDOUT)
+            else:
+                codes = [command.run(stdout=log, stderr=subprocess.STDOUT).returncode]
         took = duration(time.monotonic() - started)
-        if code != 0:
-            raise LaunchError(f"exit code {code} after {took}, see {log_path}")
+        # The ranks the schedule kills die by design; every other rank must finish.
+        failed = [(rank, code) for rank, code in enumerate(codes) if code != 0 and rank not in job.killed_ranks]
+        if failed:
+            if isinstance(command, RankProcesses):
+                what = ", ".join(f"rank {rank} exit code {code}" for rank, code in failed)
+            else:
+                what = f"exit code {codes[0]}"
+            raise LaunchError(f"{what} after {took}, see {log_path}")
         return f"done in {took}"
 
 
@@ -129,7 +182,8 @@ class SlurmLauncher:
         output = f"--output={job.run_dir / 'slurm-%j.out'}"
         return Command([*sbatch, output, str(SBATCH_SCRIPT), *job.overrides], env)
 
-    def launch(self, job: Job, command: Command) -> str:
+    def launch(self, job: Job) -> str:
+        command = self.command(job)
         try:
             result = command.run(capture_output=True, text=True)
         except FileNotFoundError as error:
@@ -181,14 +235,13 @@ def launch_grid(jobs: list[Job], launcher: Launcher, dry_run: bool) -> list[str]
         if is_finished(job.run_dir):
             print(f"{prefix}finished, skipped", flush=True)
             continue
-        command = launcher.command(job)
         if dry_run:
-            print(f"{prefix}{command}", flush=True)
+            print(f"{prefix}{launcher.command(job)}", flush=True)
             continue
         print(f"{prefix}{'resuming, ' if job.resumes else ''}", end="", flush=True)
         write_grid_info(job.run_dir, job.grid_info())
         try:
-            print(launcher.launch(job, command), flush=True)
+            print(launcher.launch(job), flush=True)
         except LaunchError as error:
             print(f"FAILED: {error}", flush=True)
             failed.append(job.name)
