@@ -417,7 +417,7 @@ def test_results_show_the_figures_the_raw_g_the_floor_and_the_mean_over_seeds(tm
     finals = [(8.0, 10.0, 0.001, 0.002), (9.0, 14.0, 0.003, 0.004), (7.0, 12.0, 0.002, 0.006)]
     for seed, (cs, fd, salt, raw_salt) in enumerate(finals):
         figures = {"salt": salt, "class_share_min": 0.05 + seed / 100, "class_entropy": 3.0, "raw_salt": raw_salt}
-        records = [training(20, 1.0, 2), scores(20, 1.5, cs, fd, **figures)]
+        records = [training(20, 1.0, 2, seconds=0.1 * (seed + 1)), scores(20, 1.5, cs, fd, **figures)]
         name = f"mdgan-N2-k1-b16-s{seed}"
         make_run(tmp_path, name, cfg, records, 2, True, group="mdgan-N2-k1-b16", floor=floor)
     # Another configuration, one seed: a row of its own in the first table only.
@@ -445,17 +445,19 @@ def test_results_show_the_figures_the_raw_g_the_floor_and_the_mean_over_seeds(tm
     assert float(seeds["classifier_score_last3_mean"]) == pytest.approx(8.0)  # one evaluation each
     assert float(seeds["frechet_distance_final_sd"]) == pytest.approx(2.0)
     assert float(seeds["raw_salt_final_mean"]) == pytest.approx(0.004)
+    assert float(seeds["iteration_seconds_mean"]) == pytest.approx(0.2)  # what a cost estimate reads
+    assert float(seeds["iteration_seconds_sd"]) == pytest.approx(0.1)
 
     table = (out / "results.md").read_text()
     assert table == capsys.readouterr().out.split("wrote ")[0]
     assert "| real data (mnist5k, 500 samples) |" in table and "9.250 ± 0.125" in table
     assert (
-        "| mdgan-N2-k1-b16 | 3 | 8.000 ± 1.000 [5.516, 10.484] | 8.000 ± 1.000 [5.516, 10.484] | 8.000 ± 1.000 [5.516, 10.484] |"
-        in table
+        "| mdgan-N2-k1-b16 | 3 | 0.200 ± 0.100 [-0.048, 0.448] | 8.000 ± 1.000 [5.516, 10.484] | 8.000 ± 1.000 [5.516, 10.484] "
+        "| 8.000 ± 1.000 [5.516, 10.484] |" in table
     )
     seeds_table = table.split("Over the seeds:")[1]
     assert (
-        "| real data (mnist5k, 500 samples) |  |  | 9.250 ± 0.125 |  |  | 4.500 ± 1.500 |  | 1e-05 ± 5e-06 |"
+        "| real data (mnist5k, 500 samples) |  |  |  | 9.250 ± 0.125 |  |  | 4.500 ± 1.500 |  | 1e-05 ± 5e-06 |"
         in seeds_table
     )
     assert "final salt, raw G" in table

@@ -41,8 +41,9 @@ ALWAYS_SHOWN = ("classifier_score", "frechet_distance")  # the others only when 
 # With a moving average of G, the raw G's final scores: what the average changed.
 RAW_SHOWN = ("classifier_score", "frechet_distance", "salt")
 LAST = 3  # the last evaluations a run's summary averages: one evaluation alone is noisy
-# The columns that summarise a run, and so are averaged over its seeds.
-SUMMARY_SUFFIXES = ("_final", "_best", f"_last{LAST}")
+# The columns that summarise a run, and so are averaged over its seeds: its scores and, for a cost
+# estimate, its seconds per iteration.
+SUMMARY_SUFFIXES = ("_final", "_best", f"_last{LAST}", "iteration_seconds")
 
 
 class NoRunsError(Exception):
