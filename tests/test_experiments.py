@@ -163,6 +163,9 @@ def test_variants_and_seeds_name_runs_and_add_their_overrides(tmp_path: Path, ca
     with pytest.raises(SystemExit):
         main(["run", str(write_preset(tmp_path, grid)), "--dry-run", "--seeds", "-1"])
     assert "-1 is not a seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", str(write_preset(tmp_path, grid)), "--dry-run", "--seeds", "0", "log.every=2"])
+    assert "'log.every=2' is not a seed (an integer >= 0); put overrides before --seeds" in capsys.readouterr().err
 
 
 def test_unknown_preset_names_the_shipped_ones() -> None:

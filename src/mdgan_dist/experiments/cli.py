@@ -92,6 +92,9 @@ def _positive(text: str) -> int:
 
 
 def _seed(text: str) -> int:
+    if not text.lstrip("-").isdigit():
+        # --seeds takes every word after it: an override there would be read as a seed.
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (an integer >= 0); put overrides before --seeds")
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is not a seed (an integer >= 0)")
