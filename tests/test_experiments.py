@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments import rundir
 from mdgan_dist.experiments.cli import main
 from mdgan_dist.experiments.grid import load_preset
-from mdgan_dist.experiments.launcher import split_ranks
+from mdgan_dist.experiments.launcher import Command, RankProcesses, free_port, split_ranks
 from mdgan_dist.experiments.paths import PRESET_DIR, SBATCH_SCRIPT
 
 PAPER_PRESETS = ("paper_mnist_mlp", "paper_mnist_cnn", "paper_cifar10_cnn")
@@ -249,6 +251,19 @@ def test_a_crash_schedule_runs_one_plain_process_per_rank_and_not_on_slurm(tmp_p
 
     assert main(["run", str(preset), "--root", str(root), "--slurm", "--dry-run"]) == 2
     assert "mdgan-N3-k1-b16-tolerated: fault.kill_worker cannot run with --slurm" in capsys.readouterr().err
+
+
+def test_plain_rank_processes_end_the_others_when_an_unexpected_rank_fails() -> None:
+    """Rank 1 exits 3 at once; the others would run a minute. Allowed to die, it is waited out."""
+    script = "import os, sys, time; rank = int(os.environ['RANK']); sys.exit(3) if rank == 1 else time.sleep({})"
+    started = time.monotonic()
+    codes = RankProcesses(Command([sys.executable, "-c", script.format(60)]), 3, free_port()).run(may_die=())
+    assert codes == [-signal.SIGTERM, 3, -signal.SIGTERM] and time.monotonic() - started < 30
+    assert RankProcesses(Command([sys.executable, "-c", script.format(1)]), 3, free_port()).run(may_die=(1,)) == [
+        0,
+        3,
+        0,
+    ]
 
 
 @pytest.mark.parametrize(

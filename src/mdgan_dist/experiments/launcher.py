@@ -18,6 +18,8 @@ from mdgan_dist.experiments.grid import Configuration, Preset
 from mdgan_dist.experiments.paths import SBATCH_SCRIPT
 from mdgan_dist.experiments.rundir import LOG_FILE, has_started, is_finished, write_grid_info
 
+POLL_SECONDS = 0.5  # how often a local run's plain processes are checked for one that failed
+
 
 class LaunchError(RuntimeError):
     """A configuration could not be run or submitted; the message says why and where to look."""
@@ -106,13 +108,23 @@ class RankProcesses:
             "MASTER_PORT": str(self.port),
         }
 
-    def run(self, **kwargs: Any) -> list[int]:
-        """Starts every rank, waits for all of them (each wait on a peer has the run's timeout) and
-        returns their exit codes in rank order."""
+    def run(self, may_die: tuple[int, ...], **kwargs: Any) -> list[int]:
+        """Starts every rank and returns their exit codes in rank order. A rank that fails, other
+        than those in may_die, ends the others as torchrun's agent would: a rank waiting for it to
+        join the group would otherwise wait out the whole timeout."""
         processes = [
             subprocess.Popen(self.command.argv, env=self.rank_environment(rank), **kwargs)
             for rank in range(self.world_size)
         ]
+        try:
+            codes = [process.poll() for process in processes]
+            while None in codes and not any(code and rank not in may_die for rank, code in enumerate(codes)):
+                time.sleep(POLL_SECONDS)
+                codes = [process.poll() for process in processes]
+        finally:  # also on Ctrl-C: no rank outlives the launcher
+            for process in processes:
+                if process.poll() is None:
+                    process.terminate()
         return [process.wait() for process in processes]
 
 
@@ -147,7 +159,7 @@ class LocalLauncher:
             log.write(f"$ {command}\n")
             log.flush()
             if isinstance(command, RankProcesses):
-                codes = command.run(stdout=log, stderr=subprocess.STDOUT)
+                codes = command.run(job.killed_ranks, stdout=log, stderr=subprocess.STDOUT)
             else:
                 codes = [command.run(stdout=log, stderr=subprocess.STDOUT).returncode]
         took = duration(time.monotonic() - started)
