@@ -17,7 +17,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import torch
 
 from mdgan_dist.checkpoint import MANIFEST, checkpoints_root, verify
 from mdgan_dist.errors import ConfigError
+from mdgan_dist.experiments.launcher import free_port
 
 RANKS = 4  # 1 server + 3 workers
 TIMEOUT_S = 5
@@ -43,12 +43,6 @@ COMMON = [
     "mdgan.swap_every_epochs=0.05",
     f"comm.timeout_s={TIMEOUT_S}",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def torchrun(run_dir: Path, overrides: list[str], restarts: int) -> subprocess.Popen:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 
 from mdgan_dist.config import Config
 from mdgan_dist.config import load as load_config
+from mdgan_dist.experiments.launcher import free_port
 
 WARM_UP = 0.1  # fraction of every run's first iterations left out of every median
 
@@ -84,12 +84,6 @@ def merge(*groups: Iterable[str]) -> list[str]:
         for override in group:
             merged[override.split("=", 1)[0].lstrip("+~")] = override
     return list(merged.values())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def launcher(spec: Spec) -> list[str]:

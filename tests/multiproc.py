@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from mdgan_dist.experiments import launcher
+from mdgan_dist.experiments.launcher import free_port
 
 # Small enough that 1 server + 4 workers share 2 cores in seconds.
 TINY = ["model.width=0.0625", "log.progress=false", "train.batch_size=16", "eval.every=0"]
@@ -38,23 +40,9 @@ def one_intra_op_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def rank_environment(rank: int, world_size: int, port: int) -> dict[str, str]:
-    return dict(
-        os.environ,
-        RANK=str(rank),
-        WORLD_SIZE=str(world_size),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world_size),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        OMP_NUM_THREADS="1",
-    )
+    """The launcher's environment for a rank, on one intra-op thread (see one_intra_op_thread)."""
+    return {**os.environ, **launcher.rank_environment(rank, world_size, port), "OMP_NUM_THREADS": "1"}
 
 
 @dataclass

@@ -95,25 +95,16 @@ class RankProcesses:
         ranks = f"RANK=0..{world - 1} WORLD_SIZE={world} MASTER_ADDR=127.0.0.1 MASTER_PORT={self.port}"
         return f"{world} processes with {ranks}: {self.command}"
 
-    def rank_environment(self, rank: int) -> dict[str, str]:
-        world = str(self.world_size)
-        return {
-            **os.environ,
-            **self.command.env,
-            "RANK": str(rank),
-            "WORLD_SIZE": world,
-            "LOCAL_RANK": str(rank),
-            "LOCAL_WORLD_SIZE": world,
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(self.port),
-        }
-
     def run(self, may_die: tuple[int, ...], **kwargs: Any) -> list[int]:
         """Starts every rank and returns their exit codes in rank order. A rank that fails, other
         than those in may_die, ends the others as torchrun's agent would: a rank waiting for it to
         join the group would otherwise wait out the whole timeout."""
         processes = [
-            subprocess.Popen(self.command.argv, env=self.rank_environment(rank), **kwargs)
+            subprocess.Popen(
+                self.command.argv,
+                env={**os.environ, **self.command.env, **rank_environment(rank, self.world_size, self.port)},
+                **kwargs,
+            )
             for rank in range(self.world_size)
         ]
         try:
@@ -214,6 +205,18 @@ def split_ranks(world_size: int, procs_per_node: int) -> tuple[int, int]:
     while world_size % nodes:
         nodes += 1
     return nodes, world_size // nodes
+
+
+def rank_environment(rank: int, world_size: int, port: int) -> dict[str, str]:
+    """What torchrun tells each rank of a job on this machine, for ranks started without it."""
+    return {
+        "RANK": str(rank),
+        "WORLD_SIZE": str(world_size),
+        "LOCAL_RANK": str(rank),
+        "LOCAL_WORLD_SIZE": str(world_size),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
 
 
 def free_port() -> int:
