@@ -601,5 +601,6 @@ def test_a_grid_trains_on_past_its_killed_workers_and_fails_when_the_server_does
 
     failure = next(line for line in result.stdout.splitlines() if "mdgan-N3-k1-b16-fatal: FAILED: " in line)
     assert "rank 0 exit code 1" in failure and "rank 2" not in failure, failure
+    assert "exit code -" not in failure, failure  # a rank stopped by a signal is named by it
     assert "rank 2" in (fatal / "train.log").read_text() and not (fatal / "generator.pt").exists()
     assert "1 of 2 configurations failed: mdgan-N3-k1-b16-fatal" in result.stderr

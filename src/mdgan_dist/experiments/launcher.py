@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -158,9 +159,9 @@ class LocalLauncher:
         failed = [(rank, code) for rank, code in enumerate(codes) if code != 0 and rank not in job.killed_ranks]
         if failed:
             if isinstance(command, RankProcesses):
-                what = ", ".join(f"rank {rank} exit code {code}" for rank, code in failed)
+                what = ", ".join(f"rank {rank} {exit_status(code)}" for rank, code in failed)
             else:
-                what = f"exit code {codes[0]}"
+                what = exit_status(codes[0])
             raise LaunchError(f"{what} after {took}, see {log_path}")
         return f"done in {took}"
 
@@ -205,6 +206,11 @@ def split_ranks(world_size: int, procs_per_node: int) -> tuple[int, int]:
     while world_size % nodes:
         nodes += 1
     return nodes, world_size // nodes
+
+
+def exit_status(code: int) -> str:
+    """A process's end in words: "exit code 1", or "ended by SIGTERM" for Popen's -15."""
+    return f"ended by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
 
 def rank_environment(rank: int, world_size: int, port: int) -> dict[str, str]:
