@@ -90,7 +90,8 @@ def test_every_configuration_of_every_shipped_preset_is_a_valid_trainer_config(p
         validate(cfg, configuration.world_size)
         assert (cfg.algorithm, cfg.train.batch_size) == (configuration.algorithm, configuration.batch_size)
         if configuration.algorithm == "mdgan":
-            swaps = 0 if "mdgan.swap_every_epochs=0" in configuration.variant_overrides else 1
+            set_swaps = [o for o in configuration.variant_overrides if o.startswith("mdgan.swap_every_epochs=")]
+            swaps = float(set_swaps[0].split("=")[1]) if set_swaps else 1
             assert cfg.mdgan.k == configuration.k and cfg.mdgan.swap_every_epochs == swaps
         if "recipe=paper" in preset.overrides:  # the paper's settings, unless the preset changes them
             changed = {o.split("=")[0] for o in [*preset.overrides, *configuration.variant_overrides]}
@@ -200,6 +201,27 @@ def test_dry_run_prints_torchrun_per_configuration_with_overrides_in_order(tmp_p
         f"run.dir={root}/tiny/standalone-b16",
     ]
     assert not root.exists()  # a dry run writes nothing
+
+
+def test_pack_hosts_mdgan_workers_several_to_a_process_and_leaves_the_names(tmp_path: Path, capsys) -> None:
+    grid = {"algorithms": ["flgan", "mdgan"], "workers": [4, 6], "k": [1], "batch_sizes": [16], "pack": 4}
+    preset = write_preset(tmp_path, grid)
+    assert main(["run", str(preset), "--root", str(tmp_path / "root"), "--dry-run"]) == 0
+    commands = {name: shlex.split(line) for name, line in output_lines(capsys).items()}
+    assert list(commands) == ["flgan-N4-b16", "flgan-N6-b16", "mdgan-N4-k1-b16", "mdgan-N6-k1-b16"]
+    # N = 4: one process of 4 workers; N = 6: W = 3, the largest divisor of 6 up to 4; FL-GAN unpacked.
+    assert (
+        "--nproc_per_node=2" in commands["mdgan-N4-k1-b16"]
+        and "mdgan.workers_per_rank=4" in commands["mdgan-N4-k1-b16"]
+    )
+    assert (
+        "--nproc_per_node=3" in commands["mdgan-N6-k1-b16"]
+        and "mdgan.workers_per_rank=3" in commands["mdgan-N6-k1-b16"]
+    )
+    assert "--nproc_per_node=7" in commands["flgan-N6-b16"]
+    assert not any(arg.startswith("mdgan.workers_per_rank") for arg in commands["flgan-N6-b16"])
+    with pytest.raises(ConfigError, match=r"grid\.pack holds 0"):
+        load_preset(str(write_preset(tmp_path, {**grid, "pack": 0})))
 
 
 def test_dry_run_with_slurm_prints_one_sbatch_per_configuration(tmp_path: Path, capsys) -> None:

@@ -41,7 +41,7 @@ from multiproc import TINY, metrics, train_job
 
 CPU = torch.device("cpu")
 SCORES = ("classifier_score", "frechet_distance")
-FIGURES = ("salt", "class_share_min", "class_entropy")
+FIGURES = ("salt", "class_share_min", "class_entropy", *(f"class_share/{c}" for c in range(10)))
 NUM_SAMPLES = 200  # generated samples per score: enough for a finite 128-d covariance, and fast
 
 
@@ -166,18 +166,27 @@ def test_salt_counts_isolated_bright_pixels_only() -> None:
     assert salt(colour) == 0.0
 
 
+def shares(*values: float) -> dict[str, float]:
+    return {f"class_share/{c}": value for c, value in enumerate(values)}
+
+
 def test_class_coverage_of_hand_made_verdicts() -> None:
     balanced = torch.eye(10).repeat(5, 1)
-    assert class_coverage(balanced) == pytest.approx({"class_share_min": 0.1, "class_entropy": math.log2(10)})
+    assert class_coverage(balanced) == pytest.approx(
+        {"class_share_min": 0.1, "class_entropy": math.log2(10), **shares(*[0.1] * 10)}
+    )
     collapsed = torch.zeros(50, 10)
     collapsed[:, 1] = 1.0
-    assert class_coverage(collapsed) == {"class_share_min": 0.0, "class_entropy": 0.0}
+    assert class_coverage(collapsed) == {"class_share_min": 0.0, "class_entropy": 0.0, **shares(0, 1, *[0] * 8)}
     # Half 3s, half 7s (as probabilities, argmax decides): 1 bit, and eight classes missing.
     halves = torch.full((40, 10), 0.05)
     halves[:20, 3], halves[20:, 7] = 0.55, 0.55
-    assert class_coverage(halves) == pytest.approx({"class_share_min": 0.0, "class_entropy": 1.0})
+    assert class_coverage(halves) == pytest.approx(
+        {"class_share_min": 0.0, "class_entropy": 1.0, **shares(0, 0, 0, 0.5, 0, 0, 0, 0.5, 0, 0)}
+    )
     skewed = torch.eye(10)[torch.tensor([0] * 20 + list(range(1, 10)) * 10)]  # 20 0s, 10 of the others
     assert class_coverage(skewed)["class_share_min"] == pytest.approx(10 / 110)
+    assert class_coverage(skewed)["class_share/0"] == pytest.approx(20 / 110)
 
 
 # The scores on real and noise images.

@@ -1,14 +1,32 @@
-"""What a process used, written once at the end of a run: bytes moved and peak memory."""
+"""What a process used, written once at the end of a run: bytes moved, compute and peak memory."""
 
 from __future__ import annotations
 
 import json
 import resource
+import time
 from pathlib import Path
 
 import torch
 
 from mdgan_dist.distributed.transport import Transport
+
+
+class ComputeClock:
+    """The process's CPU seconds (all its threads) spent inside `with clock:` blocks: what a
+    role's training compute costs, whatever else shares the cores (wall time grows with
+    contention, CPU time does not)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._entered = 0.0
+
+    def __enter__(self) -> ComputeClock:
+        self._entered = time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.process_time() - self._entered
 
 
 def peak_memory(device: torch.device) -> dict[str, int | None]:

@@ -76,7 +76,12 @@ class RunLogger:
         (self.run_dir / REAL_FLOOR_FILE).write_text(json.dumps(floor, indent=2) + "\n")
         shown = ", ".join(f"{name} {value['mean']:.4g} ± {value['sd']:.2g}" for name, value in floor.items())
         log.info("real images score: %s", shown)
-        charts = {name: ["Multiline", [f"score/{name}", f"score/{RAW_PREFIX}{name}", f"real/{name}"]] for name in floor}
+        # One chart per score; the classes' shares (class_share/<c>) stay in their own section.
+        charts = {
+            name: ["Multiline", [f"score/{name}", f"score/{RAW_PREFIX}{name}", f"real/{name}"]]
+            for name in floor
+            if "/" not in name
+        }
         self.writer.add_custom_scalars({"scores": charts})
 
     def scores(self, iteration: int, scores: dict[str, float]) -> None:

@@ -13,7 +13,7 @@ from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.scoring import Scoring
 from mdgan_dist.config import Config
-from mdgan_dist.resources import write_stats
+from mdgan_dist.resources import ComputeClock, write_stats
 from mdgan_dist.run_logging import RunLogger
 from mdgan_dist.seeding import generator
 
@@ -36,11 +36,12 @@ class StandaloneGAN:
         average = average_of(gan.generator, cfg.gan.ema_halflife)
         scoring = Scoring(cfg, ctx.num_classes, device)
         log.info("standalone GAN on %d samples, run directory %s", len(shard[0]), run_dir)
-        iterations = cfg.train.iterations
+        iterations, clock = cfg.train.iterations, ComputeClock()  # the GAN's iterations, scoring left out
         with RunLogger(run_dir, cfg.log.progress, 0, "standalone") as logger:
             for iteration in logger.progress(range(iterations), iterations):
                 started = time.perf_counter()
-                d_loss, g_loss = gan.iteration()
+                with clock:
+                    d_loss, g_loss = gan.iteration()
                 done, last = iteration + 1, iteration + 1 == iterations
                 if average is not None:
                     average.update(gan.generator, done)
@@ -50,7 +51,7 @@ class StandaloneGAN:
                         iteration_seconds=time.perf_counter() - started,
                     )  # fmt: skip
                 scoring.after(done, last, gan.generator, average, logger)
-        write_stats(run_dir, 0, "standalone", device)
+        write_stats(run_dir, 0, "standalone", device, compute_cpu_seconds=clock.seconds)
         torch.save(final_generator(gan.generator, average, iterations), run_dir / "generator.pt")
         torch.save({"discriminator": gan.discriminator.state_dict()}, run_dir / "discriminator.pt")
 

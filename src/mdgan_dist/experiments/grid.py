@@ -16,9 +16,10 @@ from mdgan_dist.experiments.paths import PRESET_DIR
 
 LOG2 = "log2"
 GRID_KEYS = ("algorithms", "workers", "k", "batch_sizes")
-OPTIONAL_GRID_KEYS = ("variants", "seeds")
-# What names a configuration and where it goes: a variant must not set these.
-NAMING_KEYS = ("algorithm", "train.batch_size", "mdgan.k", "train.seed", "run.dir")
+OPTIONAL_GRID_KEYS = ("variants", "seeds", "pack")
+# What names a configuration and where it goes, and how its workers are laid out: a variant must
+# not set these.
+NAMING_KEYS = ("algorithm", "train.batch_size", "mdgan.k", "train.seed", "run.dir", "mdgan.workers_per_rank")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Configuration:
     variant: str | None = None
     variant_overrides: tuple[str, ...] = ()
     seed: int | None = None
+    workers_per_rank: int = 1  # MD-GAN's workers per worker process (grid.pack); not part of the name
 
     @property
     def group(self) -> str:
@@ -51,13 +53,16 @@ class Configuration:
 
     @property
     def world_size(self) -> int:
-        """Processes of the run: the server and N workers, or the one standalone process."""
-        return 1 if self.workers is None else self.workers + 1
+        """Processes of the run: the server and N workers (W to a process with grid.pack), or the
+        one standalone process."""
+        return 1 if self.workers is None else self.workers // self.workers_per_rank + 1
 
     def overrides(self) -> list[str]:
         values = [f"algorithm={self.algorithm}", f"train.batch_size={self.batch_size}"]
         if self.k is not None:
             values.append(f"mdgan.k={self.k}")
+        if self.workers_per_rank > 1:
+            values.append(f"mdgan.workers_per_rank={self.workers_per_rank}")
         values += self.variant_overrides
         return values if self.seed is None else [*values, f"train.seed={self.seed}"]
 
@@ -99,13 +104,23 @@ def expand(path: Path, grid: dict[str, Any]) -> list[Configuration]:
     batch_sizes = _values(path, grid, "batch_sizes", _is_positive_int, "a positive integer")
     variants = _variants(path, grid.get("variants"))
     seeds = [None] if "seeds" not in grid else _values(path, grid, "seeds", _is_seed, "a seed (an integer >= 0)")
+    pack = grid.get("pack", 1)
+    if not _is_positive_int(pack):
+        raise ConfigError(f"{path}: grid.pack holds {pack!r}, expected a positive integer (workers per process)")
     found: list[Configuration] = []
     for algorithm in algorithms:
         for n, k in _workers_and_k(path, algorithm, workers, ks):
+            per_rank = packing(n, pack) if algorithm == "mdgan" and n is not None else 1
             for b in batch_sizes:
                 for variant, changes in variants.items():
-                    found.extend(Configuration(algorithm, b, n, k, variant, changes, seed) for seed in seeds)
+                    found.extend(Configuration(algorithm, b, n, k, variant, changes, seed, per_rank) for seed in seeds)
     return list(dict.fromkeys(found))
+
+
+def packing(workers: int, pack: int) -> int:
+    """grid.pack: MD-GAN's N workers W to a worker process (mdgan.workers_per_rank), W the largest
+    divisor of N up to pack; FL-GAN's workers each train a whole GAN and are never packed."""
+    return max(w for w in range(1, min(workers, pack) + 1) if workers % w == 0)
 
 
 def _workers_and_k(

@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+CLASS_SHARE = "class_share/"  # the prefix of each class's share of the samples (class_coverage)
+
 
 def classifier_score(probs: torch.Tensor) -> float:
     """exp(mean_x KL(p(y|x) || p(y))) over one split: probs [n, classes], rows summing to 1.
@@ -77,9 +79,11 @@ def class_coverage(probs: torch.Tensor) -> dict[str, float]:
 
     probs [n, classes]. class_share_min: the share of the rarest class (1 / classes when
     balanced, 0 when a class is missing). class_entropy: the entropy of the shares in bits
-    (log2(classes) when balanced, 0 when every sample falls in one class).
+    (log2(classes) when balanced, 0 when every sample falls in one class). class_share/<c>: the
+    share of each class c, which says which class a generator misses or breaks.
     """
     counts = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).to(torch.float64)
     shares = counts / counts.sum()
     entropy = -float(torch.special.xlogy(shares, shares).sum()) / math.log(2)
-    return {"class_share_min": float(shares.min()), "class_entropy": entropy + 0.0}  # + 0.0: no -0.0
+    per_class = {f"{CLASS_SHARE}{c}": float(share) for c, share in enumerate(shares)}
+    return {"class_share_min": float(shares.min()), "class_entropy": entropy + 0.0, **per_class}  # + 0.0: no -0.0

@@ -82,6 +82,7 @@ class FLGANServer:
                         d_loss_per_worker=d_losses,
                         server_bytes_sent=self.transport.bytes_sent - sent,
                         server_bytes_recv=self.transport.bytes_recv - received,
+                        server_bytes_total=self.transport.bytes_sent + self.transport.bytes_recv,
                         iteration_seconds=time.perf_counter() - started,
                         syncs=syncs,
                     )

@@ -12,7 +12,7 @@ from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.config import kill_schedule
 from mdgan_dist.distributed.protocol import Feedback, Stop, Sync, Train
-from mdgan_dist.resources import write_peer_stats
+from mdgan_dist.resources import ComputeClock, write_peer_stats
 from mdgan_dist.seeding import generator
 
 
@@ -28,6 +28,7 @@ class FLGANWorker:
         self.tensors = model_tensors(self.gan.generator, self.gan.discriminator)
         self.average = torch.empty(sum(t.numel() for t in self.tensors), device=ctx.device)
         self.kill_at = kill_schedule(ctx.cfg.fault, ctx.num_workers).get(self.transport.rank)
+        self.compute_clock = ComputeClock()  # the local GAN iterations: the worker's training compute
 
     def run(self) -> None:
         answer_server(self.ctx, self.shard_size)
@@ -39,14 +40,17 @@ class FLGANWorker:
             order = self.transport.expect(instruction, 0, stage, Train, Sync, Stop, numel=0)
             if isinstance(order, Train):
                 crash_if_scheduled(self.kill_at, self.transport.rank, order.iteration)
-                d_loss, g_loss = self.gan.iteration()
+                with self.compute_clock:
+                    d_loss, g_loss = self.gan.iteration()
                 done = self.transport.header(Feedback(order.iteration, d_loss, g_loss))
                 self.transport.exchange(f"reporting iteration {order.iteration}", sends=[(0, done)])
             elif isinstance(order, Sync):
                 self.synchronise(order.iteration)
             else:
                 break
-        write_peer_stats(self.ctx.run_dir, "flgan worker", self.transport)
+        write_peer_stats(
+            self.ctx.run_dir, "flgan worker", self.transport, compute_cpu_seconds=self.compute_clock.seconds
+        )
         # The last iteration ends with an averaging: these equal the server's models.
         models = {"generator": self.gan.generator.state_dict(), "discriminator": self.gan.discriminator.state_dict()}
         torch.save(models, self.ctx.run_dir / f"models_rank{self.transport.rank}.pt")

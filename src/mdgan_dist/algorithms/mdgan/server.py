@@ -130,6 +130,7 @@ class Server:
                         d_loss_per_worker=d_losses,
                         server_bytes_sent=transport.bytes_sent - sent,
                         server_bytes_recv=transport.bytes_recv - received,
+                        server_bytes_total=transport.bytes_sent + transport.bytes_recv,
                         server_messages_sent=transport.messages_sent - messages_sent,
                         server_messages_recv=transport.messages_recv - messages_received,
                         iteration_seconds=time.perf_counter() - started,

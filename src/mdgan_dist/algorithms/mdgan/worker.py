@@ -23,7 +23,7 @@ from mdgan_dist.checkpoint import load as load_checkpoint
 from mdgan_dist.config import checkpoint_error_point, kill_schedule, nan_point, slow_point
 from mdgan_dist.distributed.protocol import Checkpoint, Feedback, PairGreeting, Stop, SwapOrder, Train
 from mdgan_dist.errors import NonFiniteError, PeerError
-from mdgan_dist.resources import write_peer_stats
+from mdgan_dist.resources import ComputeClock, write_peer_stats
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ class Worker:
         self.disk_full_at = checkpoint_error_point(cfg.fault, ranks)
         self.first = first
         self.swaps = self.swap_bytes_sent = self.swap_bytes_recv = self.iterations_trained = 0
+        self.compute_clock = ComputeClock()  # the D steps and feedback: the worker's training compute
         # The server may itself be waiting for a silent worker (timeout_s), and, with lost workers
         # tolerated, for a worker stuck in a swap with a silent partner (2 x timeout_s).
         self.server_patience = 3 if cfg.fault.tolerate_worker_loss else 2
@@ -83,6 +84,7 @@ class Worker:
             "mdgan worker",
             self.transport,
             iterations_trained=self.iterations_trained,
+            compute_cpu_seconds=self.compute_clock.seconds,
             swaps=self.swaps,
             swap_bytes_sent=self.swap_bytes_sent,
             swap_bytes_recv=self.swap_bytes_recv,
@@ -190,7 +192,8 @@ class Worker:
             self.samples.copy_(message.images)
         labels = None if message.labels is None else message.labels.to(self.ctx.device).long()
         prepared = time.perf_counter()
-        outcome = self.compute.iteration(self.samples, labels)
+        with self.compute_clock:
+            outcome = self.compute.iteration(self.samples, labels)
         self.require_finite(iteration, outcome.d_losses)
         self.reply.feedback.copy_(outcome.feedback)
         # The header carries one D and one G loss: the means over this process's workers.
