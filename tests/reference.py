@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from mdgan_dist.algorithms.aggregation import AGGREGATIONS, Judgements, aggregate
 from mdgan_dist.algorithms.components import (
     label_classes,
     make_augment,
@@ -22,6 +23,7 @@ from mdgan_dist.algorithms.components import (
     make_sampler,
 )
 from mdgan_dist.algorithms.ema import average_of, final_generator
+from mdgan_dist.algorithms.mdgan.class_sets import as_sets, present
 from mdgan_dist.algorithms.mdgan.message import wire_dtype
 from mdgan_dist.algorithms.mdgan.schedule import (
     control_follows,
@@ -31,7 +33,6 @@ from mdgan_dist.algorithms.mdgan.schedule import (
     training_batch,
 )
 from mdgan_dist.algorithms.steps import (
-    aggregate_feedback,
     discriminator_adam,
     discriminator_step,
     generate,
@@ -73,7 +74,11 @@ def _reference_run(
     average = average_of(gen, cfg.gan.ema_halflife)
     discs = [make_discriminator(cfg, shape, classes, n) for n in range(num_workers)]
     disc_opts = [discriminator_adam(d, cfg.optim) for d in discs]
-    samplers = [make_sampler(cfg, *load_shard(plan.train, plan.shards[n]), n) for n in range(num_workers)]
+    shards = [load_shard(plan.train, plan.shards[n]) for n in range(num_workers)]
+    samplers = [make_sampler(cfg, *shards[n], n) for n in range(num_workers)]
+    # What the workers tell the server under class_aware: the classes of each shard.
+    holds = as_sets(torch.stack([present(labels, classes) for _, labels in shards]))
+    rule = AGGREGATIONS[cfg.mdgan.aggregate]
     augments = [make_augment(cfg, n) for n in range(num_workers)]  # a worker's, like its sampler
     noise = generator(cfg.train.seed, "noise")
     period = swap_period(plan.shard_sizes, batch, cfg.mdgan.swap_every_epochs)
@@ -98,7 +103,7 @@ def _reference_run(
             return None if labels is None else labels[index]  # noqa: B023 -- called in this iteration
 
         sent, used = schedule[iteration] if schedule else (range(1, num_workers + 1), range(1, num_workers + 1))
-        feedbacks, answered = [], []
+        feedbacks, verdicts, answered = [], [], []
         for n in range(num_workers):
             if n + 1 not in sent:
                 continue
@@ -110,11 +115,20 @@ def _reference_run(
                 fake = (received[training_batch(n, k)], labels_of(training_batch(n, k)))
                 discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan, augments[n])
             fb = feedback_batch(n, k)
-            feedback = generator_feedback(discs[n], received[fb], cfg.gan, labels_of(fb), augments[n])[0]
+            judged = generator_feedback(discs[n], received[fb], cfg.gan, labels_of(fb), augments[n])
             if n + 1 in used:  # a late feedback is computed, and discarded
-                feedbacks.append(feedback.to(wire).float())
+                feedbacks.append(judged.feedback.to(wire).float())
+                verdicts.append(judged.verdicts.to(wire).float())
                 answered.append(n)
-        upstream = aggregate_feedback(feedbacks, [feedback_batch(n, k) for n in answered], k)
+        judgements = Judgements(
+            feedbacks,
+            [feedback_batch(n, k) for n in answered],
+            k,
+            labels,
+            verdicts if rule.verdicts else None,
+            [holds[n] for n in answered] if rule.class_sets else None,
+        )
+        upstream = aggregate(cfg.mdgan.aggregate, judgements)
         generator_step(gen_opt, generated, upstream, snapshot)
         if average is not None:
             average.update(gen, iteration + 1)

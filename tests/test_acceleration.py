@@ -43,7 +43,7 @@ def one_round(cfg: Config) -> dict[str, object]:
     d_loss = discriminator_step(
         disc, adam(disc, 2e-4, 0.5, 0.999), (real, None), (generated.detach(), None), GANConfig()
     )
-    feedback, g_loss = generator_feedback(disc, generated, GANConfig())
+    feedback, g_loss, _ = generator_feedback(disc, generated, GANConfig())
     return {"gen": gen, "disc": disc, "generated": generated, "d_loss": d_loss, "feedback": feedback, "g_loss": g_loss}
 
 

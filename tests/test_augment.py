@@ -82,12 +82,12 @@ def test_feedback_is_the_gradient_through_the_augmentation() -> None:
     torch.manual_seed(0)
     discriminator = build_discriminator(ModelConfig(name="dcgan", width=0.25, conditional=False), (1, 28, 28), 10)
     samples = torch.rand(6, 1, 28, 28) * 2 - 1
-    feedback, loss = generator_feedback(discriminator, samples, GANConfig(), augment=Augment(("translation",), 7))
+    feedback, loss, _ = generator_feedback(discriminator, samples, GANConfig(), augment=Augment(("translation",), 7))
     x = samples.clone().requires_grad_(True)
     augmented = Augment(("translation",), 7)(x)
     by_hand = F.softplus(-discriminator(augmented)).mean()
     (expected,) = torch.autograd.grad(by_hand, x)
     torch.testing.assert_close(feedback, expected)
     assert loss == pytest.approx(by_hand.item())
-    plain, _ = generator_feedback(discriminator, samples, GANConfig())
+    plain = generator_feedback(discriminator, samples, GANConfig()).feedback
     assert not torch.allclose(plain, feedback)

@@ -106,6 +106,32 @@ CASES = {
         ["fault.kill_worker=[1@3,4@5]"],
         "expected RANK@ITERATION with a worker rank in 1..3",
     ),
+    "unknown aggregation rule": (
+        {"WORLD_SIZE": "3"},
+        ["mdgan.aggregate=median"],
+        "mdgan.aggregate='median' is not one of mean, class_aware, forgiving",
+    ),
+    "a rule that needs labels, unconditional": (
+        {"WORLD_SIZE": "3"},
+        ["mdgan.aggregate=class_aware", "model.conditional=false"],
+        "mdgan.aggregate=class_aware needs the classes the samples were generated for, and the model is "
+        "unconditional: set model.conditional=true, or use mean or forgiving",
+    ),
+    "a rule that needs judges, one per sample": (
+        {"WORLD_SIZE": "4"},
+        ["mdgan.aggregate=forgiving", "mdgan.k=2"],
+        "needs 2 of them, but with N=3 workers and mdgan.k=2 a sample has 1: set mdgan.k to at most 1",
+    ),
+    "a class no judge of a batch holds": (
+        {"WORLD_SIZE": "11"},
+        ["mdgan.aggregate=class_aware", "data.split=classes", "train.batch_size=16"],
+        "so those samples would have no judge that saw their class: set mdgan.k=1",
+    ),
+    "aggregation rule for flgan": (
+        {"WORLD_SIZE": "3"},
+        ["algorithm=flgan", "mdgan.aggregate=forgiving"],
+        "mdgan.aggregate=forgiving is MD-GAN's: flgan's G learns from one discriminator",
+    ),
     "a worker killed twice": (
         {"WORLD_SIZE": "4"},
         ["fault.kill_worker=[2@3,2@5]"],

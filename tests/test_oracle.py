@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from conftest import ITERATIONS, load_config
+from mdgan_dist.algorithms.aggregation import AGGREGATIONS
 from mdgan_dist.algorithms.components import make_generator
 from mdgan_dist.algorithms.mdgan.message import wire_dtype
 from reference import assert_same_discriminators, assert_same_generators, reference_run
@@ -33,6 +34,10 @@ def test_distributed_round_equals_single_process(finished_run: tuple[Path, int])
     assert any(not torch.equal(initial[name], raw[name]) for name in initial)
     if cfg.gan.ema_halflife:
         assert any(not torch.equal(actual["generator"][name], raw[name]) for name in initial)
+    if cfg.mdgan.aggregate != "mean":  # the rule changed G's steps: the mean's reference differs
+        cfg.mdgan.aggregate = "mean"
+        under_mean = reference_run(cfg, num_workers, ITERATIONS)[0].get("raw_generator")
+        assert under_mean is not None and any(not torch.allclose(under_mean[name], raw[name]) for name in raw)
 
 
 def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, int]) -> None:
@@ -46,6 +51,7 @@ def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, in
     value = torch.empty((), dtype=wire_dtype(cfg.comm.dtype)).element_size()
     b, d, header = cfg.train.batch_size, 28 * 28, 8 * 8
     labels = 2 * b * value if cfg.model.conditional else 0
+    verdicts = b * value if AGGREGATIONS[cfg.mdgan.aggregate].verdicts else 0  # D's logit of each sample judged
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     swaps_before, control_before = 0, True
     for record in records:
@@ -55,10 +61,10 @@ def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, in
         swaps_before, control_before = record["swaps"], swapped
         expected_sent = num_workers * (2 * b * d * value + labels) + processes * header + swap_orders + announcements
         assert record["server_bytes_sent"] == expected_sent
-        assert record["server_bytes_recv"] == num_workers * b * d * value + processes * header
+        assert record["server_bytes_recv"] == num_workers * (b * d * value + verdicts) + processes * header
         overhead = swap_orders + announcements + 2 * processes * header
         payload = record["server_bytes_sent"] + record["server_bytes_recv"] - overhead
-        assert payload == 3 * b * d * num_workers * value + num_workers * labels
+        assert payload == 3 * b * d * num_workers * value + num_workers * (labels + verdicts)
         # One packet per worker process and direction, plus the bare headers above.
         assert record["server_messages_recv"] == processes
         assert record["server_messages_sent"] == processes + (swap_orders + announcements) // header

@@ -115,6 +115,27 @@ def test_resume_never_refuses_an_existing_run(tmp_path: Path, first_half: Path) 
         assert "already holds a run and resume=never" in rank.output
 
 
+@pytest.mark.parametrize(
+    "rule, layout",
+    [
+        ("class_aware", ["data.split=classes", "data.classes_per_worker=4", "mdgan.k=1"]),
+        ("forgiving", ["mdgan.k=1"]),
+    ],
+)
+def test_each_aggregation_rule_resumes_bit_identical(tmp_path: Path, rule: str, layout: list[str]) -> None:
+    """The rules other than the mean: the class sets are told again on resume, the verdicts come
+    with every feedback; the resumed run ends where the uninterrupted one does."""
+    overrides = [*COMMON, f"mdgan.aggregate={rule}", *layout]
+    for folder in ("straight", "half", "resumed"):
+        (tmp_path / folder).mkdir()
+    straight = run_job(tmp_path / "straight", WORKERS + 1, [*overrides, f"train.iterations={2 * T}"])
+    half = run_job(tmp_path / "half", WORKERS + 1, [*overrides, f"train.iterations={T}"])
+    shutil.copytree(half, tmp_path / "resumed" / "run")
+    resumed = run_job(tmp_path / "resumed", WORKERS + 1, [*overrides, f"train.iterations={2 * T}"])
+    assert_same_final_models(resumed, straight)
+    assert without_timings(metrics(resumed)) == without_timings(metrics(straight))
+
+
 def test_several_workers_per_process_resume_bit_identical(tmp_path: Path) -> None:
     """mdgan.workers_per_rank=2, 4 workers on 2 processes: each process's checkpoint holds its
     stacked discriminators, their Adam state, samplers and augmentation streams."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mdgan_dist.algorithms.aggregation import Judgements, aggregate
 from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, swap_period, training_batch
 from mdgan_dist.algorithms.steps import (
     adam,
-    aggregate_feedback,
     discriminator_loss,
     generate,
     generator_feedback,
@@ -49,9 +49,10 @@ def test_aggregated_feedback_is_the_gradient_of_the_mean_generator_loss(
 
     generated = gen(generator_input(noise, None if labels is None else labels.flatten(), CLASSES)).view(k, 8, *SHAPE)
     feedbacks = [
-        generator_feedback(discs[n], generated[feedback_batch(n, k)], gan, labels_of(n))[0] for n in range(num_workers)
+        generator_feedback(discs[n], generated[feedback_batch(n, k)], gan, labels_of(n)).feedback
+        for n in range(num_workers)
     ]
-    upstream = aggregate_feedback(feedbacks, [feedback_batch(n, k) for n in range(num_workers)], k)
+    upstream = aggregate("mean", Judgements(feedbacks, [feedback_batch(n, k) for n in range(num_workers)], k))
     via_feedback = torch.autograd.grad(generated, list(gen.parameters()), upstream)
 
     generated = gen(generator_input(noise, None if labels is None else labels.flatten(), CLASSES)).view(k, 8, *SHAPE)

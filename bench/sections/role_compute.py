@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 
+from mdgan_dist.algorithms.aggregation import Judgements
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.mdgan.compute import DiscriminatorCompute, GeneratorCompute
 from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
@@ -52,7 +53,8 @@ def server_step(
     done = itertools.count(1)
 
     def step() -> None:
-        server.step(server.generate(), feedbacks, batch_of, next(done))
+        generated = server.generate()
+        server.step(generated, Judgements(feedbacks, batch_of, k, generated.labels), next(done))
 
     return step
 

@@ -73,6 +73,10 @@ class MDGANConfig:
     # W: the workers each worker process hosts, with their D steps and feedback batched over them;
     # N = W x (processes - 1). 1: one worker per process, the paper's layout.
     workers_per_rank: int = 1
+    # How the workers' feedback becomes G's gradient (algorithms/aggregation.py): mean (the paper's),
+    # class_aware (a sample follows only the judges whose shard holds its class; conditional models)
+    # or forgiving (F2U: a sample follows the judge that finds it the most real)
+    aggregate: str = "mean"
 
 
 @dataclass

@@ -29,6 +29,11 @@ def reject_mdgan_options(cfg: Config) -> None:
     silently ignored (FL-GAN shares fault.tolerate_worker_loss and fault.kill_worker)."""
     if cfg.mdgan.overlap or cfg.mdgan.quorum is not None:
         raise ConfigError(f"mdgan.overlap and mdgan.quorum are MD-GAN's, not {cfg.algorithm}'s: remove them")
+    if cfg.mdgan.aggregate != "mean":
+        raise ConfigError(
+            f"mdgan.aggregate={cfg.mdgan.aggregate} is MD-GAN's: {cfg.algorithm}'s G learns from one discriminator "
+            "at a time, so there is no feedback to aggregate; remove it"
+        )
     if cfg.mdgan.workers_per_rank != 1:
         raise ConfigError(
             f"mdgan.workers_per_rank is MD-GAN's: {cfg.algorithm} runs one worker per process "

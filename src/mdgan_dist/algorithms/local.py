@@ -18,7 +18,6 @@ from mdgan_dist.algorithms.components import (
     make_sampler,
 )
 from mdgan_dist.algorithms.steps import (
-    aggregate_feedback,
     discriminator_adam,
     generate,
     generator_adam,
@@ -67,7 +66,7 @@ class LocalGAN:
         d_loss = train_discriminator(
             self.discriminator, self.d_optimizer, self.sampler, (generated.detach(), labels), cfg.gan, self.augment
         )
-        feedback, g_loss = generator_feedback(self.discriminator, generated, cfg.gan, labels, self.augment)
-        upstream = aggregate_feedback([feedback], [0], num_batches=1)
-        generator_step(self.g_optimizer, generated.unsqueeze(0), upstream)
+        feedback, g_loss, _ = generator_feedback(self.discriminator, generated, cfg.gan, labels, self.augment)
+        # One judge: every aggregation rule's upstream gradient is its feedback.
+        generator_step(self.g_optimizer, generated.unsqueeze(0), feedback.unsqueeze(0))
         return d_loss, g_loss

@@ -9,7 +9,7 @@ autocast and its output cast back, so losses and feedback are always computed in
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +93,12 @@ def discriminator_loss(
     return adversarial + real_class_loss + fake_class_loss
 
 
+def verdict(output: torch.Tensor, classes: torch.Tensor | None, conditioning: str) -> torch.Tensor:
+    """D's real/fake logit of each sample [b], the one G's loss is computed on (with projection,
+    the sample's class term included): what the forgiving aggregation compares between judges."""
+    return _judgement(output, classes, conditioning)[0]
+
+
 def generator_loss(
     fake_output: torch.Tensor, kind: str, fake_classes: torch.Tensor | None = None, conditioning: str = "acgan"
 ) -> torch.Tensor:
@@ -164,31 +170,28 @@ def train_discriminator(
     return discriminator_steps(step, next_real, fake, cfg)
 
 
+class Judged(NamedTuple):
+    """A worker's answer on the samples it judged."""
+
+    feedback: torch.Tensor  # F_n [b, C, H, W], float32 like the samples; contiguous, it is sent as is
+    loss: float  # G's loss under this D
+    verdicts: torch.Tensor  # D's real/fake logit of each sample [b] (steps.verdict)
+
+
 def generator_feedback(
     discriminator: nn.Module,
     samples: torch.Tensor,
     cfg: GANConfig,
     classes: torch.Tensor | None = None,
     augment: Augmentation = None,
-) -> tuple[torch.Tensor, float]:
+) -> Judged:
     """F_n = d J_gen(D_n(X)) / d X: what a worker tells the server about the samples it got. With
     `augment`, D judges the augmented samples and the gradient flows back through the augmentation."""
     samples = samples.detach().requires_grad_(True)
-    loss = generator_loss(forward(discriminator, _seen(augment, samples)), cfg.loss, classes, cfg.conditioning)
+    output = forward(discriminator, _seen(augment, samples))
+    loss = generator_loss(output, cfg.loss, classes, cfg.conditioning)
     (feedback,) = torch.autograd.grad(loss, samples)
-    return feedback.contiguous(), loss.item()  # float32 like the samples; contiguous, it is sent as is
-
-
-def aggregate_feedback(feedbacks: list[torch.Tensor], assignment: list[int], num_batches: int) -> torch.Tensor:
-    """Upstream gradient for the k generated batches: sum of the F_n per batch, divided by N.
-
-    With F_n the gradient of worker n's mean generator loss, this is the gradient of the mean
-    over the N workers of their losses w.r.t. every generated sample.
-    """
-    upstream = torch.zeros((num_batches, *feedbacks[0].shape), dtype=feedbacks[0].dtype, device=feedbacks[0].device)
-    for feedback, batch in zip(feedbacks, assignment, strict=True):
-        upstream[batch] += feedback
-    return upstream / len(feedbacks)
+    return Judged(feedback.contiguous(), loss.item(), verdict(output.detach(), classes, cfg.conditioning))
 
 
 def generator_step(

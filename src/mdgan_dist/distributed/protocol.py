@@ -35,6 +35,7 @@ class Kind(IntEnum):
     ABORT = 7  # Abort
     CHECKPOINT = 8  # Checkpoint
     SYNC = 9  # Sync (FL-GAN)
+    CLASSES = 10  # ClassSets (MD-GAN, when mdgan.aggregate needs them)
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,22 @@ class Sync(Message):
     @classmethod
     def from_slots(cls, slots: Slots) -> Sync:
         return cls(slots.iteration, slots.numel)
+
+
+@dataclass(frozen=True)
+class ClassSets(Message):
+    """MD-GAN, worker -> server, right after the handshake when mdgan.aggregate needs it: which
+    classes each of the process's workers holds follows (float32 [W, classes], 1 or 0)."""
+
+    KIND = Kind.CLASSES
+    numel: int
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, numel=self.numel)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> ClassSets:
+        return cls(slots.numel)
 
 
 class ProtocolMismatch(ValueError):

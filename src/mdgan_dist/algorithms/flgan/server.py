@@ -63,7 +63,7 @@ class FLGANServer:
             "%d workers, shard sizes %s, average G and D every %d iterations", len(shard_sizes), shard_sizes, period
         )
         scoring = Scoring(cfg, self.ctx.num_classes, self.ctx.device)
-        iterations, syncs = cfg.train.iterations, 0
+        iterations, syncs, bytes_trained = cfg.train.iterations, 0, 0
         with RunLogger(run_dir, cfg.log.progress, 0, "FL-GAN") as logger:
             for iteration in logger.progress(range(iterations), iterations):
                 started, sent, received = time.perf_counter(), self.transport.bytes_sent, self.transport.bytes_recv
@@ -74,6 +74,7 @@ class FLGANServer:
                     syncs += 1
                 if self.average is not None:
                     self.average.update(self.generator, done)
+                bytes_trained += self.transport.bytes_sent - sent + self.transport.bytes_recv - received
                 if done % cfg.log.every == 0 or last:
                     logger.scalars(
                         done,
@@ -82,7 +83,7 @@ class FLGANServer:
                         d_loss_per_worker=d_losses,
                         server_bytes_sent=self.transport.bytes_sent - sent,
                         server_bytes_recv=self.transport.bytes_recv - received,
-                        server_bytes_total=self.transport.bytes_sent + self.transport.bytes_recv,
+                        server_bytes_total=bytes_trained,  # every iteration's, averagings included
                         iteration_seconds=time.perf_counter() - started,
                         syncs=syncs,
                     )

@@ -1,8 +1,14 @@
-"""MD-GAN's own configuration checks: k, the speed options, the fault injection, the wire labels."""
+"""MD-GAN's own configuration checks: k, the aggregation rule, the speed options, the fault
+injection, the wire labels."""
 
 from __future__ import annotations
 
+import torch
+
+from mdgan_dist.algorithms.aggregation import AGGREGATIONS
 from mdgan_dist.algorithms.checks import require_workers
+from mdgan_dist.algorithms.mdgan.class_sets import present
+from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
 from mdgan_dist.config import (
     Config,
     checkpoint_error_point,
@@ -32,12 +38,33 @@ def validate(cfg: Config, world_size: int) -> None:
             f"mdgan.k={k} is outside 1..N with N={workers} workers: "
             f"set mdgan.k between 1 and {workers}, or leave it unset for ceil(log2 N)"
         )
+    validate_aggregation(cfg, workers, k)
     validate_speed_options(cfg, workers)
     # The fault injection names worker processes.
     kill_schedule(cfg.fault, world_size - 1)
     slow_point(cfg.fault, world_size - 1)
     nan_point(cfg.fault, world_size - 1)
     checkpoint_error_point(cfg.fault, world_size - 1)
+
+
+def validate_aggregation(cfg: Config, workers: int, k: int) -> None:
+    """mdgan.aggregate: a known rule, with the labels and the judges per sample it needs."""
+    name = cfg.mdgan.aggregate
+    require(name in AGGREGATIONS, f"mdgan.aggregate={name!r} is not one of {', '.join(AGGREGATIONS)}")
+    rule = AGGREGATIONS[name]
+    require(
+        not rule.labels or cfg.model.conditional,
+        f"mdgan.aggregate={name} needs the classes the samples were generated for, and the model is "
+        "unconditional: set model.conditional=true, or use "
+        + " or ".join(other for other, entry in AGGREGATIONS.items() if not entry.labels),
+    )
+    judges = workers // k  # worker n judges batch n mod k: the fewest judges a sample has
+    require(
+        judges >= rule.min_judges,
+        f"mdgan.aggregate={name} compares the judges of each generated sample and needs {rule.min_judges} of "
+        f"them, but with N={workers} workers and mdgan.k={k} a sample has {judges}: set mdgan.k to at most "
+        f"{max(1, workers // rule.min_judges)}",
+    )
 
 
 def validate_workers_per_rank(cfg: Config) -> None:
@@ -78,5 +105,25 @@ def validate_speed_options(cfg: Config, num_workers: int) -> None:
 
 
 def check_plan(cfg: Config, plan: DataPlan) -> None:
-    """The class labels travel with the generated batches, in comm.dtype."""
+    """The class labels travel with the generated batches, in comm.dtype; class_aware needs a
+    judge that holds each class among the judges of every generated batch."""
     validate_wire_labels(cfg, plan.num_classes)
+    if AGGREGATIONS[cfg.mdgan.aggregate].class_sets:
+        require_judges_of_every_class(cfg, plan)
+
+
+def require_judges_of_every_class(cfg: Config, plan: DataPlan) -> None:
+    workers = len(plan.shards)
+    k = resolved_k(cfg.mdgan, workers)
+    for batch in range(k):
+        judges = [n for n in range(workers) if feedback_batch(n, k) == batch]
+        held = torch.stack([present(plan.train.labels[plan.shards[n]], plan.num_classes) for n in judges]).sum(0)
+        missing = [c for c in range(plan.num_classes) if not held[c]]
+        if missing:
+            raise ConfigError(
+                f"mdgan.aggregate={cfg.mdgan.aggregate}: generated batch {batch} is judged by workers "
+                f"{', '.join(map(str, judges))} (0-based), whose shards hold no sample of class "
+                f"{', '.join(map(str, missing))}, so those samples would have no judge that saw their class: "
+                "set mdgan.k=1 (every worker judges every sample), or use a split where each batch's judges "
+                "hold every class"
+            )

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mdgan_dist.algorithms.aggregation import AGGREGATIONS, Judgements, aggregate
 from mdgan_dist.algorithms.components import (
     label_classes,
     make_augment,
@@ -23,7 +24,6 @@ from mdgan_dist.algorithms.finite import all_finite
 from mdgan_dist.algorithms.mdgan.stack import DiscriminatorStack
 from mdgan_dist.algorithms.steps import (
     Batch,
-    aggregate_feedback,
     discriminator_adam,
     discriminator_loss,
     discriminator_steps,
@@ -33,6 +33,7 @@ from mdgan_dist.algorithms.steps import (
     generator_step,
     sample_latent,
     snapshot_parameters,
+    verdict,
 )
 from mdgan_dist.config import Config
 from mdgan_dist.errors import NonFiniteError
@@ -76,10 +77,11 @@ class GeneratorCompute:
             snapshot,
         )
 
-    def step(self, generated: Generated, feedbacks: list[torch.Tensor], batch_of: list[int], done: int) -> None:
-        """G's step with each feedback as the upstream gradient of the batch it was computed on,
-        then the moving average's update; `done` iterations are then complete."""
-        upstream = aggregate_feedback(feedbacks, batch_of, self.k)
+    def step(self, generated: Generated, judged: Judgements, done: int) -> None:
+        """G's step from the judges' feedback, combined by mdgan.aggregate into the upstream
+        gradient of the k batches, then the moving average's update; `done` iterations are then
+        complete."""
+        upstream = aggregate(self.cfg.mdgan.aggregate, judged)
 
         def check(gradients: list[torch.Tensor]) -> None:
             if not all_finite(gradients):
@@ -95,6 +97,7 @@ class WorkerOutcome:
     """One iteration of a worker process's W workers."""
 
     feedback: torch.Tensor  # W x b x C x H x W: each slot's gradient of G's loss with respect to its X_g
+    verdicts: torch.Tensor | None  # W x b: each slot's real/fake logit of its X_g, when mdgan.aggregate asks
     d_losses: list[float]  # per slot, of its last D step
     g_losses: list[float]  # per slot
     d_seconds: float
@@ -116,6 +119,7 @@ class DiscriminatorCompute:
     ) -> None:
         """shards: the images and labels of each worker in `workers` (0-based worker indices)."""
         self.gan = cfg.gan
+        self.verdicts = AGGREGATIONS[cfg.mdgan.aggregate].verdicts
         self.samplers = [
             make_sampler(cfg, images.to(device), labels.to(device), worker)
             for (images, labels), worker in zip(shards, workers, strict=True)
@@ -135,8 +139,10 @@ class DiscriminatorCompute:
         fake = (samples[:, TRAINING], None if labels is None else labels[:, TRAINING])
         d_losses = discriminator_steps(self.step, self.real_batches(conditional=labels is not None), fake, self.gan)
         trained = time.perf_counter()
-        feedback, g_losses = self.feedback(samples[:, FEEDBACK], None if labels is None else labels[:, FEEDBACK])
-        return WorkerOutcome(feedback, d_losses, g_losses, trained - started, time.perf_counter() - trained)
+        feedback, verdicts, g_losses = self.feedback(
+            samples[:, FEEDBACK], None if labels is None else labels[:, FEEDBACK]
+        )
+        return WorkerOutcome(feedback, verdicts, d_losses, g_losses, trained - started, time.perf_counter() - trained)
 
     def real_batches(self, conditional: bool) -> Callable[[], Batch]:
         """Draws one real batch per slot, from the slot's own sampler: W x b x ..."""
@@ -168,17 +174,25 @@ class DiscriminatorCompute:
         self.optimizer.step()
         return losses.tolist()
 
-    def feedback(self, samples: torch.Tensor, classes: torch.Tensor | None) -> tuple[torch.Tensor, list[float]]:
-        """Every slot's F_n (steps.generator_feedback, batched over the slots) and G's loss."""
+    def feedback(
+        self, samples: torch.Tensor, classes: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[float]]:
+        """Every slot's F_n (steps.generator_feedback, batched over the slots), its verdicts when
+        mdgan.aggregate asks for them, and G's loss."""
         gan, stack = self.gan, self.stack
         samples = samples.detach().requires_grad_(True)
 
         def loss(output: torch.Tensor, classes: Tensor | None) -> Tensor:
             return generator_loss(output, gan.loss, classes, gan.conditioning)
 
-        losses = stack.per_slot(loss, stack.judge(self.seen(samples)), classes)
+        def logits(output: torch.Tensor, classes: Tensor | None) -> Tensor:
+            return verdict(output, classes, gan.conditioning)
+
+        outputs = stack.judge(self.seen(samples))
+        losses = stack.per_slot(loss, outputs, classes)
         (feedback,) = torch.autograd.grad(losses.sum(), samples)
-        return feedback.contiguous(), losses.tolist()
+        verdicts = stack.per_slot(logits, outputs.detach(), classes) if self.verdicts else None
+        return feedback.contiguous(), verdicts, losses.tolist()
 
     def finite_slots(self) -> list[bool]:
         """Per slot, whether its D's parameters are all finite (finite.all_finite's sums, per slot)."""

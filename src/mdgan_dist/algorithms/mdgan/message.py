@@ -82,13 +82,23 @@ class BatchMessage(Packet):
 
 
 class FeedbackMessage(Packet):
-    """worker process -> server: the error feedback F_n of each of its W workers (W x b x C x H x W)."""
+    """worker process -> server: the error feedback F_n of each of its W workers (W x b x C x H x W),
+    then, when mdgan.aggregate asks for them, each worker's verdicts on its samples (W x b: its D's
+    real/fake logits)."""
 
     def __init__(
-        self, slots: int, batch: int, image_shape: tuple[int, int, int], dtype: torch.dtype, device: torch.device
+        self,
+        slots: int,
+        batch: int,
+        image_shape: tuple[int, int, int],
+        dtype: torch.dtype,
+        device: torch.device,
+        verdicts: bool = False,
     ) -> None:
-        super().__init__(slots * batch * math.prod(image_shape), dtype, device)
-        self.feedback = self.payload.view(slots, batch, *image_shape)
+        feedback_values = slots * batch * math.prod(image_shape)
+        super().__init__(feedback_values + (slots * batch if verdicts else 0), dtype, device)
+        self.feedback = self.payload[:feedback_values].view(slots, batch, *image_shape)
+        self.verdicts = self.payload[feedback_values:].view(slots, batch) if verdicts else None
 
 
 class Framing:

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import torch
 
+from mdgan_dist.algorithms.aggregation import AGGREGATIONS, Judgements
 from mdgan_dist.algorithms.components import label_classes
 from mdgan_dist.algorithms.ema import final_generator
 from mdgan_dist.algorithms.finite import all_finite, require_finite_state
 from mdgan_dist.algorithms.handshake import greet_workers, refuse_workers
+from mdgan_dist.algorithms.mdgan.class_sets import post_class_sets, read_class_sets
 from mdgan_dist.algorithms.mdgan.compute import FEEDBACK, TRAINING, Generated, GeneratorCompute
 from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, Framing, wire_dtype
 from mdgan_dist.algorithms.mdgan.roster import Roster
@@ -74,6 +76,8 @@ class Server:
         self.roster = Roster(ctx.num_workers // per_rank, per_rank, k, cfg.fault.tolerate_worker_loss)
         workers = self.roster.live
         self.compute = GeneratorCompute(cfg, ctx.image_shape, ctx.num_classes, self.roster.k, ctx.device)
+        self.rule = AGGREGATIONS[cfg.mdgan.aggregate]
+        self.class_sets: dict[int, list[frozenset[int]]] = {}  # rank -> per slot, the classes its shard holds
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
         classes = label_classes(cfg, ctx.num_classes)
         # Packets are allocated once and reused; two per worker and direction, because with
@@ -83,7 +87,8 @@ class Server:
             for rank in workers
         }
         self.incoming = {
-            rank: [FeedbackMessage(per_rank, batch, ctx.image_shape, dtype, wire) for _ in range(2)] for rank in workers
+            rank: [FeedbackMessage(per_rank, batch, ctx.image_shape, dtype, wire, self.rule.verdicts) for _ in range(2)]
+            for rank in workers
         }
         self.batch_numel = self.outgoing[workers[0]][0].payload.numel()
         self.feedback_numel = self.incoming[workers[0]][0].payload.numel()
@@ -93,6 +98,9 @@ class Server:
         self.late: dict[int, Posted] = {}  # mdgan.quorum: ranks whose feedback has not arrived yet
         self.late_discarded = 0
         self.swaps = 0
+        # The bytes of every iteration so far (checkpointed: a resumed run counts on, its new
+        # handshake aside): what training has cost the server's link.
+        self.bytes_trained = 0
         self.trajectory = trajectory_digest(cfg, ctx.num_workers)
         point = checkpoint_error_point(cfg.fault, len(workers))
         self.disk_full_at = point[1] if point is not None and point[0] == 0 else None
@@ -122,6 +130,7 @@ class Server:
                 done, last = iteration + 1, iteration + 1 == cfg.train.iterations
                 if period and done % period == 0:
                     self.order_swap(iteration)
+                self.bytes_trained += transport.bytes_sent - sent + transport.bytes_recv - received
                 if done % cfg.log.every == 0 or last:
                     logger.scalars(
                         done,
@@ -130,7 +139,7 @@ class Server:
                         d_loss_per_worker=d_losses,
                         server_bytes_sent=transport.bytes_sent - sent,
                         server_bytes_recv=transport.bytes_recv - received,
-                        server_bytes_total=transport.bytes_sent + transport.bytes_recv,
+                        server_bytes_total=self.bytes_trained,
                         server_messages_sent=transport.messages_sent - messages_sent,
                         server_messages_recv=transport.messages_recv - messages_received,
                         iteration_seconds=time.perf_counter() - started,
@@ -169,6 +178,12 @@ class Server:
             refuse_workers(self.ctx, self.roster.live)
             raise
         shard_sizes = greet_workers(self.ctx, start, self.roster.live)
+        if self.rule.class_sets:
+            posted, buffers = post_class_sets(
+                self.transport, self.roster.live, self.roster.per_rank, self.ctx.num_classes
+            )
+            self.exchange_wait(posted)
+            self.class_sets = read_class_sets(self.transport, buffers, self.roster.live)
         # Every rank derived the same shards (job.plan_data); the handshake gave each process's total.
         period = swap_period(self.ctx.plan.shard_sizes, self.cfg.train.batch_size, self.cfg.mdgan.swap_every_epochs)
         log.info(
@@ -200,6 +215,7 @@ class Server:
             g.average.load_state_dict(state["average"])
         g.noise.set_state(state["noise"])
         self.swaps = state["swaps"]
+        self.bytes_trained = state.get("bytes_trained", 0)  # absent from checkpoints of older versions
         torch.set_rng_state(state["rng"])
         log.info("resuming from %s at iteration %d", found.directory, found.iteration)
         return found.iteration
@@ -237,6 +253,7 @@ class Server:
             "average": None if g.average is None else g.average.state_dict(),
             "noise": g.noise.get_state(),
             "swaps": self.swaps,
+            "bytes_trained": self.bytes_trained,
             "rng": torch.get_rng_state(),
             "config": to_dict(self.cfg),
         }
@@ -323,13 +340,7 @@ class Server:
         ]
         answered, answers = self.usable_answers(batches.iteration, answered, answers)
         started = time.perf_counter()
-        feedbacks = [
-            feedback.to(self.ctx.device, torch.float32)
-            for rank in answered
-            for feedback in self.incoming[rank][parity].feedback
-        ]
-        batch_of = [batch for rank in answered for batch in batches.assignment[rank]]
-        self.compute.step(batches.generated, feedbacks, batch_of, batches.iteration + 1)
+        self.compute.step(batches.generated, self.judgements(batches, answered), batches.iteration + 1)
         backward = time.perf_counter() - started
         if batches.control:  # the late feedback is in before the control message goes out
             self.take_late_feedback(everyone=True)
@@ -342,10 +353,27 @@ class Server:
             "time_worker_d": sum(worker_d) / len(answers),
             "time_worker_feedback": sum(worker_feedback) / len(answers),
             "time_worker_max": max(d + f for d, f in zip(worker_d, worker_feedback, strict=True)),
-            "feedbacks_used": len(feedbacks),
+            "feedbacks_used": len(answered) * self.roster.per_rank,
         }
         batches.answered = answered
         return [answer.d_loss for answer in answers], [answer.g_loss for answer in answers], timings
+
+    def judgements(self, batches: Round, answered: list[int]) -> Judgements:
+        """What the answering workers sent, judge by judge (rank, then slot), in float32 on the
+        device, with what the aggregation rule needs besides the feedback."""
+        device, messages = self.ctx.device, [self.incoming[rank][batches.iteration % 2] for rank in answered]
+
+        def per_judge(values: list[torch.Tensor | None]) -> list[torch.Tensor]:
+            return [row.to(device, torch.float32) for rows in values if rows is not None for row in rows]
+
+        return Judgements(
+            feedbacks=per_judge([message.feedback for message in messages]),
+            batch_of=[batch for rank in answered for batch in batches.assignment[rank]],
+            num_batches=self.compute.k,
+            labels=batches.generated.labels,
+            verdicts=per_judge([message.verdicts for message in messages]) if self.rule.verdicts else None,
+            holds=[held for rank in answered for held in self.class_sets[rank]] if self.rule.class_sets else None,
+        )
 
     def usable_answers(
         self, iteration: int, answered: list[int], answers: list[Feedback]
@@ -369,7 +397,7 @@ class Server:
             quantity = None
             if not all(math.isfinite(loss) for loss in (answer.d_loss, answer.g_loss)):
                 quantity = f"the losses reported by worker rank {rank}"
-            elif not all_finite([self.incoming[rank][parity].feedback]):
+            elif not all_finite([self.incoming[rank][parity].payload]):  # the feedback and any verdicts
                 quantity = f"the feedback of worker rank {rank}"
             if quantity is None:
                 kept.append((rank, answer))

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import torch
 
+from mdgan_dist.algorithms.aggregation import AGGREGATIONS
 from mdgan_dist.algorithms.components import label_classes
 from mdgan_dist.algorithms.fault import crash_if_scheduled
 from mdgan_dist.algorithms.finite import require_finite, require_finite_state
 from mdgan_dist.algorithms.handshake import answer_server
+from mdgan_dist.algorithms.mdgan.class_sets import present, send_class_sets
 from mdgan_dist.algorithms.mdgan.compute import DiscriminatorCompute
 from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, Framing, wire_dtype
 from mdgan_dist.algorithms.mdgan.swap import swap_discriminators
@@ -38,11 +40,13 @@ class Worker:
         workers = list(range(first, first + per_rank))
         shards = [ctx.shard(worker) for worker in workers]
         self.shard_size = sum(len(images) for images, _ in shards)
+        self.rule = AGGREGATIONS[cfg.mdgan.aggregate]
+        self.class_sets = torch.stack([present(labels, ctx.num_classes) for _, labels in shards])
         self.compute = DiscriminatorCompute(cfg, ctx.image_shape, ctx.num_classes, shards, workers, ctx.device)
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
         classes = label_classes(cfg, ctx.num_classes)
         self.batches = BatchMessage(per_rank, batch, ctx.image_shape, classes, dtype, wire)
-        self.reply = FeedbackMessage(per_rank, batch, ctx.image_shape, dtype, wire)
+        self.reply = FeedbackMessage(per_rank, batch, ctx.image_shape, dtype, wire, self.rule.verdicts)
         # D computes in float32 on the device: the received batches are used in place when they
         # are already that, else converted into this buffer.
         in_place = dtype == torch.float32 and wire == ctx.device
@@ -63,6 +67,8 @@ class Worker:
     def run(self) -> None:
         run_dir = self.ctx.run_dir
         start = answer_server(self.ctx, self.shard_size)
+        if self.rule.class_sets:
+            send_class_sets(self.transport, self.class_sets)
         if start > 0:
             self.load(find_worker_file(resume_directory(self.cfg, run_dir, start), self.transport.rank))
         if self.cfg.mdgan.swap_every_epochs:
@@ -196,6 +202,9 @@ class Worker:
             outcome = self.compute.iteration(self.samples, labels)
         self.require_finite(iteration, outcome.d_losses)
         self.reply.feedback.copy_(outcome.feedback)
+        if self.reply.verdicts is not None:
+            assert outcome.verdicts is not None
+            self.reply.verdicts.copy_(outcome.verdicts)
         # The header carries one D and one G loss: the means over this process's workers.
         d_loss, g_loss = (sum(losses) / len(losses) for losses in (outcome.d_losses, outcome.g_losses))
         self.iterations_trained += 1

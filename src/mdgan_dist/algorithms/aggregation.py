@@ -1,0 +1,142 @@
+"""How the workers' feedback becomes G's gradient (mdgan.aggregate): one registry entry per rule.
+
+Each iteration, worker n judges one generated batch X_g(n) and returns its feedback F_n, the
+gradient of its generator loss with respect to every sample of that batch. A rule turns the
+feedback of all judges into the upstream gradient of the k batches, from which G's backward pass
+starts. The server, the oracle's single-process reference and the bench call `aggregate` and
+nothing else, so every rule is checked against its reference by the oracle.
+
+The weighted rules give each sample x of batch j the gradient
+
+    (|J_j| / N) * sum over the judges n in J_j of w_n(x) * F_n(x),    weights summing to 1 over J_j,
+
+with J_j the judges of batch j and N all judges of the iteration: with equal weights, the mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Judgements:
+    """One iteration's feedback, judge by judge (a judge is a worker whose feedback G's step uses)."""
+
+    feedbacks: Sequence[Tensor]  # per judge, F_n: [b, C, H, W]
+    batch_of: Sequence[int]  # per judge, the index of the batch it judged
+    num_batches: int  # k
+    labels: Tensor | None = None  # [k, b]: the class each sample was generated for (conditional models)
+    verdicts: Sequence[Tensor] | None = None  # per judge, D_n's real/fake logit of each sample: [b]
+    holds: Sequence[frozenset[int]] | None = None  # per judge, the classes its shard holds
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An aggregation rule and what it needs; the checks (mdgan/checks.py) refuse a run that cannot
+    give it that, and the roles send only what it needs."""
+
+    combine: Callable[[Judgements], Tensor]
+    summary: str
+    verdicts: bool = False  # each worker sends its D's real/fake logit of every sample it judged
+    class_sets: bool = False  # each worker tells the server, at start-up, which classes its shard holds
+    labels: bool = False  # needs a conditional model: the samples' classes
+    min_judges: int = 1  # judges per generated sample it needs (fewer: it is the mean)
+
+
+def _zeros(judged: Judgements) -> Tensor:
+    """The upstream gradient before any feedback is added: [k, b, C, H, W], as the feedback."""
+    first = judged.feedbacks[0]
+    return torch.zeros((judged.num_batches, *first.shape), dtype=first.dtype, device=first.device)
+
+
+def mean(judged: Judgements) -> Tensor:
+    """The paper's rule: the sum of the F_n per batch, divided by N. With F_n the gradient of
+    worker n's mean generator loss, this is the gradient of the mean over the N workers of their
+    losses with respect to every generated sample."""
+    upstream = _zeros(judged)
+    for feedback, batch in zip(judged.feedbacks, judged.batch_of, strict=True):
+        upstream[batch] += feedback
+    return upstream / len(judged.feedbacks)
+
+
+def weighted(judged: Judgements, weights: Sequence[Tensor]) -> Tensor:
+    """The module docstring's sum: weights[i] [b] is judge i's weight for each sample of its batch;
+    a sample's weights over the judges of its batch sum to 1."""
+    upstream = _zeros(judged)
+    judges = torch.bincount(torch.tensor(list(judged.batch_of)), minlength=judged.num_batches).tolist()
+    for feedback, batch, weight in zip(judged.feedbacks, judged.batch_of, weights, strict=True):
+        scale = weight.to(feedback.dtype) * (judges[batch] / len(judged.feedbacks))
+        upstream[batch] += scale.view(-1, *[1] * (feedback.dim() - 1)) * feedback
+    return upstream
+
+
+def _per_batch(judged: Judgements) -> dict[int, list[int]]:
+    """batch -> the positions of its judges in the judgements, in order."""
+    found: dict[int, list[int]] = {}
+    for position, batch in enumerate(judged.batch_of):
+        found.setdefault(batch, []).append(position)
+    return found
+
+
+def class_aware(judged: Judgements) -> Tensor:
+    """A sample of class c follows only the judges whose shard holds c, equally weighted: a
+    discriminator that never saw real samples of c does not judge them. A sample none of whose
+    judges holds its class (possible only after a worker is lost: the checks refuse such a
+    layout at start) follows all its judges, as with the mean."""
+    assert judged.labels is not None and judged.holds is not None, "class_aware needs labels and class sets"
+    weights: list[Tensor] = [torch.empty(0)] * len(judged.feedbacks)
+    for batch, positions in _per_batch(judged).items():
+        labels = judged.labels[batch].cpu()
+        eligible = torch.stack([_holds(judged.holds[position], labels) for position in positions]).double()
+        count = eligible.sum(0)
+        share = torch.where(count > 0, eligible / count.clamp(min=1), 1.0 / len(positions))
+        for row, position in enumerate(positions):
+            weights[position] = share[row].to(judged.feedbacks[position].device)
+    return weighted(judged, weights)
+
+
+def _holds(classes: frozenset[int], labels: Tensor) -> Tensor:
+    return torch.isin(labels, torch.tensor(sorted(classes), dtype=labels.dtype))
+
+
+def forgiving(judged: Judgements) -> Tensor:
+    """F2U (Yonetani et al. 2019, arXiv 1905.09684): each sample follows its most forgiving judge,
+    the one whose D finds it the most real (the largest real/fake logit; ties to the first judge):
+    G is pushed towards the data of whichever shard the sample is closest to, not towards the
+    average opinion of shards that hold other data. The gradient of G's loss under the maximum of
+    the judges' verdicts is exactly that judge's feedback."""
+    assert judged.verdicts is not None, "forgiving needs the judges' verdicts"
+    weights: list[Tensor] = [torch.empty(0)] * len(judged.feedbacks)
+    for positions in _per_batch(judged).values():
+        verdicts = torch.stack([judged.verdicts[position] for position in positions])
+        chosen = torch.nn.functional.one_hot(verdicts.argmax(0), len(positions)).T
+        for row, position in enumerate(positions):
+            weights[position] = chosen[row]
+    return weighted(judged, weights)
+
+
+AGGREGATIONS: dict[str, Rule] = {
+    "mean": Rule(mean, "the paper's: the mean of the feedback of every judge of a sample"),
+    "class_aware": Rule(
+        class_aware,
+        "a sample of class c follows only the judges whose shard holds c (the server learns which classes each "
+        "worker holds)",
+        class_sets=True,
+        labels=True,
+    ),
+    "forgiving": Rule(
+        forgiving,
+        "F2U: a sample follows the judge that finds it the most real (each worker sends its D's logit of every sample)",
+        verdicts=True,
+        min_judges=2,
+    ),
+}
+
+
+def aggregate(rule: str, judged: Judgements) -> Tensor:
+    """The upstream gradient [k, b, C, H, W] of the k generated batches under mdgan.aggregate=rule."""
+    return AGGREGATIONS[rule].combine(judged)

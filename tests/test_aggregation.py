@@ -1,0 +1,141 @@
+"""The aggregation rules (mdgan.aggregate), in one process: each rule's upstream gradient is the
+gradient of the generator loss it states, computed by autograd on per-sample losses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from mdgan_dist.algorithms.aggregation import AGGREGATIONS, Judgements, aggregate
+from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
+from mdgan_dist.algorithms.steps import generator_feedback, generator_loss, sample_latent
+from mdgan_dist.config import GANConfig, ModelConfig
+from mdgan_dist.models import build_discriminator, build_generator
+from mdgan_dist.models.sampling import generator_input
+
+SHAPE = (1, 28, 28)
+CLASSES = 10
+BATCH = 8
+# Per judge, the classes its shard holds: 2 each, every class on 2 workers, as data.split=classes.
+HOLDS = [frozenset({n % CLASSES, (n + 1) % CLASSES}) for n in range(2 * CLASSES)]
+# weight(rule, judge's verdicts on its batch, the batch's labels, judge, the batch's judges) -> per sample
+Weight = Callable[[torch.Tensor, torch.Tensor, int, list[int]], torch.Tensor]
+
+
+def class_aware_weight(verdicts: torch.Tensor, labels: torch.Tensor, judge: int, judges: list[int]) -> torch.Tensor:
+    holds = torch.tensor([[int(label) in HOLDS[n] for label in labels] for n in judges], dtype=torch.float64)
+    mine = holds[judges.index(judge)]
+    count = holds.sum(0)
+    return torch.where(count > 0, mine / count.clamp(min=1), 1 / len(judges))
+
+
+def forgiving_weight(verdicts: torch.Tensor, labels: torch.Tensor, judge: int, judges: list[int]) -> torch.Tensor:
+    return (verdicts.argmax(0) == judges.index(judge)).double()
+
+
+def mean_weight(verdicts: torch.Tensor, labels: torch.Tensor, judge: int, judges: list[int]) -> torch.Tensor:
+    return torch.full((BATCH,), 1 / len(judges), dtype=torch.float64)
+
+
+WEIGHTS: dict[str, Weight] = {"mean": mean_weight, "class_aware": class_aware_weight, "forgiving": forgiving_weight}
+
+
+@pytest.mark.parametrize("rule", list(AGGREGATIONS))
+@pytest.mark.parametrize("conditioning", ["acgan", "projection"])
+@pytest.mark.parametrize("num_workers,k", [(4, 1), (9, 3)])
+def test_each_rule_is_the_gradient_of_its_stated_loss(rule: str, conditioning: str, num_workers: int, k: int) -> None:
+    """G's loss under a rule: sum over batches j of (|J_j| / N) x the mean over the samples x of
+    batch j of sum over its judges n of w_n(x) l_n(x), with l_n(x) the generator loss of D_n on x
+    alone and w the rule's weights (docstring of aggregation.py), written here independently."""
+    torch.manual_seed(0)
+    gan, model = GANConfig(conditioning=conditioning), ModelConfig(width=0.0625)
+    gen = build_generator(model, SHAPE, CLASSES)
+    discs = [build_discriminator(model, SHAPE, CLASSES) for _ in range(num_workers)]
+    noise, labels = sample_latent(torch.Generator().manual_seed(1), k * BATCH, model.z_dim, CLASSES)
+    assert labels is not None
+    labels = labels.view(k, BATCH)
+
+    def generate() -> torch.Tensor:
+        return gen(generator_input(noise, labels.flatten(), CLASSES)).view(k, BATCH, *SHAPE)
+
+    generated = generate()
+    judged = [
+        generator_feedback(discs[n], generated[feedback_batch(n, k)], gan, labels[n % k]) for n in range(num_workers)
+    ]
+    judgements = Judgements(
+        [answer.feedback for answer in judged],
+        [feedback_batch(n, k) for n in range(num_workers)],
+        k,
+        labels,
+        [answer.verdicts for answer in judged],
+        HOLDS[:num_workers],
+    )
+    via_rule = torch.autograd.grad(generated, list(gen.parameters()), aggregate(rule, judgements))
+
+    generated = generate()
+    loss = torch.zeros((), dtype=torch.float64)
+    for batch in range(k):
+        judges = [n for n in range(num_workers) if feedback_batch(n, k) == batch]
+        verdicts = torch.stack([judged[n].verdicts for n in judges])
+        for n in judges:
+            weights = WEIGHTS[rule](verdicts, labels[batch], n, judges)
+            output = discs[n](generated[batch])  # D has no layer across samples: each row is D(x) alone
+            for i in range(BATCH):
+                sample_loss = generator_loss(output[i : i + 1], gan.loss, labels[batch, i : i + 1], conditioning)
+                loss = loss + len(judges) / num_workers * weights[i] * sample_loss / BATCH
+    direct = torch.autograd.grad(loss.float(), list(gen.parameters()))
+    for a, b in zip(via_rule, direct, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    assert any(g.abs().sum() > 0 for g in direct)
+
+
+def hand_judgements(holds: list[frozenset[int]], labels: list[int], verdicts: list[list[float]]) -> Judgements:
+    """One batch of len(labels) samples judged by len(holds) judges whose feedback is judge + 1
+    on every value: the upstream gradient then shows which judge each sample followed."""
+    feedbacks = [torch.full((len(labels), 1, 2, 2), float(n + 1)) for n in range(len(holds))]
+    return Judgements(
+        feedbacks,
+        [0] * len(holds),
+        1,
+        torch.tensor([labels]),
+        [torch.tensor(v) for v in verdicts],
+        holds,
+    )
+
+
+def test_class_aware_follows_the_holders_of_a_class_and_all_judges_when_none_holds_it() -> None:
+    # Judges 0, 1, 2 hold {0, 1}, {1, 2}, {3}; samples of classes 0, 1, 3 and 5.
+    judged = hand_judgements([frozenset({0, 1}), frozenset({1, 2}), frozenset({3})], [0, 1, 3, 5], [[0.0] * 4] * 3)
+    upstream = aggregate("class_aware", judged)[0, :, 0, 0, 0]
+    # |J| / N = 1; class 0: judge 0 alone (1); class 1: judges 0 and 1 (1.5); class 3: judge 2 (3);
+    # class 5: nobody holds it, all three judges ((1 + 2 + 3) / 3 = 2).
+    torch.testing.assert_close(upstream, torch.tensor([1.0, 1.5, 3.0, 2.0]))
+    assert torch.equal(aggregate("mean", judged)[0, :, 0, 0, 0], torch.full((4,), 2.0))
+
+
+def test_forgiving_follows_the_judge_that_finds_each_sample_the_most_real() -> None:
+    verdicts = [[0.0, 5.0, -1.0], [2.0, 1.0, -1.0], [1.0, 0.0, -1.0]]  # judge rows, sample columns
+    judged = hand_judgements([frozenset()] * 3, [0, 0, 0], verdicts)
+    # Sample 0: judge 1; sample 1: judge 0; sample 2: a tie, the first judge.
+    torch.testing.assert_close(aggregate("forgiving", judged)[0, :, 0, 0, 0], torch.tensor([2.0, 1.0, 1.0]))
+
+
+def test_class_aware_on_shards_that_hold_every_class_is_the_mean() -> None:
+    everything = frozenset(range(CLASSES))
+    torch.manual_seed(0)
+    feedbacks = [torch.randn(BATCH, *SHAPE) for _ in range(5)]
+    batch_of = [feedback_batch(n, 2) for n in range(5)]
+    labels = torch.randint(CLASSES, (2, BATCH))
+    judged = Judgements(feedbacks, batch_of, 2, labels, None, [everything] * 5)
+    torch.testing.assert_close(aggregate("class_aware", judged), aggregate("mean", judged))
+
+
+def test_mean_is_the_papers_sum_over_n_per_batch() -> None:
+    """Bit for bit what it always computed: the sum of each batch's feedback, then one division by N."""
+    torch.manual_seed(0)
+    feedbacks = [torch.randn(BATCH, *SHAPE) for _ in range(5)]
+    upstream = aggregate("mean", Judgements(feedbacks, [0, 1, 0, 1, 0], 2))
+    assert torch.equal(upstream[0], (feedbacks[0] + feedbacks[2] + feedbacks[4]) / 5)
+    assert torch.equal(upstream[1], (feedbacks[1] + feedbacks[3]) / 5)
