@@ -23,6 +23,7 @@ Sections (each one table and one JSON entry):
   guard        what the non-finite guard costs against an iteration's compute (in this process)
   packing      several workers per process (mdgan.workers_per_rank) vs one: time vs N against the
                compute bound, with repeated jobs; peak memory and the largest N that fits
+  aggregation  what each rule of mdgan.aggregate costs the server at N = 10 and 50 (in this process)
 
 Extra Hydra overrides after `--` go to every job (and to the in-process models); a section's own
 settings win over them for the knob it compares.

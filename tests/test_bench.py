@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.bench
 
 SUITE = Path(__file__).resolve().parents[1] / "bench" / "suite.py"
-SECTIONS = {"compute", "protocol", "scaling", "bytes", "memory", "optimisations", "packing", "guard"}
+SECTIONS = {"compute", "protocol", "scaling", "bytes", "memory", "optimisations", "packing", "guard", "aggregation"}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,19 @@ def test_the_guard_costs_a_small_share_of_an_iteration(report: dict) -> None:
     rows = report["sections"]["guard"]["rows"]
     assert [row["role"] for row in rows] == ["worker", "server, N=4", "iteration (server + a worker)"]
     assert all(0 < row["guard_seconds"] < row["iteration_seconds"] for row in rows)
+
+
+@pytest.mark.timeout(900)
+def test_each_aggregation_rule_is_timed_at_n10_and_n50_with_its_extra_bytes(report: dict) -> None:
+    rows = report["sections"]["aggregation"]["rows"]
+    assert [(row["workers"], row["k"], row["rule"]) for row in rows] == [
+        (n, k, rule) for n, k in ((10, 4), (50, 6)) for rule in ("mean", "class_aware", "forgiving")
+    ]
+    assert all(0 < row["rule_seconds"] < row["iteration_seconds"] for row in rows)
+    b = 16  # --quick's batch size
+    for row in rows:  # forgiving's verdicts: b float32 values a worker; the others add nothing per iteration
+        assert row["extra_bytes"] == (row["workers"] * b * 4 if row["rule"] == "forgiving" else 0)
+        assert row["iteration_bytes"] == 3 * row["workers"] * b * 28 * 28 * 4
 
 
 PRESET_COST = SUITE.parent / "preset_cost.py"

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from jobs import Runner
 
+from .aggregation import section_aggregation
 from .bytes import section_bytes
 from .compute import section_compute
 from .guard import section_guard
@@ -29,4 +30,5 @@ SECTIONS: dict[str, Section] = {
     "optimisations": section_optimisations,
     "packing": section_packing,
     "guard": section_guard,
+    "aggregation": section_aggregation,
 }

@@ -63,23 +63,15 @@ def mean(judged: Judgements) -> Tensor:
     return upstream / len(judged.feedbacks)
 
 
-def weighted(judged: Judgements, weights: Sequence[Tensor]) -> Tensor:
-    """The module docstring's sum: weights[i] [b] is judge i's weight for each sample of its batch;
-    a sample's weights over the judges of its batch sum to 1."""
+def weighted(judged: Judgements, weights: Tensor) -> Tensor:
+    """The module docstring's sum: weights [judges, b] holds each judge's weight for each sample of
+    its batch; a sample's weights over the judges of its batch sum to 1."""
     upstream = _zeros(judged)
     judges = torch.bincount(torch.tensor(list(judged.batch_of)), minlength=judged.num_batches).tolist()
     for feedback, batch, weight in zip(judged.feedbacks, judged.batch_of, weights, strict=True):
-        scale = weight.to(feedback.dtype) * (judges[batch] / len(judged.feedbacks))
-        upstream[batch] += scale.view(-1, *[1] * (feedback.dim() - 1)) * feedback
+        scale = weight.to(feedback.device, feedback.dtype) * (judges[batch] / len(judged.feedbacks))
+        upstream[batch].addcmul_(scale.view(-1, *[1] * (feedback.dim() - 1)), feedback)
     return upstream
-
-
-def _per_batch(judged: Judgements) -> dict[int, list[int]]:
-    """batch -> the positions of its judges in the judgements, in order."""
-    found: dict[int, list[int]] = {}
-    for position, batch in enumerate(judged.batch_of):
-        found.setdefault(batch, []).append(position)
-    return found
 
 
 def class_aware(judged: Judgements) -> Tensor:
@@ -88,19 +80,15 @@ def class_aware(judged: Judgements) -> Tensor:
     judges holds its class (possible only after a worker is lost: the checks refuse such a
     layout at start) follows all its judges, as with the mean."""
     assert judged.labels is not None and judged.holds is not None, "class_aware needs labels and class sets"
-    weights: list[Tensor] = [torch.empty(0)] * len(judged.feedbacks)
-    for batch, positions in _per_batch(judged).items():
-        labels = judged.labels[batch].cpu()
-        eligible = torch.stack([_holds(judged.holds[position], labels) for position in positions]).double()
-        count = eligible.sum(0)
-        share = torch.where(count > 0, eligible / count.clamp(min=1), 1.0 / len(positions))
-        for row, position in enumerate(positions):
-            weights[position] = share[row].to(judged.feedbacks[position].device)
-    return weighted(judged, weights)
-
-
-def _holds(classes: frozenset[int], labels: Tensor) -> Tensor:
-    return torch.isin(labels, torch.tensor(sorted(classes), dtype=labels.dtype))
+    labels = judged.labels.cpu()
+    classes = 1 + max(int(labels.max()), *(max(held, default=0) for held in judged.holds))
+    holds = torch.tensor([[c in held for c in range(classes)] for held in judged.holds], dtype=torch.float64)
+    batch_of = torch.tensor(list(judged.batch_of))
+    eligible = holds.gather(1, labels[batch_of])  # judge x sample of its batch: 1 where it holds the class
+    count = torch.zeros(judged.num_batches, labels.shape[1], dtype=torch.float64).index_add_(0, batch_of, eligible)
+    count = count[batch_of]  # per judge and sample: how many judges of the sample hold its class
+    judges = torch.bincount(batch_of, minlength=judged.num_batches).to(torch.float64)[batch_of, None]
+    return weighted(judged, torch.where(count > 0, eligible / count.clamp(min=1), 1 / judges))
 
 
 def forgiving(judged: Judgements) -> Tensor:
@@ -110,12 +98,13 @@ def forgiving(judged: Judgements) -> Tensor:
     average opinion of shards that hold other data. The gradient of G's loss under the maximum of
     the judges' verdicts is exactly that judge's feedback."""
     assert judged.verdicts is not None, "forgiving needs the judges' verdicts"
-    weights: list[Tensor] = [torch.empty(0)] * len(judged.feedbacks)
-    for positions in _per_batch(judged).values():
-        verdicts = torch.stack([judged.verdicts[position] for position in positions])
-        chosen = torch.nn.functional.one_hot(verdicts.argmax(0), len(positions)).T
-        for row, position in enumerate(positions):
-            weights[position] = chosen[row]
+    verdicts = torch.stack([verdict.cpu() for verdict in judged.verdicts])  # judge x sample
+    batch_of = torch.tensor(list(judged.batch_of))
+    weights = torch.zeros_like(verdicts)
+    for batch in batch_of.unique().tolist():
+        judges = (batch_of == batch).nonzero().flatten()
+        chosen = judges[verdicts[judges].argmax(0)]  # per sample, the position of its judge
+        weights[chosen, torch.arange(verdicts.shape[1])] = 1.0
     return weighted(judged, weights)
 
 
