@@ -25,6 +25,7 @@ from mdgan_dist.experiments.cli import main
 from mdgan_dist.experiments.grid import load_preset
 from mdgan_dist.experiments.launcher import Command, RankProcesses, free_port, split_ranks
 from mdgan_dist.experiments.paths import PRESET_DIR, SBATCH_SCRIPT
+from mdgan_dist.experiments.targets import Target, parse_target
 
 PAPER_PRESETS = ("paper_mnist_mlp", "paper_mnist_cnn", "paper_cifar10_cnn")
 # By hand: standalone once per b (2); flgan 4 N x 2 b (8); mdgan k in {1, ceil(log2 N)}, which is
@@ -626,3 +627,55 @@ def test_a_grid_trains_on_past_its_killed_workers_and_fails_when_the_server_does
     assert "exit code -" not in failure, failure  # a rank stopped by a signal is named by it
     assert "rank 2" in (fatal / "train.log").read_text() and not (fatal / "generator.pt").exists()
     assert "1 of 2 configurations failed: mdgan-N3-k1-b16-fatal" in result.stderr
+
+
+# --- a finished generator: targets ------------------------------------------------------------------
+
+
+def test_a_target_reads_a_bound_or_a_multiple_of_the_floor_and_is_refused_the_wrong_way() -> None:
+    assert parse_target("classifier_score>=9") == Target("classifier_score", 9.0, of_floor=False)
+    assert parse_target("frechet_distance <= 2xfloor") == Target("frechet_distance", 2.0, of_floor=True)
+    with pytest.raises(ConfigError, match=r"lower frechet_distance is better, so its target reads frechet_distance<="):
+        parse_target("frechet_distance>=3")
+    with pytest.raises(ConfigError, match=r"SCORE one of classifier_score, frechet_distance"):
+        parse_target("sharpness>=1")
+
+
+def test_results_say_what_each_configuration_took_to_reach_the_targets(tmp_path: Path, capsys) -> None:
+    """Two seeds that reach classifier score >= 9 and Frechet distance <= 2 x the floor (4.0) at
+    their second and third evaluation, one that never does; compute and bytes up to that point."""
+    floor = {"classifier_score": {"mean": 9.5, "sd": 0.1}, "frechet_distance": {"mean": 4.0, "sd": 1.0}}
+    curves = {0: [(5.0, 40.0), (9.2, 7.5), (9.5, 5.0)], 1: [(4.0, 50.0), (9.1, 9.0), (9.3, 8.0)], 2: [(3.0, 90.0)] * 3}
+    for seed, points in curves.items():
+        records = []
+        for evaluation, (cs, fd) in enumerate(points, 1):
+            iteration = 100 * evaluation
+            shares = {f"class_share/{c}": (0.1 if c else 0.05 * seed) for c in range(3)}
+            records += [
+                {**training(iteration, 1.0, 2), "server_bytes_total": 1000 * iteration},
+                scores(iteration, 1.5, cs, fd, **shares),
+            ]
+        cfg = Config(algorithm="mdgan", train=TrainConfig(batch_size=16, iterations=300, seed=seed))
+        name = f"mdgan-N2-k1-b16-s{seed}"
+        make_run(tmp_path, name, cfg, records, workers=2, finished=True, group="mdgan-N2-k1-b16", floor=floor)
+        for rank, seconds in ((0, None), (1, 30.0), (2, 60.0)):  # the server records no training compute
+            stats = {"rank": rank, **({} if seconds is None else {"compute_cpu_seconds": seconds})}
+            (tmp_path / name / f"stats_rank{rank}.json").write_text(json.dumps(stats))
+    targets = ["--target", "classifier_score>=9", "--target", "frechet_distance<=2xfloor"]
+    assert main(["results", str(tmp_path), *targets]) == 0
+    out = tmp_path / "results"
+    rows = {row["seed"]: row for row in csv.DictReader((out / "finished.csv").open())}
+    # Seed 0 reaches both at its second evaluation (7.5 <= 8); seed 1 only at its third (9.0 > 8).
+    assert (rows["0"]["reached_iteration"], rows["1"]["reached_iteration"], rows["2"]["reached_iteration"]) == (
+        "200",
+        "300",
+        "",
+    )
+    # 90 CPU seconds over 300 iterations: 60 by iteration 200; the bytes logged at iteration 200.
+    assert float(rows["0"]["reached_worker_cpu_seconds"]) == 60.0 and rows["0"]["reached_server_bytes"] == "200000"
+    assert float(rows["1"]["reached_worker_cpu_seconds"]) == 90.0
+    table = (out / "results.md").read_text()
+    assert "To a finished generator (classifier_score>=9 and frechet_distance<=2xfloor" in table
+    assert "| mdgan-N2-k1-b16 | 2 of 3 | 250.000 ± 70.711 [-385.310, 885.310] |" in table
+    # Each class's final share: class 0 is 0, 0.05, 0.1 over the seeds.
+    assert "| mdgan-N2-k1-b16 | 3 | 0.050 | 0.100 | 0.100 | 0 |" in table

@@ -39,6 +39,7 @@ from mdgan_dist.experiments.paths import PRESET_DIR
 from mdgan_dist.experiments.plots import write_plots
 from mdgan_dist.experiments.results import NoRunsError, collect, markdown, write_tables
 from mdgan_dist.experiments.rundir import is_finished
+from mdgan_dist.experiments.targets import parse_target, sections, write_finished
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("A", "B"),
         help="judge the claim 'configuration A is better than B' over their seeds (repeatable): "
         "Welch's test on the mean of each run's last 3 evaluations, verdict holds, tie or opposite",
+    )
+    results.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="SCORE>=BOUND",
+        help="a finished generator's quality (repeatable; all must hold): e.g. 'classifier_score>=9' "
+        "'frechet_distance<=2xfloor' (a multiple of what real images score); adds what each configuration "
+        "took to reach it: iterations, worker compute and server bytes (finished.csv)",
     )
     return parser
 
@@ -153,13 +163,20 @@ def checked_job(job: Job, slurm: bool, split_checked: set[tuple]) -> tuple[Job, 
 
 
 def report(args: argparse.Namespace) -> int:
+    targets = [parse_target(text) for text in args.target]
     runs = collect(args.dir)
     claims = [(better, than) for better, than in args.compare]
-    table = markdown(runs, claims)  # first: a claim naming no configuration stops before any file is written
+    more = sections(runs, targets)
+    table = markdown(runs, claims) + more  # first: a claim naming no configuration stops before any file is written
     out = args.out or args.dir / "results"
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "tensorboard", ignore_errors=True)  # the last report's events would show twice
-    written = [*write_tables(runs, out, claims), write_plots(runs, out), out / "tensorboard"]
+    written = [
+        *write_tables(runs, out, claims, more),
+        *write_finished(runs, targets, out),
+        write_plots(runs, out),
+        out / "tensorboard",
+    ]
     write_hparams(runs, out / "tensorboard")
     print(table, end="")
     print("wrote " + ", ".join(str(path) for path in written))

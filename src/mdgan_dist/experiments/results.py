@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from mdgan_dist.experiments.formatting import duration, number
 from mdgan_dist.experiments.rundir import is_finished, read_grid_info, read_metrics
 from mdgan_dist.experiments.stats import DECISION_RULE, Comparison, Estimate, compare, estimate
 from mdgan_dist.experiments.tables import Column, markdown_table
+from mdgan_dist.metrics.scores import CLASS_SHARE
 from mdgan_dist.run_logging import RAW_PREFIX, REAL_FLOOR_FILE, WORKERS_FILE
 
 METHODS = ("standalone", "flgan", "mdgan")  # the table's order: the baselines first
@@ -66,6 +67,8 @@ class RunSummary:
     curves: dict[str, list[tuple[int, float]]]  # score, figure or raw_ score -> (iteration, value), in logged order
     floor: tuple[str, int, dict[str, dict[str, float]]] | None  # (dataset, samples, real_floor.json), if scored
     lost: int | None = None  # MD-GAN with fault.tolerate_worker_loss: the workers dropped during the run
+    worker_cpu_seconds: float | None = None  # the workers' training compute over the run (stats files), summed
+    bytes_total: dict[int, int] = field(default_factory=dict)  # iteration -> server_bytes_total logged there
 
     def best(self, score: str) -> tuple[float | None, int | None]:
         """The best value and the iteration where it was first reached; Nones without scores."""
@@ -108,7 +111,8 @@ def summarize(run_dir: Path) -> RunSummary:
     if cfg.algorithm == "mdgan":
         k = cfg.mdgan.k if workers is None else config.resolved_k(cfg.mdgan, workers)
     elapsed = [r["elapsed_seconds"] for r in records if "elapsed_seconds" in r]
-    logged = [*SCORES, *FIGURES, *(RAW_PREFIX + name for name in RAW_SHOWN)]
+    shares = sorted({name for r in records for name in r if name.startswith(CLASS_SHARE)})
+    logged = [*SCORES, *FIGURES, *(RAW_PREFIX + name for name in RAW_SHOWN), *shares]
     curves = {s: [(r["iteration"], float(r[s])) for r in records if r.get(s) is not None] for s in logged}
     floor_file = run_dir / REAL_FLOOR_FILE
     floor = (cfg.data.name, cfg.eval.num_samples, json.loads(floor_file.read_text())) if floor_file.exists() else None
@@ -127,7 +131,17 @@ def summarize(run_dir: Path) -> RunSummary:
         curves={score: points for score, points in curves.items() if points},
         floor=floor,
         lost=_workers_lost(run_dir, cfg.mdgan.workers_per_rank),
+        worker_cpu_seconds=_worker_cpu_seconds(run_dir),
+        bytes_total={r["iteration"]: r["server_bytes_total"] for r in training if "server_bytes_total" in r},
     )
+
+
+def _worker_cpu_seconds(run_dir: Path) -> float | None:
+    """The compute_cpu_seconds of every process that trains on data (workers, the standalone
+    GAN), summed; None when no stats file records it (a run that did not finish)."""
+    found = [json.loads(path.read_text()).get("compute_cpu_seconds") for path in run_dir.glob("stats_rank*.json")]
+    seconds = [value for value in found if value is not None]
+    return sum(seconds) if seconds else None
 
 
 def _workers_lost(run_dir: Path, per_rank: int) -> int | None:
@@ -328,22 +342,25 @@ def markdown(runs: list[RunSummary], claims: list[tuple[str, str]] | None = None
     return "\n".join(lines) + "\n"
 
 
-def write_tables(runs: list[RunSummary], out: Path, claims: list[tuple[str, str]] | None = None) -> list[Path]:
-    """results.md and results.csv: the same rows; the CSV holds the raw numbers (seconds, full
-    precision). With several seeds of a configuration, seeds.csv (mean, sd and 95 % interval of each
-    summary column) and curves.csv (the same at each evaluation); with claims, verdicts.csv."""
+def write_tables(
+    runs: list[RunSummary], out: Path, claims: list[tuple[str, str]] | None = None, more: str = ""
+) -> list[Path]:
+    """results.md (with `more` markdown after its tables) and results.csv: the same rows; the CSV
+    holds the raw numbers (seconds, full precision). With several seeds of a configuration,
+    seeds.csv (mean, sd and 95 % interval of each summary column) and curves.csv (the same at each
+    evaluation); with claims, verdicts.csv."""
     table = columns(runs)
     md_path, csv_path = out / "results.md", out / "results.csv"
-    md_path.write_text(markdown(runs, claims))
+    md_path.write_text(markdown(runs, claims) + more)
     run_rows = [["" if (v := c.value(run)) is None else v for c in table] for run in runs]
     floor_rows = [[value for _, value in _floor_cells(table, floor, name)] for name, floor in floors(runs)]
-    written = [md_path, _write_csv(csv_path, [c.key for c in table], run_rows + floor_rows)]
+    written = [md_path, write_csv(csv_path, [c.key for c in table], run_rows + floor_rows)]
     _, seed_rows = _seed_rows(runs)
     if seed_rows:
         keys = [column.key for column in table if column.key.endswith(SUMMARY_SUFFIXES)]
         stats = ("mean", "sd", "low", "high")
         written.append(
-            _write_csv(
+            write_csv(
                 out / "seeds.csv",
                 ["configuration", "runs", *(f"{key}_{stat}" for key in keys for stat in stats)],
                 [
@@ -359,7 +376,7 @@ def write_tables(runs: list[RunSummary], out: Path, claims: list[tuple[str, str]
             for iteration, value in seed_curves(members, score)
         ]
         header = ["configuration", "score", "iteration", "runs", *stats]
-        written.append(_write_csv(out / "curves.csv", header, curve_rows))
+        written.append(write_csv(out / "curves.csv", header, curve_rows))
     judged = verdicts(runs, claims or [])
     if judged:
         rows = [
@@ -368,7 +385,7 @@ def write_tables(runs: list[RunSummary], out: Path, claims: list[tuple[str, str]
             for v in judged
         ]  # fmt: skip
         header = ["better", "than", "score", "a_mean", "a_sd", "b_mean", "b_sd", "difference", "low", "high"]
-        written.append(_write_csv(out / "verdicts.csv", [*header, "p_value", "verdict"], rows))
+        written.append(write_csv(out / "verdicts.csv", [*header, "p_value", "verdict"], rows))
     return written
 
 
@@ -385,7 +402,7 @@ def _estimate_values(value: Estimate | None) -> list[Any]:
     ]
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
