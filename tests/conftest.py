@@ -119,6 +119,20 @@ CASES = {
         6,
         ["mdgan.workers_per_rank=3", "mdgan.aggregate=forgiving", "mdgan.k=3", "mdgan.swap_every_epochs=0.04"],
     ),
+    # The R1 penalty on the real images, after the augmentation: a double backward. (With several
+    # workers per process, vmap's rounding of it, which Adam turns into visible steps of weights
+    # whose gradient is near zero, is beyond the oracle's tolerance; test_stack checks that path
+    # step by step.)
+    "N4-k2-r1-unconditional-augment-swaps": (
+        4,
+        [
+            "gan.r1=10",
+            "model.conditional=false",
+            "mdgan.k=2",
+            "gan.augment=translation",
+            "mdgan.swap_every_epochs=0.03",
+        ],
+    ),
 }
 
 

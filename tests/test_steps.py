@@ -10,12 +10,15 @@ from mdgan_dist.algorithms.mdgan.schedule import derangement, feedback_batch, sw
 from mdgan_dist.algorithms.steps import (
     adam,
     discriminator_loss,
+    discriminator_step,
     generate,
     generator_feedback,
     generator_loss,
     generator_step,
+    r1_penalty,
     sample_latent,
     snapshot_parameters,
+    verdict,
 )
 from mdgan_dist.config import GANConfig, MDGANConfig, ModelConfig, resolved_k
 from mdgan_dist.models import build_discriminator, build_generator
@@ -185,3 +188,38 @@ def test_a_stale_step_applies_the_gradient_of_the_parameters_that_generated_the_
     # The snapshot itself was never updated.
     for (name, copy), original in zip(snapshot.items(), reference.parameters()):
         torch.testing.assert_close(copy.detach(), original.detach(), msg=name)
+
+
+@pytest.mark.parametrize("conditioning", ["acgan", "projection"])
+def test_r1_is_half_gamma_times_the_mean_squared_gradient_norm_and_enters_d_step(conditioning: str) -> None:
+    """gan.r1: gamma / 2 x mean_x |d logit(x) / dx|^2 on the real images D saw, by finite differences
+    along each sample's gradient; a D step with it moves D otherwise than without."""
+    torch.manual_seed(0)
+    gan = GANConfig(conditioning=conditioning, r1=10.0)
+    disc = build_discriminator(ModelConfig(width=0.0625), SHAPE, CLASSES)
+    images, classes = torch.rand(4, *SHAPE) * 2 - 1, torch.tensor([0, 3, 3, 9])
+    seen = images.clone().requires_grad_(True)
+    penalty = r1_penalty(verdict(disc(seen), classes, conditioning), seen, gan.r1)
+    expected = 0.0
+    for i in range(len(images)):
+        x = images[i : i + 1].clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(verdict(disc(x), classes[i : i + 1], conditioning).sum(), x)
+        step = 1e-3 * grad / grad.norm()  # the directional derivative along the gradient is its norm
+        rise = verdict(disc(x + step), classes[i : i + 1], conditioning) - verdict(
+            disc(x - step), classes[i : i + 1], conditioning
+        )
+        expected += (rise.item() / 2e-3) ** 2 / len(images)
+    assert penalty.item() == pytest.approx(gan.r1 / 2 * expected, rel=1e-2)
+
+    def stepped(cfg: GANConfig) -> list[torch.Tensor]:
+        copy = build_discriminator(ModelConfig(width=0.0625), SHAPE, CLASSES)
+        copy.load_state_dict(disc.state_dict())
+        fake = (torch.rand(4, *SHAPE) * 2 - 1, classes)
+        discriminator_step(copy, adam(copy, 1e-3, 0.5, 0.999), (images, classes), fake, cfg)
+        return [p.detach().clone() for p in copy.parameters()]
+
+    torch.manual_seed(1)
+    with_r1 = stepped(gan)
+    torch.manual_seed(1)
+    without = stepped(GANConfig(conditioning=conditioning))
+    assert any(not torch.allclose(a, b) for a, b in zip(with_r1, without, strict=True))

@@ -59,6 +59,9 @@ class GANConfig:
     # "translation", "cutout", both comma-separated, or "none": the images as they are, as in the
     # paper and the default run (docs/studies.md, "The default run", measured both).
     augment: str = "none"
+    # gamma of the R1 penalty (Mescheder et al. 2018): gamma / 2 x the mean over real samples of the
+    # squared norm of the gradient of D's real/fake logit with respect to the image D sees; 0: off
+    r1: float = 0.0
 
 
 @dataclass
@@ -222,6 +225,7 @@ def validate_fields(cfg: Config) -> None:
     except ValueError as error:
         raise ConfigError(f"gan.augment={cfg.gan.augment!r}: {error}, comma-separated, or none") from error
     require(0 < cfg.gan.real_label <= 1, f"gan.real_label={cfg.gan.real_label}: must be in (0, 1]")
+    require(cfg.gan.r1 >= 0, f"gan.r1={cfg.gan.r1}: the R1 penalty's gamma must be >= 0 (0 turns it off)")
     require_choice("data.split", cfg.data.split, SPLITS)
     require_choice("comm.backend", cfg.comm.backend, BACKENDS)
     require_choice("comm.dtype", cfg.comm.dtype, tuple(WIRE_DTYPES))

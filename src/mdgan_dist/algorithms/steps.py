@@ -115,6 +115,14 @@ def generator_loss(
     return adversarial + class_loss
 
 
+def r1_penalty(logits: torch.Tensor, seen: torch.Tensor, gamma: float) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): gamma / 2 x the mean over the real samples of |d logit / d x|^2,
+    x the image D saw (`seen`, which must require grad) and `logits` D's real/fake logits of them
+    (steps.verdict). Leading dimensions (a stack's slots) stay: logits [b] -> a number, [W, b] -> [W]."""
+    (gradient,) = torch.autograd.grad(logits.sum(), seen, create_graph=True)
+    return gamma / 2 * gradient.square().flatten(logits.dim()).sum(-1).mean(-1)
+
+
 def discriminator_step(
     discriminator: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -124,12 +132,16 @@ def discriminator_step(
     augment: Augmentation = None,
 ) -> float:
     """One Adam step of D on (images, classes) pairs; classes are None when unconditional. D sees
-    the real images, then the generated ones, through `augment`."""
+    the real images, then the generated ones, through `augment`; with gan.r1, its loss has the R1
+    penalty on the real images."""
     (real_images, real_classes), (fake_images, fake_classes) = real, fake
     optimizer.zero_grad(set_to_none=True)
-    real_output = forward(discriminator, _seen(augment, real_images))
+    seen = _seen(augment, real_images).detach().requires_grad_(cfg.r1 > 0)
+    real_output = forward(discriminator, seen)
     fake_output = forward(discriminator, _seen(augment, fake_images))
     loss = discriminator_loss(real_output, fake_output, cfg.real_label, real_classes, fake_classes, cfg.conditioning)
+    if cfg.r1 > 0:
+        loss = loss + r1_penalty(verdict(real_output, real_classes, cfg.conditioning), seen, cfg.r1)
     loss.backward()
     optimizer.step()
     return loss.item()

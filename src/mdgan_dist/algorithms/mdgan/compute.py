@@ -31,6 +31,7 @@ from mdgan_dist.algorithms.steps import (
     generator_adam,
     generator_loss,
     generator_step,
+    r1_penalty,
     sample_latent,
     snapshot_parameters,
     verdict,
@@ -164,12 +165,15 @@ class DiscriminatorCompute:
         (real_images, real_classes), (fake_images, fake_classes) = real, fake
         gan, stack = self.gan, self.stack
         self.optimizer.zero_grad(set_to_none=True)
-        real_output, fake_output = stack.judge(self.seen(real_images)), stack.judge(self.seen(fake_images))
+        seen = self.seen(real_images).detach().requires_grad_(gan.r1 > 0)
+        real_output, fake_output = stack.judge(seen), stack.judge(self.seen(fake_images))
 
         def loss(real: torch.Tensor, fake: torch.Tensor, real_of: Tensor | None, fake_of: Tensor | None) -> Tensor:
             return discriminator_loss(real, fake, gan.real_label, real_of, fake_of, gan.conditioning)
 
         losses = stack.per_slot(loss, real_output, fake_output, real_classes, fake_classes)
+        if gan.r1 > 0:  # every slot's at once
+            losses = losses + r1_penalty(self.verdicts_of(real_output, real_classes), seen, gan.r1)
         losses.sum().backward()  # each slot's loss depends on its own D only
         self.optimizer.step()
         return losses.tolist()
@@ -185,14 +189,19 @@ class DiscriminatorCompute:
         def loss(output: torch.Tensor, classes: Tensor | None) -> Tensor:
             return generator_loss(output, gan.loss, classes, gan.conditioning)
 
-        def logits(output: torch.Tensor, classes: Tensor | None) -> Tensor:
-            return verdict(output, classes, gan.conditioning)
-
         outputs = stack.judge(self.seen(samples))
         losses = stack.per_slot(loss, outputs, classes)
         (feedback,) = torch.autograd.grad(losses.sum(), samples)
-        verdicts = stack.per_slot(logits, outputs.detach(), classes) if self.verdicts else None
+        verdicts = self.verdicts_of(outputs.detach(), classes) if self.verdicts else None
         return feedback.contiguous(), verdicts, losses.tolist()
+
+    def verdicts_of(self, outputs: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        """Every slot's real/fake logits (steps.verdict) of its outputs [W, b(, 1 + classes)]: [W, b]."""
+
+        def logits(output: torch.Tensor, classes: Tensor | None) -> Tensor:
+            return verdict(output, classes, self.gan.conditioning)
+
+        return self.stack.per_slot(logits, outputs, classes)
 
     def finite_slots(self) -> list[bool]:
         """Per slot, whether its D's parameters are all finite (finite.all_finite's sums, per slot)."""
