@@ -661,6 +661,10 @@ def test_results_say_what_each_configuration_took_to_reach_the_targets(tmp_path:
         for rank, seconds in ((0, None), (1, 30.0), (2, 60.0)):  # the server records no training compute
             stats = {"rank": rank, **({} if seconds is None else {"compute_cpu_seconds": seconds})}
             (tmp_path / name / f"stats_rank{rank}.json").write_text(json.dumps(stats))
+    # A fourth seed, stopped before its first evaluation: it reaches nothing and has no shares yet.
+    cfg = Config(algorithm="mdgan", train=TrainConfig(batch_size=16, iterations=300, seed=3))
+    early = [training(10, 1.0, 2)]
+    make_run(tmp_path, "mdgan-N2-k1-b16-s3", cfg, early, workers=2, finished=False, group="mdgan-N2-k1-b16", floor=floor)
     targets = ["--target", "classifier_score>=9", "--target", "frechet_distance<=2xfloor"]
     assert main(["results", str(tmp_path), *targets]) == 0
     out = tmp_path / "results"
@@ -676,6 +680,6 @@ def test_results_say_what_each_configuration_took_to_reach_the_targets(tmp_path:
     assert float(rows["1"]["reached_worker_cpu_seconds"]) == 90.0
     table = (out / "results.md").read_text()
     assert "To a finished generator (classifier_score>=9 and frechet_distance<=2xfloor" in table
-    assert "| mdgan-N2-k1-b16 | 2 of 3 | 250.000 ± 70.711 [-385.310, 885.310] |" in table
-    # Each class's final share: class 0 is 0, 0.05, 0.1 over the seeds.
+    assert "| mdgan-N2-k1-b16 | 2 of 4 | 250.000 ± 70.711 [-385.310, 885.310] |" in table
+    # Each class's final share: class 0 is 0, 0.05, 0.1 over the seeds that have one.
     assert "| mdgan-N2-k1-b16 | 3 | 0.050 | 0.100 | 0.100 | 0 |" in table

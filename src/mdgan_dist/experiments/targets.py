@@ -170,9 +170,14 @@ def class_share_table(runs: list[RunSummary]) -> list[str]:
         return []
     rows = []
     for group, members in groups(runs).items():
+        # a run stopped before its first evaluation has no share yet: it counts in no column
         finals = [[run.final(name) for name in names] for run in members]
-        means = [sum(v for v in column if v is not None) / len(members) for column in zip(*finals, strict=True)]
-        lowest = min(v for row in finals for v in row if v is not None)
-        rows.append([group, str(len(members)), *(number(mean) for mean in means), number(lowest)])
+        finals = [row for row in finals if any(v is not None for v in row)]
+        if not finals:
+            continue
+        columns = [[v for v in column if v is not None] for column in zip(*finals, strict=True)]
+        means = [sum(column) / len(column) if column else None for column in columns]
+        lowest = min(v for column in columns for v in column)
+        rows.append([group, str(len(finals)), *("" if mean is None else number(mean) for mean in means), number(lowest)])
     titles = ["configuration", "runs", *(f"class {name.split('/')[1]}" for name in names), "lowest in any run"]
     return markdown_table(titles, rows)
