@@ -683,3 +683,6 @@ def test_results_say_what_each_configuration_took_to_reach_the_targets(tmp_path:
     assert "| mdgan-N2-k1-b16 | 2 of 4 | 250.000 ± 70.711 [-385.310, 885.310] |" in table
     # Each class's final share: class 0 is 0, 0.05, 0.1 over the seeds that have one.
     assert "| mdgan-N2-k1-b16 | 3 | 0.050 | 0.100 | 0.100 | 0 |" in table
+    shares = {row["seed"]: row for row in csv.DictReader((out / "class_shares.csv").open())}
+    assert float(shares["2"]["class_share_0"]) == 0.1 and float(shares["2"]["class_share_2"]) == 0.1
+    assert shares["3"]["class_share_0"] == ""  # no evaluation yet

@@ -39,7 +39,7 @@ from mdgan_dist.experiments.paths import PRESET_DIR
 from mdgan_dist.experiments.plots import write_plots
 from mdgan_dist.experiments.results import NoRunsError, collect, markdown, write_tables
 from mdgan_dist.experiments.rundir import is_finished
-from mdgan_dist.experiments.targets import parse_target, sections, write_finished
+from mdgan_dist.experiments.targets import parse_target, sections, write_class_shares, write_finished
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,6 +174,7 @@ def report(args: argparse.Namespace) -> int:
     written = [
         *write_tables(runs, out, claims, more),
         *write_finished(runs, targets, out),
+        *write_class_shares(runs, out),
         write_plots(runs, out),
         out / "tensorboard",
     ]

@@ -159,13 +159,28 @@ def write_finished(runs: list[RunSummary], targets: list[Target], out: Path) -> 
     return [write_csv(out / "finished.csv", FINISHED_HEADER, finished_rows(runs, targets))]
 
 
-def class_share_table(runs: list[RunSummary]) -> list[str]:
-    """Per configuration, each class's final share of the samples, the mean over its runs, and
-    the smallest share any run left a class."""
-    names = sorted(
+def share_names(runs: list[RunSummary]) -> list[str]:
+    """The class_share/<c> scores the runs logged, in class order."""
+    return sorted(
         {name for run in runs for name in run.curves if name.startswith("class_share/")},
         key=lambda name: int(name.split("/")[1]),
     )
+
+
+def write_class_shares(runs: list[RunSummary], out: Path) -> list[Path]:
+    """class_shares.csv: each run's final share of every class, the rows the share table is cut from."""
+    names = share_names(runs)
+    if not names:
+        return []
+    header = ["configuration", "group", "seed", *(name.replace("/", "_") for name in names)]
+    rows = [[run.name, run.group, run.seed, *("" if (v := run.final(n)) is None else v for n in names)] for run in runs]
+    return [write_csv(out / "class_shares.csv", header, rows)]
+
+
+def class_share_table(runs: list[RunSummary]) -> list[str]:
+    """Per configuration, each class's final share of the samples, the mean over its runs, and
+    the smallest share any run left a class."""
+    names = share_names(runs)
     if not names:
         return []
     rows = []
