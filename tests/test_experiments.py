@@ -664,7 +664,9 @@ def test_results_say_what_each_configuration_took_to_reach_the_targets(tmp_path:
     # A fourth seed, stopped before its first evaluation: it reaches nothing and has no shares yet.
     cfg = Config(algorithm="mdgan", train=TrainConfig(batch_size=16, iterations=300, seed=3))
     early = [training(10, 1.0, 2)]
-    make_run(tmp_path, "mdgan-N2-k1-b16-s3", cfg, early, workers=2, finished=False, group="mdgan-N2-k1-b16", floor=floor)
+    make_run(
+        tmp_path, "mdgan-N2-k1-b16-s3", cfg, early, workers=2, finished=False, group="mdgan-N2-k1-b16", floor=floor
+    )
     targets = ["--target", "classifier_score>=9", "--target", "frechet_distance<=2xfloor"]
     assert main(["results", str(tmp_path), *targets]) == 0
     out = tmp_path / "results"

@@ -193,6 +193,8 @@ def class_share_table(runs: list[RunSummary]) -> list[str]:
         columns = [[v for v in column if v is not None] for column in zip(*finals, strict=True)]
         means = [sum(column) / len(column) if column else None for column in columns]
         lowest = min(v for column in columns for v in column)
-        rows.append([group, str(len(finals)), *("" if mean is None else number(mean) for mean in means), number(lowest)])
+        rows.append(
+            [group, str(len(finals)), *("" if mean is None else number(mean) for mean in means), number(lowest)]
+        )
     titles = ["configuration", "runs", *(f"class {name.split('/')[1]}" for name in names), "lowest in any run"]
     return markdown_table(titles, rows)

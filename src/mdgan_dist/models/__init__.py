@@ -5,6 +5,7 @@ from mdgan_dist.models.registry import (
     build_discriminator,
     build_generator,
     check_image_shape,
+    label_inputs,
     parameter_count,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "build_discriminator",
     "build_generator",
     "check_image_shape",
+    "label_inputs",
     "parameter_count",
 ]
