@@ -133,31 +133,18 @@ CASES = {
             "mdgan.swap_every_epochs=0.03",
         ],
     ),
-    # An unconditional model's latent codes (InfoGAN): they travel with the batches as labels do,
-    # the real images go unlabelled, and D's code logits are trained on G's samples only.
-    "N4-W2-k2-latent-codes-swaps": (
-        4,
-        [
-            "model.conditional=false",
-            "model.latent_codes=5",
-            "mdgan.workers_per_rank=2",
-            "mdgan.k=2",
-            "mdgan.swap_every_epochs=0.03",
-        ],
-    ),
 }
 
 
 # The fast tier's cases: between them overlap, swaps, augmentation, k < N and k = N, reduced
-# precision, ACGAN's labels on the wire, the rules other than the mean with several workers per
-# process, and latent codes.
+# precision, ACGAN's labels on the wire, and the rules other than the mean with several workers
+# per process.
 FAST = {
     "N3-k2-overlap-swaps-augment",
     "N2-k2-bfloat16-acgan-swaps",
     "N4-W2-k2-acgan-swaps-augment",
     "N4-W2-k1-class-aware-class-split-swaps",
     "N6-W3-k3-forgiving-projection-swaps",
-    "N4-W2-k2-latent-codes-swaps",
 }
 
 

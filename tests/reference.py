@@ -42,7 +42,7 @@ from mdgan_dist.algorithms.steps import (
     sample_latent,
     snapshot_parameters,
 )
-from mdgan_dist.config import Config, gan_of, resolved_k
+from mdgan_dist.config import Config, resolved_k
 from mdgan_dist.data import load_shard
 from mdgan_dist.job import plan_data
 from mdgan_dist.seeding import generator
@@ -69,8 +69,6 @@ def _reference_run(
     shape, batch, k = plan.image_shape, cfg.train.batch_size, resolved_k(cfg.mdgan, num_workers)
     classes = plan.num_classes
     conditional = cfg.model.conditional
-    label_count = label_classes(cfg, classes)  # the classes, or the latent codes, G's samples are drawn for
-    gan = gan_of(cfg)
     gen = make_generator(cfg, shape, classes)
     gen_opt = generator_adam(gen, cfg.optim)
     average = average_of(gen, cfg.gan.ema_halflife)
@@ -88,9 +86,9 @@ def _reference_run(
     swaps = 0
 
     def make_batches(stale: bool) -> tuple[torch.Tensor, torch.Tensor | None, dict | None]:
-        z, labels = sample_latent(noise, k * batch, cfg.model.z_dim, label_count)
+        z, labels = sample_latent(noise, k * batch, cfg.model.z_dim, label_classes(cfg, classes))
         snapshot = snapshot_parameters(gen) if stale else None
-        generated = generate(gen, z, labels, label_count or 0, snapshot).view(k, batch, *shape)
+        generated = generate(gen, z, labels, classes, snapshot).view(k, batch, *shape)
         return generated, None if labels is None else labels.view(k, batch), snapshot
 
     ahead = None
@@ -115,9 +113,9 @@ def _reference_run(
                     images, real_classes = samplers[n].next_batch()
                     real = (images, real_classes if conditional else None)
                 fake = (received[training_batch(n, k)], labels_of(training_batch(n, k)))
-                discriminator_step(discs[n], disc_opts[n], real, fake, gan, augments[n])
+                discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan, augments[n])
             fb = feedback_batch(n, k)
-            judged = generator_feedback(discs[n], received[fb], gan, labels_of(fb), augments[n])
+            judged = generator_feedback(discs[n], received[fb], cfg.gan, labels_of(fb), augments[n])
             if n + 1 in used:  # a late feedback is computed, and discarded
                 feedbacks.append(judged.feedback.to(wire).float())
                 verdicts.append(judged.verdicts.to(wire).float())

@@ -42,21 +42,6 @@ CASES = {
         "mdgan-eval train-classifier data=mnist5k",
     ),
     "classes left out": ({"WORLD_SIZE": "3"}, ["data.split=classes"], "covers only 4 of 10 classes"),
-    "latent codes with a conditional model": (
-        {"WORLD_SIZE": "3"},
-        ["model.latent_codes=10"],
-        "model.latent_codes=10 is for unconditional models",
-    ),
-    "negative latent codes": (
-        {"WORLD_SIZE": "3"},
-        ["model.conditional=false", "model.latent_codes=-1"],
-        "must be >= 0 (0: none)",
-    ),
-    "latent codes beyond bfloat16 on the wire": (
-        {"WORLD_SIZE": "3"},
-        ["model.conditional=false", "model.latent_codes=300", "comm.dtype=bfloat16"],
-        "holds class labels exactly only up to 256, and model.latent_codes=300",
-    ),
     "k above N": ({"WORLD_SIZE": "3"}, ["mdgan.k=3"], "mdgan.k=3 is outside 1..N with N=2 workers"),
     "batch above shard": ({"WORLD_SIZE": "3"}, ["train.batch_size=3000"], "larger than the shard of worker"),
     "unknown dataset": ({"WORLD_SIZE": "3"}, ["data=imagenet"], "Could not find 'data/imagenet'"),

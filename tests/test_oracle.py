@@ -41,8 +41,8 @@ def test_distributed_round_equals_single_process(finished_run: tuple[Path, int])
 
 
 def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, int]) -> None:
-    """3*b*d*N float32 values per iteration (plus the 2*b*N labels of the generated batches of a
-    conditional model, or their latent codes), in one packet per worker process and direction, each with its 64-byte header; a swap
+    """3*b*d*N float32 values per iteration (plus the 2*b*N labels of the generated batches for
+    ACGAN), in one packet per worker process and direction, each with its 64-byte header; a swap
     order adds one header per worker, and the TRAIN after it (or after the handshake) one bare
     header more per process."""
     run_dir, num_workers = finished_run
@@ -50,7 +50,7 @@ def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, in
     processes = num_workers // cfg.mdgan.workers_per_rank
     value = torch.empty((), dtype=wire_dtype(cfg.comm.dtype)).element_size()
     b, d, header = cfg.train.batch_size, 28 * 28, 8 * 8
-    labels = 2 * b * value if cfg.model.conditional or cfg.model.latent_codes else 0  # a class or code each
+    labels = 2 * b * value if cfg.model.conditional else 0
     verdicts = b * value if AGGREGATIONS[cfg.mdgan.aggregate].verdicts else 0  # D's logit of each sample judged
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     swaps_before, control_before = 0, True

@@ -39,10 +39,6 @@ class ModelConfig:
     # G takes class labels, D adds one logit per class (the paper's 11 outputs); how D uses them is
     # gan.conditioning
     conditional: bool = True
-    # An unconditional model's categorical latent code (InfoGAN, Chen et al. 2016): G also takes a
-    # one-hot code drawn uniformly from this many, D gets as many code logits and learns to tell the
-    # code back from G's samples, and G to make it tellable; no label of the data is used. 0: none
-    latent_codes: int = 0
 
 
 @dataclass
@@ -244,12 +240,6 @@ def validate_fields(cfg: Config) -> None:
     require(cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size}: must be >= 1")
     require(cfg.model.z_dim >= 1, f"model.z_dim={cfg.model.z_dim}: must be >= 1")
     require(cfg.model.width > 0, f"model.width={cfg.model.width}: must be > 0")
-    require(cfg.model.latent_codes >= 0, f"model.latent_codes={cfg.model.latent_codes}: must be >= 0 (0: none)")
-    require(
-        not (cfg.model.conditional and cfg.model.latent_codes),
-        f"model.latent_codes={cfg.model.latent_codes} is for unconditional models, and model.conditional=true gives "
-        "G the data's classes instead: set model.conditional=false to use the codes, or model.latent_codes=0",
-    )
     require(cfg.comm.timeout_s > 0, f"comm.timeout_s={cfg.comm.timeout_s}: must be > 0 seconds")
     require(cfg.log.every >= 1, f"log.every={cfg.log.every}: must be >= 1")
     require(cfg.log.sample_every >= 1, f"log.sample_every={cfg.log.sample_every}: must be >= 1")
@@ -335,25 +325,13 @@ def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
 
 
 def validate_wire_labels(cfg: Config, num_classes: int) -> None:
-    """Labels (or latent codes) that travel with the generated batches (MD-GAN) must be exact in comm.dtype."""
+    """Labels that travel with the generated batches (MD-GAN) must be exact in comm.dtype."""
     exact = WIRE_DTYPES[cfg.comm.dtype]
-    if cfg.model.conditional:
-        what, count = f"the dataset has {num_classes} classes", num_classes
-    else:
-        what, count = f"model.latent_codes={cfg.model.latent_codes}", cfg.model.latent_codes
     require(
-        count <= exact,
-        f"comm.dtype={cfg.comm.dtype} holds class labels exactly only up to {exact}, and {what}: use comm.dtype=float32",
+        not (cfg.model.conditional and num_classes > exact),
+        f"comm.dtype={cfg.comm.dtype} holds class labels exactly only up to {exact}, the dataset has "
+        f"{num_classes} classes: use comm.dtype=float32 with model.conditional=true",
     )
-
-
-def gan_of(cfg: Config) -> GANConfig:
-    """The GAN settings the step functions use. With latent codes (model.latent_codes), D's code
-    logits are InfoGAN's Q, an auxiliary classifier of the codes: acgan's class loss, on generated
-    samples only (real ones carry no code), whatever gan.conditioning says."""
-    if cfg.model.conditional or not cfg.model.latent_codes:
-        return cfg.gan
-    return dataclasses.replace(cfg.gan, conditioning="acgan")
 
 
 def digest(cfg: Config) -> int:

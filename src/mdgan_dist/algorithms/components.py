@@ -16,7 +16,7 @@ from mdgan_dist.algorithms.acceleration import prepare_model
 from mdgan_dist.augment import Augment, parse_policy
 from mdgan_dist.config import Config
 from mdgan_dist.data import ShardSampler
-from mdgan_dist.models import build_discriminator, build_generator, label_inputs
+from mdgan_dist.models import build_discriminator, build_generator
 from mdgan_dist.seeding import derive_seed, seeded
 
 
@@ -44,5 +44,5 @@ def make_augment(cfg: Config, worker: int) -> Augment | None:
 
 
 def label_classes(cfg: Config, num_classes: int) -> int | None:
-    """The number of classes (or latent codes) generated samples are labelled with; None without."""
-    return label_inputs(cfg.model, num_classes) or None
+    """The number of classes generated samples are labelled with: ACGAN only."""
+    return num_classes if cfg.model.conditional else None

@@ -26,7 +26,7 @@ from mdgan_dist.algorithms.steps import (
     sample_latent,
     train_discriminator,
 )
-from mdgan_dist.config import Config, gan_of
+from mdgan_dist.config import Config
 
 
 class LocalGAN:
@@ -58,21 +58,15 @@ class LocalGAN:
     def iteration(self) -> tuple[float, float]:
         """One round; returns D's loss (its last step) and G's loss."""
         cfg = self.cfg
-        classes = label_classes(cfg, self.num_classes)
-        noise, labels = sample_latent(self.noise, cfg.train.batch_size, cfg.model.z_dim, classes)
-        labels = None if labels is None else labels.to(self.device)
-        generated = generate(self.generator, noise.to(self.device), labels, classes or 0)
-        gan = gan_of(cfg)
-        d_loss = train_discriminator(
-            self.discriminator,
-            self.d_optimizer,
-            self.sampler,
-            (generated.detach(), labels),
-            gan,
-            cfg.model.conditional,
-            self.augment,
+        noise, labels = sample_latent(
+            self.noise, cfg.train.batch_size, cfg.model.z_dim, label_classes(cfg, self.num_classes)
         )
-        feedback, g_loss, _ = generator_feedback(self.discriminator, generated, gan, labels, self.augment)
+        labels = None if labels is None else labels.to(self.device)
+        generated = generate(self.generator, noise.to(self.device), labels, self.num_classes)
+        d_loss = train_discriminator(
+            self.discriminator, self.d_optimizer, self.sampler, (generated.detach(), labels), cfg.gan, self.augment
+        )
+        feedback, g_loss, _ = generator_feedback(self.discriminator, generated, cfg.gan, labels, self.augment)
         # One judge: every aggregation rule's upstream gradient is its feedback.
         generator_step(self.g_optimizer, generated.unsqueeze(0), feedback.unsqueeze(0))
         return d_loss, g_loss

@@ -14,7 +14,6 @@ from torch import nn
 from mdgan_dist.algorithms.ema import GeneratorAverage
 from mdgan_dist.config import Config
 from mdgan_dist.metrics import Evaluator
-from mdgan_dist.models import label_inputs
 from mdgan_dist.models.sampling import sample_images
 from mdgan_dist.run_logging import RAW_PREFIX, RunLogger
 from mdgan_dist.seeding import generator
@@ -24,12 +23,11 @@ class Scoring:
     def __init__(self, cfg: Config, num_classes: int, device: torch.device) -> None:
         self.cfg = cfg
         self.num_classes = num_classes
-        self.label_count = label_inputs(cfg.model, num_classes)  # what G's samples are labelled with
         self.device = device
         count = cfg.log.num_samples
         self.grid_noise = torch.randn(count, cfg.model.z_dim, generator=generator(cfg.train.seed, "samples"))
-        # Grids cycle through the classes (or latent codes), so every one shows.
-        self.grid_labels = torch.arange(count) % self.label_count if self.label_count else None
+        # ACGAN grids cycle through the classes, so every class shows.
+        self.grid_labels = torch.arange(count) % num_classes if cfg.model.conditional else None
         self.evaluator = Evaluator(cfg, device) if cfg.eval.every else None
 
     def after(
@@ -50,4 +48,4 @@ class Scoring:
             logger.scores(done, scores)
 
     def samples(self, model: nn.Module) -> torch.Tensor:
-        return sample_images(model, self.grid_noise, self.grid_labels, self.label_count, self.device)
+        return sample_images(model, self.grid_noise, self.grid_labels, self.num_classes, self.device)

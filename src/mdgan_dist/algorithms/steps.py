@@ -166,15 +166,15 @@ def train_discriminator(
     sampler: ShardSampler,
     fake: Batch,
     cfg: GANConfig,
-    real_labels: bool,
     augment: Augmentation = None,
 ) -> float:
-    """discriminator_steps of one D; returns the loss of the last step. real_labels: D sees the
-    real images' classes (a conditional model); latent codes label only the generated samples."""
+    """discriminator_steps of one D; returns the loss of the last step. Real labels are used only
+    by a conditional model."""
+    conditional = fake[1] is not None
 
     def next_real() -> Batch:
         images, classes = sampler.next_batch()
-        return images, classes if real_labels else None
+        return images, classes if conditional else None
 
     def step(real: Batch, fake: Batch) -> float:
         return discriminator_step(discriminator, optimizer, real, fake, cfg, augment)

@@ -26,7 +26,6 @@ from mdgan_dist.metrics.inception import InceptionFeatures
 from mdgan_dist.metrics.scores import class_coverage, classifier_score, feature_statistics, frechet_distance, salt
 from mdgan_dist.metrics.store import StoredClassifier, load_classifier, train_command
 from mdgan_dist.metrics.training import EVAL_BATCH_SIZE, load_part
-from mdgan_dist.models import label_inputs
 from mdgan_dist.models.sampling import sample_images
 from mdgan_dist.seeding import generator
 
@@ -117,13 +116,11 @@ class Evaluator:
     @torch.no_grad()
     def scored_samples(self, model: nn.Module, num_classes: int) -> torch.Tensor:
         """eval.num_samples samples of G, drawn from the same fixed noise at every call (its own
-        stream: no training RNG is touched); conditional samples cycle through the classes, and
-        with latent codes (model.latent_codes) through the codes."""
+        stream: no training RNG is touched); conditional samples cycle through the classes."""
         count = self.cfg.eval.num_samples
         noise = torch.randn(count, self.cfg.model.z_dim, generator=generator(self.cfg.train.seed, "eval"))
-        label_count = label_inputs(self.cfg.model, num_classes)
-        labels = torch.arange(count) % label_count if label_count else None
-        return sample_images(model, noise, labels, label_count, self.device)
+        labels = torch.arange(count) % num_classes if self.cfg.model.conditional else None
+        return sample_images(model, noise, labels, num_classes, self.device)
 
     def real_floor(self, draws: int = FLOOR_DRAWS) -> dict[str, dict[str, float]]:
         """What real images score, scored as G's samples are and as many: the mean and standard

@@ -5,7 +5,6 @@ from mdgan_dist.models.registry import (
     build_discriminator,
     build_generator,
     check_image_shape,
-    label_inputs,
     parameter_count,
 )
 
@@ -14,6 +13,5 @@ __all__ = [
     "build_discriminator",
     "build_generator",
     "check_image_shape",
-    "label_inputs",
     "parameter_count",
 ]

@@ -61,27 +61,19 @@ def check_image_shape(cfg: ModelConfig, image_shape: Sequence[int]) -> None:
     )
 
 
-def label_inputs(cfg: ModelConfig, num_classes: int) -> int:
-    """How many classes G's samples are labelled with: the dataset's with model.conditional, the
-    latent codes' (model.latent_codes) otherwise; 0 when none."""
-    return num_classes if cfg.conditional else cfg.latent_codes
-
-
 def build_generator(cfg: ModelConfig, image_shape: Sequence[int], num_classes: int) -> nn.Module:
     """G: z [b, z_dim] -> images [b, C, H, W] in [-1, 1]. With model.conditional (ACGAN) its input
-    is z followed by the one-hot class label, [b, z_dim + num_classes] (sampling.generator_input);
-    with latent codes, the one-hot code."""
+    is z followed by the one-hot class label, [b, z_dim + num_classes] (sampling.generator_input)."""
     check_image_shape(cfg, image_shape)
-    inputs = cfg.z_dim + label_inputs(cfg, num_classes)
+    inputs = cfg.z_dim + (num_classes if cfg.conditional else 0)
     return _spec(cfg.name).generator(inputs, cfg.width, _image_shape(image_shape))
 
 
 def build_discriminator(cfg: ModelConfig, image_shape: Sequence[int], num_classes: int) -> nn.Module:
     """D: images [b, C, H, W] -> one real/fake logit per sample, [b] (no sigmoid); with
-    model.conditional (ACGAN) [b, 1 + num_classes]: the real/fake logit, then the class logits
-    (with latent codes, one logit per code)."""
+    model.conditional (ACGAN) [b, 1 + num_classes]: the real/fake logit, then the class logits."""
     check_image_shape(cfg, image_shape)
-    outputs = 1 + label_inputs(cfg, num_classes)
+    outputs = 1 + (num_classes if cfg.conditional else 0)
     return _spec(cfg.name).discriminator(cfg.width, _image_shape(image_shape), outputs)
 
 

@@ -36,7 +36,7 @@ from mdgan_dist.algorithms.steps import (
     snapshot_parameters,
     verdict,
 )
-from mdgan_dist.config import Config, gan_of
+from mdgan_dist.config import Config
 from mdgan_dist.errors import NonFiniteError
 from mdgan_dist.seeding import generator
 
@@ -68,11 +68,10 @@ class GeneratorCompute:
         """G's k batches of one iteration; stale: through a copy of G's parameters, which the
         step of the iteration in flight leaves as they are (mdgan.overlap)."""
         cfg, batch, device = self.cfg, self.cfg.train.batch_size, self.device
-        classes = label_classes(cfg, self.num_classes)
-        noise, labels = sample_latent(self.noise, self.k * batch, cfg.model.z_dim, classes)
+        noise, labels = sample_latent(self.noise, self.k * batch, cfg.model.z_dim, label_classes(cfg, self.num_classes))
         labels = None if labels is None else labels.to(device)
         snapshot = snapshot_parameters(self.generator) if stale else None
-        batches = generate(self.generator, noise.to(device), labels, classes or 0, snapshot)
+        batches = generate(self.generator, noise.to(device), labels, self.num_classes, snapshot)
         return Generated(
             batches.view(self.k, batch, *self.image_shape),
             None if labels is None else labels.view(self.k, batch),
@@ -120,8 +119,7 @@ class DiscriminatorCompute:
         device: torch.device,
     ) -> None:
         """shards: the images and labels of each worker in `workers` (0-based worker indices)."""
-        self.gan = gan_of(cfg)
-        self.real_labels = cfg.model.conditional
+        self.gan = cfg.gan
         self.verdicts = AGGREGATIONS[cfg.mdgan.aggregate].verdicts
         self.samplers = [
             make_sampler(cfg, images.to(device), labels.to(device), worker)
@@ -140,20 +138,19 @@ class DiscriminatorCompute:
         (W x 2 x b x C x H x W; labels W x 2 x b)."""
         started = time.perf_counter()
         fake = (samples[:, TRAINING], None if labels is None else labels[:, TRAINING])
-        d_losses = discriminator_steps(self.step, self.real_batches(), fake, self.gan)
+        d_losses = discriminator_steps(self.step, self.real_batches(conditional=labels is not None), fake, self.gan)
         trained = time.perf_counter()
         feedback, verdicts, g_losses = self.feedback(
             samples[:, FEEDBACK], None if labels is None else labels[:, FEEDBACK]
         )
         return WorkerOutcome(feedback, verdicts, d_losses, g_losses, trained - started, time.perf_counter() - trained)
 
-    def real_batches(self) -> Callable[[], Batch]:
-        """Draws one real batch per slot, from the slot's own sampler: W x b x ... (with their
-        classes for a conditional model)."""
+    def real_batches(self, conditional: bool) -> Callable[[], Batch]:
+        """Draws one real batch per slot, from the slot's own sampler: W x b x ..."""
 
         def draw() -> Batch:
             images, classes = zip(*(sampler.next_batch() for sampler in self.samplers), strict=True)
-            return torch.stack(images), torch.stack(classes) if self.real_labels else None
+            return torch.stack(images), torch.stack(classes) if conditional else None
 
         return draw
 
