@@ -16,7 +16,7 @@ from torch import nn
 from mdgan_dist.algorithms.acceleration import PLAIN, forward, policy_of
 from mdgan_dist.algorithms.components import make_discriminator, make_generator
 from mdgan_dist.algorithms.steps import adam, discriminator_step, generate, generator_feedback, sample_latent
-from mdgan_dist.config import Config, GANConfig, trajectory_digest
+from mdgan_dist.config import Config, GANConfig, trajectory_settings
 from multiproc import TINY, TRAIN, Job
 
 SHAPE = (1, 28, 28)
@@ -123,15 +123,15 @@ def test_compiled_models_compute_the_same_round() -> None:
 
 
 def test_threads_are_not_part_of_the_trajectory_but_precision_is() -> None:
-    base = trajectory_digest(config("mnist_cnn"), 2)
-    assert trajectory_digest(config("mnist_cnn", threads=3), 2) == base
-    assert trajectory_digest(config("mnist_cnn", precision="bf16"), 2) != base
+    base = trajectory_settings(config("mnist_cnn"), 2)
+    assert trajectory_settings(config("mnist_cnn", threads=3), 2) == base
+    assert trajectory_settings(config("mnist_cnn", precision="bf16"), 2) != base
     # Of comm., only the wire dtype changes what is computed.
     wire = config("mnist_cnn")
     wire.comm.timeout_s = 5.0
-    assert trajectory_digest(wire, 2) == base
+    assert trajectory_settings(wire, 2) == base
     wire.comm.dtype = "bfloat16"
-    assert trajectory_digest(wire, 2) != base
+    assert trajectory_settings(wire, 2) != base
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ on with a warning under checkpoint.on_error=warn."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +24,11 @@ from mdgan_dist.checkpoint import (
     verify,
     write_manifest,
 )
+from mdgan_dist.config import Config, fingerprint, trajectory_settings
+from mdgan_dist.errors import ConfigError
 from multiproc import TINY, metrics, train_job
 
-TRAJECTORY = 12345
+TRAJECTORY = trajectory_settings(Config(), 1)
 
 
 def disk_full(*args: object, **kwargs: object) -> None:
@@ -125,3 +128,39 @@ def test_with_on_error_warn_the_run_goes_on_without_that_checkpoint(tmp_path: Pa
     root = checkpoints_root(tmp_path / "run")
     assert sorted(p.name for p in root.iterdir()) == ["iteration_00000006", "iteration_00000008"]
     assert all((root / name / MANIFEST).exists() for name in ("iteration_00000006", "iteration_00000008"))
+
+
+# --- which checkpoint a run may resume: the settings its manifest keeps --------------------------
+
+
+def test_a_setting_added_since_the_checkpoint_resumes_at_its_default_and_a_changed_one_is_named(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint written before gan.r1 existed: its manifest lacks the setting. Resuming with r1
+    at its default (off, what the older code did) is the same run; with r1 on, or another seed, it
+    is not, and the refusal says which setting differs."""
+    directory = complete_checkpoint(tmp_path, 2)
+    older = trajectory_settings(Config(), 1)
+    del older["gan"]["r1"]
+    write_manifest(directory, 2, older)
+    assert verify(directory, trajectory_settings(Config(), 1), 1).iteration == 2
+    changed = Config()
+    changed.gan.r1, changed.train.seed = 1.0, 7
+    with pytest.raises(ConfigError, match=r"\(gan\.r1: 0\.0 in the checkpoint, 1\.0 here; train\.seed: 0 in the"):
+        verify(directory, trajectory_settings(changed, 1), 1)
+    with pytest.raises(ConfigError, match=r"num_workers: 1 in the checkpoint, 2 here"):
+        verify(directory, trajectory_settings(Config(), 2), 1)
+
+
+def test_a_checkpoint_that_kept_only_a_fingerprint_is_checked_by_it(tmp_path: Path) -> None:
+    directory = complete_checkpoint(tmp_path, 2)
+    settings = trajectory_settings(Config(), 1)
+    manifest = json.loads((directory / MANIFEST).read_text())
+    del manifest["trajectory"]
+    manifest["trajectory_digest"] = fingerprint(settings)
+    (directory / MANIFEST).write_text(json.dumps(manifest))
+    assert verify(directory, settings, 1).iteration == 2
+    other = Config()
+    other.train.seed = 1
+    with pytest.raises(ConfigError, match="predates recorded settings, and their fingerprint differs"):
+        verify(directory, trajectory_settings(other, 1), 1)

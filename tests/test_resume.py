@@ -104,7 +104,9 @@ def test_checkpoint_of_another_config_is_refused(tmp_path: Path, first_half: Pat
     directory = checkpoint_dir(first_half, T)
     job = train_job(tmp_path, WORKERS + 1, [*COMMON, "train.iterations=8", "train.seed=1", f"resume={directory}"])
     assert job.wait(120) == [2] * (WORKERS + 1), job.outputs()
-    assert "was written by a run with another configuration" in job.ranks[0].output
+    assert "was written by a run with another configuration (train.seed: 0 in the checkpoint, 1 here)" in (
+        job.ranks[0].output
+    )
 
 
 def test_resume_never_refuses_an_existing_run(tmp_path: Path, first_half: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from mdgan_dist.config import Config
+from mdgan_dist.config import Config, fingerprint, trajectory_differences
 from mdgan_dist.errors import ConfigError
 
 MANIFEST = "MANIFEST.json"
@@ -76,13 +76,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(directory: Path, iteration: int, trajectory: int) -> None:
-    """Marks the checkpoint complete: every file's size and hash, the iteration, the config."""
+def write_manifest(directory: Path, iteration: int, trajectory: dict[str, Any]) -> None:
+    """Marks the checkpoint complete: every file's size and hash, the iteration, the settings that
+    determine the trajectory (config.trajectory_settings)."""
     files = {
         path.name: {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
         for path in sorted(directory.glob("*.pt"))
     }
-    text = json.dumps({"iteration": iteration, "trajectory_digest": trajectory, "files": files}, indent=2)
+    manifest = {"iteration": iteration, "trajectory": trajectory, "files": files}
+    text = json.dumps(manifest, indent=2)
     temporary = directory / (MANIFEST + ".tmp")
     try:
         temporary.write_text(text)
@@ -98,8 +100,9 @@ class Checkpoint:
     iteration: int
 
 
-def verify(directory: Path, trajectory: int, num_workers: int) -> Checkpoint:
-    """Raises ConfigError saying why this checkpoint cannot be resumed from."""
+def verify(directory: Path, trajectory: dict[str, Any], num_workers: int) -> Checkpoint:
+    """Raises ConfigError saying why this checkpoint cannot be resumed from. trajectory: this run's
+    config.trajectory_settings."""
     manifest_path = directory / MANIFEST
     if not manifest_path.exists():
         raise ConfigError(f"checkpoint {directory} is incomplete: no {MANIFEST} (the run stopped while writing it)")
@@ -108,11 +111,16 @@ def verify(directory: Path, trajectory: int, num_workers: int) -> Checkpoint:
         iteration, files = int(manifest["iteration"]), manifest["files"]
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"checkpoint {directory}: unreadable {MANIFEST} ({error})") from error
-    if manifest.get("trajectory_digest") != trajectory:
+    if "trajectory" in manifest:
+        differences = trajectory_differences(manifest["trajectory"], trajectory)
+    elif manifest.get("trajectory_digest") != fingerprint(trajectory):  # older: only a fingerprint was kept
+        differences = ["the checkpoint predates recorded settings, and their fingerprint differs"]
+    else:
+        differences = []
+    if differences:
         raise ConfigError(
-            f"checkpoint {directory} was written by a run with another configuration (data, model, algorithm, "
-            "optimizer, batch size, seed or number of workers differ): resume it with the same settings, "
-            "or start a new run with resume=never and another run.dir"
+            f"checkpoint {directory} was written by a run with another configuration ({'; '.join(differences)}): "
+            "resume it with the same settings, or start a new run with resume=never and another run.dir"
         )
     workers = [name for name in files if name.startswith("rank")]
     if SERVER_FILE not in files or len(workers) != num_workers:
@@ -128,7 +136,7 @@ def verify(directory: Path, trajectory: int, num_workers: int) -> Checkpoint:
     return Checkpoint(directory, iteration)
 
 
-def newest_complete(run_dir: Path, trajectory: int, num_workers: int) -> tuple[Checkpoint | None, list[str]]:
+def newest_complete(run_dir: Path, trajectory: dict[str, Any], num_workers: int) -> tuple[Checkpoint | None, list[str]]:
     """The newest checkpoint that verifies, and why each newer one was refused."""
     refused: list[str] = []
     for directory in sorted(checkpoints_root(run_dir).glob("iteration_*"), reverse=True):

@@ -336,23 +336,52 @@ def validate_wire_labels(cfg: Config, num_classes: int) -> None:
 
 def digest(cfg: Config) -> int:
     """A 63-bit fingerprint of the whole config, compared in the start-up handshake."""
-    return _fingerprint(dataclasses.asdict(cfg))
+    return fingerprint(dataclasses.asdict(cfg))
 
 
 # What may change when a run is resumed: none of it changes what an iteration computes.
 RESUMABLE_CHANGES = ("resume", "run", "checkpoint", "log", "comm", "fault", "eval")
 
 
-def trajectory_digest(cfg: Config, num_workers: int) -> int:
-    """A fingerprint of everything that determines the training trajectory, checked on resume."""
+def trajectory_settings(cfg: Config, num_workers: int) -> dict[str, Any]:
+    """Everything that determines the training trajectory, checked on resume: a checkpoint's
+    manifest keeps it, flat ("gan.r1": 0.0), so that a refusal can name what differs."""
     fields = {key: value for key, value in dataclasses.asdict(cfg).items() if key not in RESUMABLE_CHANGES}
     ignored = ("iterations", "device", "threads")
     fields["train"] = {key: value for key, value in fields["train"].items() if key not in ignored}
     # comm. may change on resume (backend, timeout), except the wire dtype, which rounds what travels.
-    return _fingerprint({**fields, "num_workers": num_workers, "wire_dtype": cfg.comm.dtype})
+    return {**fields, "num_workers": num_workers, "wire_dtype": cfg.comm.dtype}
 
 
-def _fingerprint(value: object) -> int:
+def trajectory_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Each setting on which a checkpoint's trajectory_settings and this run's differ, as
+    "name: A in the checkpoint, B here". A setting the checkpoint lacks (added to the config since)
+    differs only if this run moves it off its default, which reproduces the older code's behaviour."""
+    defaults, before, now = (
+        _flat(json.loads(json.dumps(s))) for s in (trajectory_settings(Config(), 1), saved, current)
+    )
+    missing = object()
+    differences = []
+    for name in sorted(before.keys() | now.keys()):
+        old, new = before.get(name, defaults.get(name, missing)), now.get(name, missing)
+        if old != new:
+            shown = ["(absent)" if value is missing else repr(value) for value in (old, new)]
+            differences.append(f"{name}: {shown[0]} in the checkpoint, {shown[1]} here")
+    return differences
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def fingerprint(value: object) -> int:
+    """63 bits of the SHA-256 of value's JSON, keys sorted."""
     text = json.dumps(value, sort_keys=True)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
