@@ -345,7 +345,7 @@ RESUMABLE_CHANGES = ("resume", "run", "checkpoint", "log", "comm", "fault", "eva
 
 def trajectory_settings(cfg: Config, num_workers: int) -> dict[str, Any]:
     """Everything that determines the training trajectory, checked on resume: a checkpoint's
-    manifest keeps it, flat ("gan.r1": 0.0), so that a refusal can name what differs."""
+    manifest keeps it, so that a refusal can name each setting that differs (trajectory_differences)."""
     fields = {key: value for key, value in dataclasses.asdict(cfg).items() if key not in RESUMABLE_CHANGES}
     ignored = ("iterations", "device", "threads")
     fields["train"] = {key: value for key, value in fields["train"].items() if key not in ignored}
