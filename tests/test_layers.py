@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("config", "compose")),
     ("data and models", ("data", "models")),
     ("transport", ("distributed",)),
-    ("run files", ("job", "checkpoint", "run_logging", "resources")),
+    ("run files", ("job", "checkpoint", "run_directory", "run_logging", "resources")),
     ("metrics", ("metrics",)),
     ("algorithms", ("algorithms",)),
     ("experiments", ("experiments",)),

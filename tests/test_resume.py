@@ -109,14 +109,6 @@ def test_checkpoint_of_another_config_is_refused(tmp_path: Path, first_half: Pat
     )
 
 
-def test_resume_never_refuses_an_existing_run(tmp_path: Path, first_half: Path) -> None:
-    shutil.copytree(first_half, tmp_path / "run")
-    job = train_job(tmp_path, WORKERS + 1, [*COMMON, "train.iterations=8", "resume=never"])
-    assert job.wait(120) == [2] * (WORKERS + 1), job.outputs()
-    for rank in job.ranks:
-        assert "already holds a run and resume=never" in rank.output
-
-
 @pytest.mark.parametrize(
     "rule, layout",
     [

@@ -94,6 +94,28 @@ def write_manifest(directory: Path, iteration: int, trajectory: dict[str, Any]) 
         raise
 
 
+def settings_differences(manifest: dict[str, Any], trajectory: dict[str, Any]) -> list[str]:
+    """Each setting on which the run that wrote `manifest` and this one (its trajectory_settings)
+    differ; [] when this run may resume from it."""
+    if "trajectory" in manifest:
+        return trajectory_differences(manifest["trajectory"], trajectory)
+    if manifest.get("trajectory_digest") != fingerprint(trajectory):  # older: only a fingerprint was kept
+        return ["the checkpoint predates recorded settings, and their fingerprint differs"]
+    return []
+
+
+def newest_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The manifest of run_dir's newest checkpoint that has a readable one; None if none has."""
+    for directory in sorted(checkpoints_root(run_dir).glob("iteration_*"), reverse=True):
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict):
+            return manifest
+    return None
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     directory: Path
@@ -111,12 +133,7 @@ def verify(directory: Path, trajectory: dict[str, Any], num_workers: int) -> Che
         iteration, files = int(manifest["iteration"]), manifest["files"]
     except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"checkpoint {directory}: unreadable {MANIFEST} ({error})") from error
-    if "trajectory" in manifest:
-        differences = trajectory_differences(manifest["trajectory"], trajectory)
-    elif manifest.get("trajectory_digest") != fingerprint(trajectory):  # older: only a fingerprint was kept
-        differences = ["the checkpoint predates recorded settings, and their fingerprint differs"]
-    else:
-        differences = []
+    differences = settings_differences(manifest, trajectory)
     if differences:
         raise ConfigError(
             f"checkpoint {directory} was written by a run with another configuration ({'; '.join(differences)}): "

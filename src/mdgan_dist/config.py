@@ -157,6 +157,10 @@ class EvalConfig:
 @dataclass
 class RunConfig:
     dir: str | None = None  # None: runs/<SLURM job id or a start time chosen by rank 0>
+    # What happens when run.dir holds a run that this one would not continue (another
+    # configuration, or resume=never): refuse (nothing is written) | move_aside (that run is
+    # renamed to <run.dir>.set-aside-<time>, nothing deleted, and this one starts in run.dir)
+    existing: str = "refuse"
 
 
 @dataclass
@@ -186,6 +190,7 @@ BACKENDS = ("auto", "gloo", "nccl")
 # ACGAN's class labels travel with the batches as floats.
 WIRE_DTYPES = {"float32": 2**24, "bfloat16": 2**8, "float16": 2**11}
 DEVICES = ("auto", "cuda", "cpu")
+EXISTING_RUN = ("refuse", "move_aside")
 PRECISIONS = ("float32", "bf16")
 
 
@@ -227,6 +232,7 @@ def validate_fields(cfg: Config) -> None:
     require(0 < cfg.gan.real_label <= 1, f"gan.real_label={cfg.gan.real_label}: must be in (0, 1]")
     require(cfg.gan.r1 >= 0, f"gan.r1={cfg.gan.r1}: the R1 penalty's gamma must be >= 0 (0 turns it off)")
     require_choice("data.split", cfg.data.split, SPLITS)
+    require_choice("run.existing", cfg.run.existing, EXISTING_RUN)
     require_choice("comm.backend", cfg.comm.backend, BACKENDS)
     require_choice("comm.dtype", cfg.comm.dtype, tuple(WIRE_DTYPES))
     require_choice("train.device", cfg.train.device, DEVICES)
@@ -353,10 +359,13 @@ def trajectory_settings(cfg: Config, num_workers: int) -> dict[str, Any]:
     return {**fields, "num_workers": num_workers, "wire_dtype": cfg.comm.dtype}
 
 
-def trajectory_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Each setting on which a checkpoint's trajectory_settings and this run's differ, as
-    "name: A in the checkpoint, B here". A setting the checkpoint lacks (added to the config since)
-    differs only if this run moves it off its default, which reproduces the older code's behaviour."""
+def trajectory_differences(
+    saved: dict[str, Any], current: dict[str, Any], saved_in: str = "the checkpoint"
+) -> list[str]:
+    """Each setting on which a saved trajectory_settings (a checkpoint's, or that of a run's
+    config.yaml) and this run's differ, as "name: A in <saved_in>, B here". A setting the saved one
+    lacks (added to the config since) differs only if this run moves it off its default, which
+    reproduces the older code's behaviour."""
     defaults, before, now = (
         _flat(json.loads(json.dumps(s))) for s in (trajectory_settings(Config(), 1), saved, current)
     )
@@ -366,7 +375,7 @@ def trajectory_differences(saved: dict[str, Any], current: dict[str, Any]) -> li
         old, new = before.get(name, defaults.get(name, missing)), now.get(name, missing)
         if old != new:
             shown = ["(absent)" if value is missing else repr(value) for value in (old, new)]
-            differences.append(f"{name}: {shown[0]} in the checkpoint, {shown[1]} here")
+            differences.append(f"{name}: {shown[0]} in {saved_in}, {shown[1]} here")
     return differences
 
 

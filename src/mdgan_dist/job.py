@@ -7,13 +7,11 @@ message before any process waits on a peer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from mdgan_dist.config import Config, validate_shards
 from mdgan_dist.data import ImageDataset, open_dataset, split_indices
-from mdgan_dist.errors import ConfigError
 from mdgan_dist.models import check_image_shape
 from mdgan_dist.seeding import derive_seed
 
@@ -48,17 +46,3 @@ def plan_data(cfg: Config, num_workers: int) -> DataPlan:
     plan = DataPlan(train, shards)
     validate_shards(cfg, plan.shard_sizes)
     return plan
-
-
-def check_run_dir_is_new(cfg: Config) -> None:
-    """resume=never must not write over a run: refuse a run.dir that already holds one."""
-    run_dir = cfg.run.dir
-    if (
-        cfg.resume == "never"
-        and run_dir
-        and any((Path(run_dir) / name).exists() for name in ("metrics.jsonl", "checkpoints"))
-    ):
-        raise ConfigError(
-            f"run.dir={run_dir} already holds a run and resume=never: choose another run.dir, remove that folder, "
-            "or continue it with resume=auto"
-        )

@@ -26,7 +26,7 @@ from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.compose import CONF_DIR, CONFIG_NAME, typed_config
 from mdgan_dist.config import Config
 from mdgan_dist.config import save as save_config
-from mdgan_dist.distributed.env import LaunchEnv, job_id
+from mdgan_dist.distributed.env import LaunchEnv
 from mdgan_dist.distributed.process_group import (
     choose_backend,
     choose_device,
@@ -36,8 +36,9 @@ from mdgan_dist.distributed.process_group import (
 )
 from mdgan_dist.distributed.transport import Transport
 from mdgan_dist.errors import CheckpointError, ConfigError, NonFiniteError, PeerError
-from mdgan_dist.job import DataPlan, check_run_dir_is_new
+from mdgan_dist.job import DataPlan
 from mdgan_dist.metrics import check_evaluation
+from mdgan_dist.run_directory import check_run_dir, known_run_dir, move_aside
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,9 @@ log = logging.getLogger(__name__)
 def agree_on_run_dir(cfg: Config, world_size: int) -> Path:
     """All ranks must write to one folder: the configured one, runs/<job id>, or rank 0's clock."""
     if cfg.run.dir is None:
-        name = [job_id() or time.strftime("%Y%m%d-%H%M%S")]
-        if world_size > 1:
+        known = known_run_dir(cfg)
+        name = [known.name if known is not None else time.strftime("%Y%m%d-%H%M%S")]
+        if world_size > 1 and known is None:
             dist.broadcast_object_list(name, src=0)
         cfg.run.dir = str(Path("runs") / name[0])
     run_dir = Path(cfg.run.dir)
@@ -56,14 +58,17 @@ def agree_on_run_dir(cfg: Config, world_size: int) -> Path:
 
 def start_up_checks(cfg: Config, env: LaunchEnv, gpus: int) -> tuple[Algorithm, DataPlan, str, torch.device]:
     """Every check before the process group, in order, each raising ConfigError: the config for
-    this many processes, the run directory, the evaluation classifier, the data, the devices.
+    this many processes, the evaluation classifier, the data, the run directory, the devices.
     Returns the algorithm's entry, the data plan, the backend and this rank's device."""
     algorithm = validate(cfg, env.world_size)
-    check_run_dir_is_new(cfg)
     check_evaluation(cfg)
     data = plan(cfg, env.world_size)
+    set_aside = check_run_dir(cfg, num_workers=len(data.shards))
     backend = choose_backend(cfg.comm.backend, env, gpus)
-    return algorithm, data, backend, choose_device(cfg.train.device, backend, env, gpus)
+    device = choose_device(cfg.train.device, backend, env, gpus)
+    if set_aside is not None and env.is_server:  # before the process group, so before any rank writes
+        log.warning("run.existing=move_aside: the run in %s moved to %s", set_aside, move_aside(set_aside))
+    return algorithm, data, backend, device
 
 
 def run_role(algorithm: Algorithm, ctx: RoleContext, is_server: bool) -> None:

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 from mdgan_dist.experiments.formatting import duration
 from mdgan_dist.experiments.grid import Configuration, Preset
 from mdgan_dist.experiments.paths import SBATCH_SCRIPT
-from mdgan_dist.experiments.rundir import LOG_FILE, has_started, is_finished, write_grid_info
+from mdgan_dist.experiments.rundir import LOG_FILE, is_finished, write_grid_info
+from mdgan_dist.run_directory import holds_run
 
 POLL_SECONDS = 0.5  # how often a local run's plain processes are checked for one that failed
 
@@ -57,7 +58,7 @@ def plan(preset: Preset, configurations: list[Configuration], root: Path, extra:
     jobs = []
     for configuration in configurations:
         run_dir = root / preset.name / configuration.name
-        resumes = has_started(run_dir) and not is_finished(run_dir)
+        resumes = holds_run(run_dir) and not is_finished(run_dir)
         overrides = [
             *preset.overrides,
             *extra,

@@ -15,11 +15,6 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / "generator.pt").exists()
 
 
-def has_started(run_dir: Path) -> bool:
-    """Holds what the trainer refuses to overwrite unless resume=auto (see job.check_run_dir_is_new)."""
-    return any((run_dir / name).exists() for name in ("metrics.jsonl", "checkpoints"))
-
-
 def write_grid_info(run_dir: Path, info: dict[str, Any]) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / GRID_FILE).write_text(json.dumps(info, indent=2) + "\n")
