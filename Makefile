@@ -24,7 +24,8 @@ train: install
 test: install
 	$(BIN)/python -m pytest
 
-# Under 3 minutes on 2 cores: the oracle on a few cases, the protocol, config errors, data, units.
+# The oracle on the five cases of FAST (tests/conftest.py), the protocol, config errors, data, units;
+# about 1 minute on 2 cores when it had three oracle cases, not timed since (README).
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not slurm and not gpu and not bench"
 
