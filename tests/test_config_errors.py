@@ -25,7 +25,11 @@ CASES = {
     "one process": ({}, [], "algorithm=mdgan needs at least 2 processes"),
     "standalone in a group": ({"WORLD_SIZE": "3"}, ["algorithm=standalone"], "algorithm=standalone runs in one"),
     "unknown algorithm": ({"WORLD_SIZE": "3"}, ["algorithm=gossip"], "algorithm='gossip' is not one of"),
-    "straggler for flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "fault.slow_worker=1@3"], "are MD-GAN's"),
+    "straggler for standalone": (
+        {},
+        ["algorithm=standalone", "fault.slow_worker=1@3"],
+        "algorithm=standalone has none",
+    ),
     "kill point beyond flgan's workers": (
         {"WORLD_SIZE": "3"},
         ["algorithm=flgan", "fault.kill_worker=3@3"],
@@ -70,7 +74,16 @@ CASES = {
     "overlap for flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "mdgan.overlap=true"], "are MD-GAN's, not flgan"),
     "bad slow point": ({"WORLD_SIZE": "3"}, ["fault.slow_worker=1@soon"], "expected RANK@SECONDS"),
     "bad on_error": ({"WORLD_SIZE": "3"}, ["checkpoint.on_error=maybe"], "checkpoint.on_error='maybe' is not one of"),
-    "nan point for flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "fault.nan_worker=1@3"], "are MD-GAN's"),
+    "nan point beyond flgan's workers": (
+        {"WORLD_SIZE": "3"},
+        ["algorithm=flgan", "fault.nan_worker=3@3"],
+        "expected RANK@ITERATION with a worker rank in 1..2",
+    ),
+    "checkpoint error beyond standalone's one process": (
+        {},
+        ["algorithm=standalone", "fault.checkpoint_error=1@4"],
+        "expected RANK@ITERATION with a rank in 0..0 (0: the server)",
+    ),
     "bad checkpoint error point": (
         {"WORLD_SIZE": "3"},
         ["fault.checkpoint_error=3@4"],

@@ -25,8 +25,7 @@ def require_workers(cfg: Config, world_size: int) -> None:
 
 
 def reject_mdgan_options(cfg: Config) -> None:
-    """For every algorithm but MD-GAN: its speed options and its own fault injections would be
-    silently ignored (FL-GAN shares fault.tolerate_worker_loss and fault.kill_worker)."""
+    """For every algorithm but MD-GAN: its speed options would be silently ignored."""
     if cfg.mdgan.overlap or cfg.mdgan.quorum is not None:
         raise ConfigError(f"mdgan.overlap and mdgan.quorum are MD-GAN's, not {cfg.algorithm}'s: remove them")
     if cfg.mdgan.aggregate != "mean":
@@ -39,18 +38,12 @@ def reject_mdgan_options(cfg: Config) -> None:
             f"mdgan.workers_per_rank is MD-GAN's: {cfg.algorithm} runs one worker per process "
             "(FL-GAN's workers each train a whole G and D, which the stacked discriminators do not cover)"
         )
-    fault = cfg.fault
-    if fault.slow_worker or fault.nan_worker or fault.checkpoint_error:
-        raise ConfigError(
-            "fault.slow_worker, fault.nan_worker and fault.checkpoint_error are MD-GAN's (algorithm=mdgan), "
-            f"not {cfg.algorithm}'s: remove them from the command line"
-        )
 
 
 def reject_worker_faults(cfg: Config) -> None:
-    """For the one-process algorithm: there is no worker to lose or to kill."""
-    if cfg.fault.tolerate_worker_loss or cfg.fault.kill_worker:
+    """For the one-process algorithm: there is no worker to lose, to kill or to slow down."""
+    if cfg.fault.tolerate_worker_loss or cfg.fault.kill_worker or cfg.fault.slow_worker:
         raise ConfigError(
-            f"fault.tolerate_worker_loss and fault.kill_worker act on workers, and algorithm={cfg.algorithm} "
-            "has none: remove them from the command line"
+            "fault.tolerate_worker_loss, fault.kill_worker and fault.slow_worker act on workers, and "
+            f"algorithm={cfg.algorithm} has none: remove them from the command line"
         )

@@ -1,7 +1,8 @@
 """The algorithms the trainer runs, one entry each: its roles, its checks, where it runs.
 
-Adding an algorithm is writing its package (its roles, each built from a RoleContext, and its
-`validate`) and one line in ALGORITHMS; docs/design.md shows how.
+Adding an algorithm is writing its package (its server's Training, which the one training loop
+runs, and its worker role, each built from a RoleContext; its `validate`) and one line in
+ALGORITHMS; docs/design.md shows how.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from mdgan_dist.algorithms.mdgan.worker import Worker
 from mdgan_dist.algorithms.role import Role, RoleContext
 from mdgan_dist.algorithms.standalone import StandaloneGAN
 from mdgan_dist.algorithms.standalone import validate as validate_standalone
+from mdgan_dist.algorithms.training import Training
 from mdgan_dist.config import Config, require_choice, validate_fields
 from mdgan_dist.job import DataPlan, plan_data
 
 RoleFactory = Callable[[RoleContext], Role]
+TrainingFactory = Callable[[RoleContext], Training]
 
 
 def no_data_checks(cfg: Config, plan: DataPlan) -> None:
@@ -35,7 +38,7 @@ def one_per_process(_cfg: Config, world_size: int) -> int:
 
 @dataclass(frozen=True)
 class Algorithm:
-    server: RoleFactory  # rank 0; the whole algorithm when it runs in one process
+    server: TrainingFactory  # rank 0, in the training loop; the whole algorithm when it runs in one process
     worker: RoleFactory | None  # ranks 1..N; None: the algorithm runs in one process
     validate: Callable[[Config, int], None]  # (config, world size): raises ConfigError
     check_plan: Callable[[Config, DataPlan], None] = no_data_checks  # once the data is known
