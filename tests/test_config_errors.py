@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from mdgan_dist.algorithms.registry import validate
+from mdgan_dist.compose import compose
 from mdgan_dist.config import CommConfig, Config, ModelConfig, validate_wire_labels
 from mdgan_dist.errors import ConfigError
+from mdgan_dist.fault_plan import FaultPlan
 from multiproc import TINY, train_job
 from trainer_checks import checked_config
 
@@ -201,3 +204,16 @@ def test_acgan_labels_must_be_exact_on_the_wire(dtype: str, classes: int, refuse
             validate_wire_labels(cfg, classes)
     else:
         validate_wire_labels(cfg, classes)
+
+
+def test_fault_specs_become_one_plan_per_rank() -> None:
+    faults = [
+        "fault.kill_worker=[2@3,4@5]",
+        "fault.slow_worker=1@0.5",
+        "fault.nan_worker=3@2",
+        "fault.checkpoint_error=0@4",
+    ]
+    _, plan = validate(compose([*TINY, *faults]), 5)
+    assert plan == FaultPlan(kills={2: 3, 4: 5}, slow={1: 0.5}, nans={3: 2}, checkpoint_errors={0: 4})
+    assert validate(compose([*TINY, "fault.kill_worker=3@7"]), 5)[1] == FaultPlan(kills={3: 7})
+    assert validate(compose(TINY), 5)[1] == FaultPlan()

@@ -263,61 +263,6 @@ def validate_fields(cfg: Config) -> None:
         require(0 <= value < 1, f"optim.{name}={value}: must be in [0, 1)")
 
 
-def kill_schedule(cfg: FaultConfig, num_workers: int) -> dict[int, int]:
-    """fault.kill_worker as {rank: iteration}, each entry checked against the number of workers."""
-    entries = cfg.kill_worker if isinstance(cfg.kill_worker, list | tuple) else [cfg.kill_worker]
-    schedule: dict[int, int] = {}
-    for entry in entries:
-        if entry is None:
-            continue
-        point = _iteration_point(entry, "fault.kill_worker", num_workers)
-        assert point is not None
-        rank, iteration = point
-        if rank in schedule:
-            raise ConfigError(
-                f"fault.kill_worker={cfg.kill_worker}: rank {rank} is named twice; a worker dies once, "
-                "e.g. fault.kill_worker=[2@200,3@400]"
-            )
-        schedule[rank] = iteration
-    return schedule
-
-
-def nan_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:
-    """fault.nan_worker as (rank, iteration), checked against the number of workers."""
-    return _iteration_point(cfg.nan_worker, "fault.nan_worker", num_workers)
-
-
-def checkpoint_error_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:
-    """fault.checkpoint_error as (rank, iteration); rank 0 is the server."""
-    return _iteration_point(cfg.checkpoint_error, "fault.checkpoint_error", num_workers, lowest=0)
-
-
-def _iteration_point(text: str | None, name: str, num_workers: int, lowest: int = 1) -> tuple[int, int] | None:
-    rank, value = _worker_at(text, name, "ITERATION", "2@100", num_workers, lowest)
-    return None if rank is None else (rank, int(value))
-
-
-def slow_point(cfg: FaultConfig, num_workers: int) -> tuple[int, float] | None:
-    """fault.slow_worker as (rank, seconds of sleep before each feedback)."""
-    rank, value = _worker_at(cfg.slow_worker, "fault.slow_worker", "SECONDS", "2@0.5", num_workers)
-    return None if rank is None else (rank, float(value))
-
-
-def _worker_at(
-    text: str | None, name: str, what: str, example: str, num_workers: int, lowest: int = 1
-) -> tuple[int | None, str]:
-    """Parses RANK@VALUE with a rank in lowest..N (1: the workers; 0: the server too) and a
-    non-negative number."""
-    if text is None:
-        return None, ""
-    rank, _, value = str(text).partition("@")
-    number = value.isdigit() or (what == "SECONDS" and value.replace(".", "", 1).isdigit())
-    if not (rank.isdigit() and number and lowest <= int(rank) <= num_workers):
-        ranks = f"a worker rank in 1..{num_workers}" if lowest else f"a rank in 0..{num_workers} (0: the server)"
-        raise ConfigError(f"{name}={text!r}: expected RANK@{what} with {ranks}, e.g. {name}={example}")
-    return int(rank), value
-
-
 def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
     """A worker draws batches of b real samples from its shard: every shard must hold b of them."""
     smallest = min(shard_sizes)

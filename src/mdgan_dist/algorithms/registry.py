@@ -19,6 +19,7 @@ from mdgan_dist.algorithms.role import Role, RoleContext
 from mdgan_dist.algorithms.standalone import StandaloneGAN
 from mdgan_dist.algorithms.standalone import validate as validate_standalone
 from mdgan_dist.config import Config, require_choice, validate_fields
+from mdgan_dist.fault_plan import FaultPlan, parse_faults
 from mdgan_dist.job import DataPlan, plan_data
 
 RoleFactory = Callable[[RoleContext], Role]
@@ -58,13 +59,14 @@ def algorithm_of(cfg: Config) -> Algorithm:
     return ALGORITHMS[cfg.algorithm]
 
 
-def validate(cfg: Config, world_size: int) -> Algorithm:
+def validate(cfg: Config, world_size: int) -> tuple[Algorithm, FaultPlan]:
     """Every check that needs neither data nor peers, for a job of `world_size` processes;
-    raises ConfigError saying what to do. Returns the algorithm's entry."""
+    raises ConfigError saying what to do. Returns the algorithm's entry and the fault plan, the
+    one parse of fault.* (its ranks are the worker processes)."""
     algorithm = algorithm_of(cfg)
     algorithm.validate(cfg, world_size)
     validate_fields(cfg)
-    return algorithm
+    return algorithm, parse_faults(cfg.fault, world_size - 1)
 
 
 def plan(cfg: Config, world_size: int) -> DataPlan:

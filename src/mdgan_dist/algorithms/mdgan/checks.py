@@ -9,16 +9,7 @@ from mdgan_dist.algorithms.aggregation import AGGREGATIONS
 from mdgan_dist.algorithms.checks import require_workers
 from mdgan_dist.algorithms.mdgan.class_sets import present
 from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
-from mdgan_dist.config import (
-    Config,
-    checkpoint_error_point,
-    kill_schedule,
-    nan_point,
-    require,
-    resolved_k,
-    slow_point,
-    validate_wire_labels,
-)
+from mdgan_dist.config import Config, require, resolved_k, validate_wire_labels
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.job import DataPlan
 
@@ -40,11 +31,6 @@ def validate(cfg: Config, world_size: int) -> None:
         )
     validate_aggregation(cfg, workers, k)
     validate_speed_options(cfg, workers)
-    # The fault injection names worker processes.
-    kill_schedule(cfg.fault, world_size - 1)
-    slow_point(cfg.fault, world_size - 1)
-    nan_point(cfg.fault, world_size - 1)
-    checkpoint_error_point(cfg.fault, world_size - 1)
 
 
 def validate_aggregation(cfg: Config, workers: int, k: int) -> None:
