@@ -41,7 +41,7 @@ from mdgan_dist.checkpoint import (
     write_manifest,
 )
 from mdgan_dist.checkpoint import load as load_checkpoint
-from mdgan_dist.config import resolved_k, to_dict, trajectory_settings
+from mdgan_dist.config import OnError, resolved_k, to_dict, trajectory_settings
 from mdgan_dist.distributed.protocol import Checkpoint, Feedback, Stop, SwapOrder, Train
 from mdgan_dist.distributed.transport import Posted, Transfer
 from mdgan_dist.errors import CheckpointError, ConfigError, NonFiniteError, PeerError
@@ -269,7 +269,7 @@ class Server:
         message = (
             f"the checkpoint of iteration {done} could not be written ({error}); the complete ones before it are intact"
         )
-        if self.cfg.checkpoint.on_error == "warn":
+        if self.cfg.checkpoint.on_error == OnError.warn:
             log.warning("%s; training goes on without it (checkpoint.on_error=warn)", message)
             return
         stop = self.transport.header(Stop(done, finished=False))
