@@ -5,6 +5,7 @@ cases also as the trainer itself, for its exit code and its clean output."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mdgan_dist.algorithms.registry import validate
+from mdgan_dist.algorithms.registry import ALGORITHMS, validate
 from mdgan_dist.compose import compose
 from mdgan_dist.config import CommConfig, Config, ModelConfig, validate_wire_labels
 from mdgan_dist.errors import ConfigError
@@ -28,7 +29,29 @@ CASES = {
     "one process": ({}, [], "algorithm=mdgan needs at least 2 processes"),
     "standalone in a group": ({"WORLD_SIZE": "3"}, ["algorithm=standalone"], "algorithm=standalone runs in one"),
     "unknown algorithm": ({"WORLD_SIZE": "3"}, ["algorithm=gossip"], "algorithm='gossip' is not one of"),
-    "straggler for flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "fault.slow_worker=1@3"], "are MD-GAN's"),
+    # An option the chosen algorithm does not read, set off its default, is refused (registry.py: reads).
+    "straggler for flgan": (
+        {"WORLD_SIZE": "3"},
+        ["algorithm=flgan", "fault.slow_worker=1@3"],
+        "fault.slow_worker=1@3 with algorithm=flgan: flgan does not read fault.slow_worker; remove it (beyond the "
+        "sections every algorithm reads, flgan reads only flgan.*, fault.tolerate_worker_loss, fault.kill_worker)",
+    ),
+    "k for flgan": (
+        {"WORLD_SIZE": "3"},
+        ["algorithm=flgan", "mdgan.k=2"],
+        "mdgan.k=2 with algorithm=flgan: flgan does not read mdgan.*",
+    ),
+    "flgan's period for mdgan": (
+        {"WORLD_SIZE": "3"},
+        ["flgan.sync_every_epochs=2"],
+        "flgan.sync_every_epochs=2.0 with algorithm=mdgan: mdgan does not read flgan.*; remove it",
+    ),
+    "several options for standalone": (
+        {},
+        ["algorithm=standalone", "mdgan.swap_every_epochs=0", "fault.kill_worker=[2@3]"],
+        'mdgan.swap_every_epochs=0.0, fault.kill_worker=["2@3"] with algorithm=standalone: standalone does not '
+        "read mdgan.* or fault.*; remove them (standalone reads only the sections every algorithm reads)",
+    ),
     "kill point beyond flgan's workers": (
         {"WORLD_SIZE": "3"},
         ["algorithm=flgan", "fault.kill_worker=3@3"],
@@ -37,7 +60,7 @@ CASES = {
     "worker faults for standalone": (
         {},
         ["algorithm=standalone", "fault.tolerate_worker_loss=true"],
-        "algorithm=standalone has none",
+        "fault.tolerate_worker_loss=true with algorithm=standalone: standalone does not read fault.*",
     ),
     "no classifier": (
         {"WORLD_SIZE": "3"},
@@ -96,14 +119,22 @@ CASES = {
         ["mdgan.overlap=true", "fault.tolerate_worker_loss=true"],
         "mdgan.overlap cannot be combined with fault.tolerate_worker_loss",
     ),
-    "overlap for flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "mdgan.overlap=true"], "are MD-GAN's, not flgan"),
+    "overlap for flgan": (
+        {"WORLD_SIZE": "3"},
+        ["algorithm=flgan", "mdgan.overlap=true"],
+        "mdgan.overlap=true with algorithm=flgan: flgan does not read mdgan.*",
+    ),
     "bad slow point": ({"WORLD_SIZE": "3"}, ["fault.slow_worker=1@soon"], "expected RANK@SECONDS"),
     "bad on_error": (
         {"WORLD_SIZE": "3"},
         ["checkpoint.on_error=maybe"],
         "Invalid value 'maybe', expected one of [stop, warn]",
     ),
-    "nan point for flgan": ({"WORLD_SIZE": "3"}, ["algorithm=flgan", "fault.nan_worker=1@3"], "are MD-GAN's"),
+    "nan point for flgan": (
+        {"WORLD_SIZE": "3"},
+        ["algorithm=flgan", "fault.nan_worker=1@3"],
+        "fault.nan_worker=1@3 with algorithm=flgan: flgan does not read fault.nan_worker",
+    ),
     "bad checkpoint error point": (
         {"WORLD_SIZE": "3"},
         ["fault.checkpoint_error=3@4"],
@@ -127,7 +158,7 @@ CASES = {
     "several per rank for flgan": (
         {"WORLD_SIZE": "3"},
         ["algorithm=flgan", "mdgan.workers_per_rank=2"],
-        "mdgan.workers_per_rank is MD-GAN's: flgan runs one worker per process",
+        "mdgan.workers_per_rank=2 with algorithm=flgan: flgan does not read mdgan.*",
     ),
     "bad kill point": (
         {"WORLD_SIZE": "3"},
@@ -163,7 +194,7 @@ CASES = {
     "aggregation rule for flgan": (
         {"WORLD_SIZE": "3"},
         ["algorithm=flgan", "mdgan.aggregate=forgiving"],
-        "mdgan.aggregate=forgiving is MD-GAN's: flgan's G learns from one discriminator",
+        "mdgan.aggregate=forgiving with algorithm=flgan: flgan does not read mdgan.*",
     ),
     "a worker killed twice": (
         {"WORLD_SIZE": "4"},
@@ -247,3 +278,32 @@ def test_fault_specs_become_one_plan_per_rank() -> None:
     assert plan == FaultPlan(kills={2: 3, 4: 5}, slow={1: 0.5}, nans={3: 2}, checkpoint_errors={0: 4})
     assert validate(compose([*TINY, "fault.kill_worker=3@7"]), 5)[1] == FaultPlan(kills={3: 7})
     assert validate(compose(TINY), 5)[1] == FaultPlan()
+
+
+def test_only_the_fault_plan_reads_the_fault_specs() -> None:
+    """The roles read the parsed plan: a second reading of the text would be a second parser to keep in step."""
+    specs = {"kill_worker", "slow_worker", "nan_worker", "checkpoint_error"}
+    source = Path(__file__).resolve().parents[1] / "src" / "mdgan_dist"
+    for path in source.rglob("*.py"):
+        if path.name != "fault_plan.py":
+            read = {node.attr for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Attribute)}
+            assert not read & specs, f"{path.relative_to(source)} reads fault.{', fault.'.join(sorted(read & specs))}"
+
+
+# Each algorithm's options set to their defaults, as the presets that compare algorithms do: accepted
+# by every algorithm, whichever reads them.
+DEFAULTS_OF_OTHERS = [
+    "mdgan.swap_every_epochs=1",
+    "mdgan.k=null",
+    "mdgan.aggregate=mean",
+    "flgan.sync_every_epochs=1",
+    "fault.tolerate_worker_loss=false",
+    "fault.kill_worker=null",
+    "fault.slow_worker=null",
+]
+
+
+@pytest.mark.parametrize(("algorithm", "world_size"), [("mdgan", 3), ("flgan", 3), ("standalone", 1)])
+def test_an_option_at_its_default_is_accepted_by_any_algorithm(algorithm: str, world_size: int) -> None:
+    cfg = compose([*TINY, f"algorithm={algorithm}", *DEFAULTS_OF_OTHERS])
+    assert validate(cfg, world_size)[0] is ALGORITHMS[algorithm]

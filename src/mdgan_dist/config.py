@@ -263,10 +263,6 @@ def resolved_k(cfg: MDGANConfig, num_workers: int) -> int:
 def validate_fields(cfg: Config) -> None:
     """Checks the values every algorithm reads, without data or peers; raises ConfigError saying
     what to do. Each algorithm checks its own (algorithms/registry.py: validate)."""
-    require(
-        cfg.flgan.sync_every_epochs > 0,
-        f"flgan.sync_every_epochs={cfg.flgan.sync_every_epochs}: must be > 0 (FL-GAN averages G and D every E epochs)",
-    )
     require(cfg.eval.every >= 0, f"eval.every={cfg.eval.every}: must be >= 0 (0 disables scoring)")
     require(cfg.eval.num_samples >= 2, f"eval.num_samples={cfg.eval.num_samples}: need at least 2 samples")
     require(
@@ -277,10 +273,6 @@ def validate_fields(cfg: Config) -> None:
     require(
         cfg.gan.ema_halflife >= 0,
         f"gan.ema_halflife={cfg.gan.ema_halflife}: must be >= 0 iterations (0 turns the average of G off)",
-    )
-    require(
-        cfg.mdgan.swap_every_epochs >= 0,
-        f"mdgan.swap_every_epochs={cfg.mdgan.swap_every_epochs}: must be >= 0 (0 disables swaps)",
     )
     try:
         parse_policy(cfg.gan.augment)
@@ -372,6 +364,12 @@ def trajectory_differences(
             shown = ["(absent)" if value is missing else repr(value) for value in (old, new)]
             differences.append(f"{name}: {shown[0]} in {saved_in}, {shown[1]} here")
     return differences
+
+
+def changed_options(cfg: Config) -> dict[str, Any]:
+    """Every option cfg sets off the schema's default, by its dotted name, as a plain value."""
+    defaults = _flat(to_dict(Config()))
+    return {name: value for name, value in _flat(to_dict(cfg)).items() if value != defaults[name]}
 
 
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""MD-GAN's own configuration checks: k, the aggregation rule, the speed options, the fault
-injection, the wire labels."""
+"""MD-GAN's own configuration checks: k, the swaps, the aggregation rule, the speed options, the
+wire labels."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ def num_workers(cfg: Config, world_size: int) -> int:
 def validate(cfg: Config, world_size: int) -> None:
     require_workers(cfg, world_size)
     validate_workers_per_rank(cfg)
+    require(
+        cfg.mdgan.swap_every_epochs >= 0,
+        f"mdgan.swap_every_epochs={cfg.mdgan.swap_every_epochs}: must be >= 0 (0 disables swaps)",
+    )
     workers = num_workers(cfg, world_size)
     k = resolved_k(cfg.mdgan, workers)
     if not 1 <= k <= workers:
