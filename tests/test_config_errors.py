@@ -140,6 +140,16 @@ CASES = {
         ["fault.checkpoint_error=3@4"],
         "expected RANK@ITERATION with a rank in 0..2 (0: the server)",
     ),
+    "flgan never averaging": (
+        {"WORLD_SIZE": "3"},
+        ["algorithm=flgan", "flgan.sync_every_epochs=0"],
+        "flgan.sync_every_epochs=0.0: must be > 0",
+    ),
+    "negative swap period": (
+        {"WORLD_SIZE": "3"},
+        ["mdgan.swap_every_epochs=-1"],
+        "mdgan.swap_every_epochs=-1.0: must be >= 0",
+    ),
     "no workers per rank": (
         {"WORLD_SIZE": "3"},
         ["mdgan.workers_per_rank=0"],

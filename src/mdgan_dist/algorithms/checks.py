@@ -30,14 +30,14 @@ def refuse_unread_options(cfg: Config, reads: tuple[str, ...]) -> None:
     given = ", ".join(
         f"{name}={value if isinstance(value, str) else json.dumps(value)}" for name, value in unread.items()
     )
-    name = cfg.algorithm
+    algorithm = cfg.algorithm
     if reads:
-        its = f"beyond the sections every algorithm reads, {name} reads only "
+        its = f"beyond the sections every algorithm reads, {algorithm} reads only "
         its += ", ".join(option if "." in option else f"{option}.*" for option in reads)
     else:
-        its = f"{name} reads only the sections every algorithm reads"
+        its = f"{algorithm} reads only the sections every algorithm reads"
     raise ConfigError(
-        f"{given} with algorithm={name}: {name} does not read {' or '.join(named)}; "
+        f"{given} with algorithm={algorithm}: {algorithm} does not read {' or '.join(named)}; "
         f"remove {'it' if len(unread) == 1 else 'them'} ({its})"
     )
 

@@ -61,7 +61,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         check_plan=mdgan_checks.check_plan,
         workers=mdgan_checks.num_workers,
     ),
-    # A worker that dies or is killed (FL-GAN's fault injection), nothing of MD-GAN's.
+    # FL-GAN drops lost workers and kills them on schedule; the other fault.* are MD-GAN's.
     "flgan": Algorithm(
         FLGANServer,
         FLGANWorker,
