@@ -7,12 +7,10 @@ import time
 
 import torch
 
-from mdgan_dist.algorithms.checks import reject_mdgan_options, reject_worker_faults, require_one_process
 from mdgan_dist.algorithms.ema import average_of, final_generator
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.scoring import Scoring
-from mdgan_dist.config import Config
 from mdgan_dist.resources import ComputeClock, write_stats
 from mdgan_dist.run_logging import RunLogger
 from mdgan_dist.seeding import generator
@@ -54,9 +52,3 @@ class StandaloneGAN:
         write_stats(run_dir, 0, "standalone", device, compute_cpu_seconds=clock.seconds)
         torch.save(final_generator(gan.generator, average, iterations), run_dir / "generator.pt")
         torch.save({"discriminator": gan.discriminator.state_dict()}, run_dir / "discriminator.pt")
-
-
-def validate(cfg: Config, world_size: int) -> None:
-    require_one_process(cfg, world_size)
-    reject_mdgan_options(cfg)
-    reject_worker_faults(cfg)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from mdgan_dist.algorithms.checks import reject_mdgan_options, require_workers
-from mdgan_dist.config import Config, kill_schedule
+from mdgan_dist.algorithms.checks import require_workers
+from mdgan_dist.config import Config, require
 
 
 def validate(cfg: Config, world_size: int) -> None:
     require_workers(cfg, world_size)
-    reject_mdgan_options(cfg)
-    kill_schedule(cfg.fault, world_size - 1)  # fault.kill_worker names worker processes
+    require(
+        cfg.flgan.sync_every_epochs > 0,
+        f"flgan.sync_every_epochs={cfg.flgan.sync_every_epochs}: must be > 0 (FL-GAN averages G and D every E epochs)",
+    )

@@ -10,7 +10,6 @@ from mdgan_dist.algorithms.flgan.averaging import model_tensors
 from mdgan_dist.algorithms.handshake import answer_server
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.role import RoleContext
-from mdgan_dist.config import kill_schedule
 from mdgan_dist.distributed.protocol import Feedback, Stop, Sync, Train
 from mdgan_dist.resources import ComputeClock, write_peer_stats
 from mdgan_dist.seeding import generator
@@ -27,7 +26,7 @@ class FLGANWorker:
         self.gan = LocalGAN(ctx.cfg, ctx.image_shape, ctx.num_classes, shard, worker, noise, ctx.device)
         self.tensors = model_tensors(self.gan.generator, self.gan.discriminator)
         self.average = torch.empty(sum(t.numel() for t in self.tensors), device=ctx.device)
-        self.kill_at = kill_schedule(ctx.cfg.fault, ctx.num_workers).get(self.transport.rank)
+        self.kill_at = ctx.faults.kills.get(self.transport.rank)
         self.compute_clock = ComputeClock()  # the local GAN iterations: the worker's training compute
 
     def run(self) -> None:

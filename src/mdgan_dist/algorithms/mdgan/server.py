@@ -41,7 +41,7 @@ from mdgan_dist.checkpoint import (
     write_manifest,
 )
 from mdgan_dist.checkpoint import load as load_checkpoint
-from mdgan_dist.config import checkpoint_error_point, resolved_k, to_dict, trajectory_settings
+from mdgan_dist.config import OnError, resolved_k, to_dict, trajectory_settings
 from mdgan_dist.distributed.protocol import Checkpoint, Feedback, Stop, SwapOrder, Train
 from mdgan_dist.distributed.transport import Posted, Transfer
 from mdgan_dist.errors import CheckpointError, ConfigError, NonFiniteError, PeerError
@@ -102,8 +102,7 @@ class Server:
         # handshake aside): what training has cost the server's link.
         self.bytes_trained = 0
         self.trajectory = trajectory_settings(cfg, ctx.num_workers)
-        point = checkpoint_error_point(cfg.fault, len(workers))
-        self.disk_full_at = point[1] if point is not None and point[0] == 0 else None
+        self.disk_full_at = ctx.faults.checkpoint_errors.get(0)  # fault.checkpoint_error at the server
         # `touch <run_dir>/STOP`: checkpoint after the next iteration sent and end cleanly (SLURM's
         # pre-time-limit signal does this through launch/slurm.sbatch).
         self.stop_file = self.run_dir / "STOP"
@@ -270,7 +269,7 @@ class Server:
         message = (
             f"the checkpoint of iteration {done} could not be written ({error}); the complete ones before it are intact"
         )
-        if self.cfg.checkpoint.on_error == "warn":
+        if self.cfg.checkpoint.on_error == OnError.warn:
             log.warning("%s; training goes on without it (checkpoint.on_error=warn)", message)
             return
         stop = self.transport.header(Stop(done, finished=False))

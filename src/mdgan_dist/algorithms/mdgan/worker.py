@@ -22,7 +22,6 @@ from mdgan_dist.algorithms.mdgan.swap import swap_discriminators
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.checkpoint import atomic_save, checkpoint_dir, find_worker_file, resume_directory, worker_file
 from mdgan_dist.checkpoint import load as load_checkpoint
-from mdgan_dist.config import checkpoint_error_point, kill_schedule, nan_point, slow_point
 from mdgan_dist.distributed.protocol import Checkpoint, Feedback, PairGreeting, Stop, SwapOrder, Train
 from mdgan_dist.errors import NonFiniteError, PeerError
 from mdgan_dist.resources import ComputeClock, write_peer_stats
@@ -52,11 +51,11 @@ class Worker:
         in_place = dtype == torch.float32 and wire == ctx.device
         self.samples = self.batches.images if in_place else torch.empty(self.batches.images.shape, device=ctx.device)
         self.holds = workers  # which D each slot holds: the worker it was born on
-        ranks = ctx.num_workers // per_rank
-        self.kill_at = kill_schedule(cfg.fault, ranks).get(transport.rank)
-        self.slow = slow_point(cfg.fault, ranks)
-        self.nan_at = nan_point(cfg.fault, ranks)
-        self.disk_full_at = checkpoint_error_point(cfg.fault, ranks)
+        faults = ctx.faults
+        self.kill_at = faults.kills.get(transport.rank)
+        self.slow = faults.slow.get(transport.rank)
+        self.nan_at = faults.nans.get(transport.rank)
+        self.disk_full_at = faults.checkpoint_errors.get(transport.rank)
         self.first = first
         self.swaps = self.swap_bytes_sent = self.swap_bytes_recv = self.iterations_trained = 0
         self.compute_clock = ComputeClock()  # the D steps and feedback: the worker's training compute
@@ -169,7 +168,7 @@ class Worker:
         require_finite_state(state, rank, iteration, "the worker's checkpoint")
         path = worker_file(checkpoint_dir(self.ctx.run_dir, iteration), rank, self.holds)
         try:
-            if self.disk_full_at == (rank, iteration):
+            if self.disk_full_at == iteration:
                 raise OSError(errno.ENOSPC, "No space left on device (fault.checkpoint_error)", str(path))
             atomic_save(state, path)
             failed = False
@@ -189,7 +188,7 @@ class Worker:
         """The D steps and the feedback on the batches that arrived in self.batches; the reply
         carries the feedback, the losses and the seconds spent on each part."""
         crash_if_scheduled(self.kill_at, self.transport.rank, iteration)
-        if self.nan_at == (self.transport.rank, iteration):
+        if self.nan_at == iteration:
             log.warning("fault.nan_worker: rank %d turns its D NaN at iteration %d", self.transport.rank, iteration)
             self.compute.poison(0)
         message = self.batches
@@ -208,8 +207,8 @@ class Worker:
         # The header carries one D and one G loss: the means over this process's workers.
         d_loss, g_loss = (sum(losses) / len(losses) for losses in (outcome.d_losses, outcome.g_losses))
         self.iterations_trained += 1
-        if self.slow is not None and self.slow[0] == self.transport.rank:
-            time.sleep(self.slow[1])  # fault.slow_worker: a straggler (slow feedback), for tests and demos
+        if self.slow is not None:
+            time.sleep(self.slow)  # fault.slow_worker: a straggler (slow feedback), for tests and demos
         d_seconds = prepared - started + outcome.d_seconds
         Feedback(
             iteration,
