@@ -11,7 +11,7 @@ import torch
 from mdgan_dist.algorithms.aggregation import AGGREGATIONS, Judgements, aggregate
 from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
 from mdgan_dist.algorithms.steps import generator_feedback, generator_loss, sample_latent
-from mdgan_dist.config import GANConfig, ModelConfig
+from mdgan_dist.config import Aggregate, GANConfig, ModelConfig
 from mdgan_dist.models import build_discriminator, build_generator
 from mdgan_dist.models.sampling import generator_input
 
@@ -40,6 +40,10 @@ def mean_weight(verdicts: torch.Tensor, labels: torch.Tensor, judge: int, judges
 
 
 WEIGHTS: dict[str, Weight] = {"mean": mean_weight, "class_aware": class_aware_weight, "forgiving": forgiving_weight}
+
+
+def test_every_choice_of_mdgan_aggregate_has_its_rule() -> None:
+    assert set(AGGREGATIONS) == set(Aggregate)
 
 
 @pytest.mark.parametrize("rule", list(AGGREGATIONS))

@@ -174,11 +174,6 @@ def test_the_standalone_gan_trains_on_the_whole_train_split(split: str) -> None:
     assert [shard.tolist() for shard in plan.shards] == [list(range(4500))]
 
 
-def test_unknown_split() -> None:
-    with pytest.raises(ConfigError, match="iid, dirichlet"):
-        split_indices(torch.zeros(10, dtype=torch.int64), 2, DataConfig(split="random"), seed=0)
-
-
 # --- load_shard --------------------------------------------------------------------------------
 
 

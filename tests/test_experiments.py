@@ -663,8 +663,13 @@ def test_results_say_what_each_configuration_took_to_reach_the_targets(tmp_path:
         cfg = Config(algorithm="mdgan", train=TrainConfig(batch_size=16, iterations=300, seed=seed))
         name = f"mdgan-N2-k1-b16-s{seed}"
         make_run(tmp_path, name, cfg, records, workers=2, finished=True, group="mdgan-N2-k1-b16", floor=floor)
-        for rank, seconds in ((0, None), (1, 30.0), (2, 60.0)):  # the server records no training compute
-            stats = {"rank": rank, **({} if seconds is None else {"compute_cpu_seconds": seconds})}
+        # The server records no training compute. Seed 1 was resumed at iteration 100: its worker
+        # processes clocked only the 200 iterations they trained, 2/3 of the seconds of the others.
+        trained = {"iterations_trained": 200} if seed == 1 else {}
+        for rank, seconds in ((0, None), (1, 30.0), (2, 60.0)):
+            if seconds is not None and seed == 1:
+                seconds *= 2 / 3
+            stats = {"rank": rank, **({} if seconds is None else {"compute_cpu_seconds": seconds, **trained})}
             (tmp_path / name / f"stats_rank{rank}.json").write_text(json.dumps(stats))
     # A fourth seed, stopped before its first evaluation: it reaches nothing and has no shares yet.
     cfg = Config(algorithm="mdgan", train=TrainConfig(batch_size=16, iterations=300, seed=3))
@@ -684,7 +689,9 @@ def test_results_say_what_each_configuration_took_to_reach_the_targets(tmp_path:
     )
     # 90 CPU seconds over 300 iterations: 60 by iteration 200; the bytes logged at iteration 200.
     assert float(rows["0"]["reached_worker_cpu_seconds"]) == 60.0 and rows["0"]["reached_server_bytes"] == "200000"
-    assert float(rows["1"]["reached_worker_cpu_seconds"]) == 90.0
+    # The resumed seed's 60 seconds over 200 iterations are 90 over its 300.
+    assert float(rows["1"]["reached_worker_cpu_seconds"]) == pytest.approx(90.0)
+    assert float(rows["1"]["run_worker_cpu_seconds"]) == pytest.approx(90.0)
     table = (out / "results.md").read_text()
     assert "To a finished generator (classifier_score>=9 and frechet_distance<=2xfloor" in table
     assert "| mdgan-N2-k1-b16 | 2 of 4 | 250.000 ± 70.711 [-385.310, 885.310] |" in table

@@ -39,7 +39,18 @@ def compose_raw(overrides: Sequence[str] = ()) -> DictConfig:
         with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             return hydra.compose(config_name=CONFIG_NAME, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(str(error).strip()) from error
+        raise ConfigError(_with_causes(error)) from error
+
+
+def _with_causes(error: BaseException) -> str:
+    """The error and the ones it wraps, as the trainer's command line (Hydra) shows them: "Error
+    merging override gan.loss=hinge" says where, its cause what (the value and the ones allowed)."""
+    messages: list[str] = []
+    cause: BaseException | None = error
+    while cause is not None:
+        messages.append(str(cause).strip())
+        cause = cause.__cause__
+    return "\n".join(dict.fromkeys(message for message in messages if message))
 
 
 def typed_config(raw: DictConfig) -> Config:

@@ -7,6 +7,7 @@ dataclasses travel further. Every field has the default the docs describe.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import math
@@ -20,11 +21,83 @@ from mdgan_dist.augment import parse_policy
 from mdgan_dist.errors import ConfigError
 
 
+class Choice(str, enum.Enum):
+    """A field's fixed set of values. OmegaConf reads an enum by its members' names and refuses any
+    other with the field, the value and the names; so each value is its name (auto()), as the
+    command line spells it (gan.loss=saturating), and str() shows it that way too."""
+
+    @staticmethod
+    def _generate_next_value_(name: str, _start: int, _count: int, _last_values: list[Any]) -> str:
+        return name
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class DataSplit(Choice):
+    iid = enum.auto()  # equal shards
+    dirichlet = enum.auto()  # non-iid label skew (data.alpha)
+    classes = enum.auto()  # data.classes_per_worker classes per worker
+
+
+class GeneratorLoss(Choice):
+    non_saturating = enum.auto()  # -log D(G(z))
+    saturating = enum.auto()  # the paper's log(1 - D(G(z)))
+
+
+class Conditioning(Choice):
+    acgan = enum.auto()  # the paper's: D also classifies, a class loss for D and G
+    projection = enum.auto()  # the class enters D's real/fake logit, no class loss (Miyato & Koyama 2018)
+
+
+class Aggregate(Choice):
+    """How the workers' feedback becomes G's gradient: each has its rule in algorithms/aggregation.py."""
+
+    mean = enum.auto()  # the paper's
+    class_aware = enum.auto()  # a sample follows only the judges whose shard holds its class (conditional models)
+    forgiving = enum.auto()  # F2U: a sample follows the judge that finds it the most real
+
+
+class Device(Choice):
+    auto = enum.auto()  # the rank's GPU with NCCL, the CPU with gloo
+    cuda = enum.auto()
+    cpu = enum.auto()
+
+
+class Precision(Choice):
+    float32 = enum.auto()
+    bf16 = enum.auto()  # G's and D's forward passes under bf16 autocast; their state stays float32
+
+
+class Backend(Choice):
+    auto = enum.auto()  # nccl only with one GPU per local rank, gloo otherwise
+    gloo = enum.auto()
+    nccl = enum.auto()
+
+
+class WireDtype(Choice):
+    """What the generated batches and the feedback travel as; the names are torch's dtypes."""
+
+    float32 = enum.auto()
+    bfloat16 = enum.auto()
+    float16 = enum.auto()
+
+
+class OnError(Choice):
+    stop = enum.auto()  # every rank stops, with the error
+    warn = enum.auto()  # training goes on without that checkpoint
+
+
+class ExistingRun(Choice):
+    refuse = enum.auto()  # nothing is written
+    move_aside = enum.auto()  # that run is renamed to <run.dir>.set-aside-<time> (nothing deleted)
+
+
 @dataclass
 class DataConfig:
     name: str = "mnist5k"  # mnist5k | mnist | fashion_mnist | cifar10 | imagefolder
     root: str = "data"  # local root in torchvision's layout; never downloaded into
-    split: str = "iid"  # iid (equal shards) | dirichlet (non-iid label skew) | classes (c classes per worker)
+    split: DataSplit = DataSplit.iid  # how the train split is divided among the workers
     alpha: float = 0.5  # Dirichlet concentration for split=dirichlet; smaller is more skewed
     classes_per_worker: int = 2  # c for split=classes: each worker holds only c of the classes
     image_size: int | None = None  # resize to image_size x image_size; required for imagefolder
@@ -45,10 +118,8 @@ class ModelConfig:
 class GANConfig:
     """The GAN itself, the same for every algorithm (standalone, FL-GAN, MD-GAN)."""
 
-    loss: str = "non_saturating"  # non_saturating | saturating (the paper's log(1 - D(G(z))))
-    # With model.conditional: acgan (the paper's: D also classifies, a class loss for D and G) |
-    # projection (the class enters D's real/fake logit, no class loss; Miyato & Koyama 2018)
-    conditioning: str = "projection"
+    loss: GeneratorLoss = GeneratorLoss.non_saturating
+    conditioning: Conditioning = Conditioning.projection  # how D uses the classes, with model.conditional
     real_label: float = 0.9  # D's target for real samples: 0.9 is one-sided label smoothing, 1 none
     disc_steps: int = 1  # L: discriminator steps per iteration
     reuse_real_batch: bool = False  # one real batch for all L steps instead of a fresh one each
@@ -76,10 +147,7 @@ class MDGANConfig:
     # W: the workers each worker process hosts, with their D steps and feedback batched over them;
     # N = W x (processes - 1). 1: one worker per process, the paper's layout.
     workers_per_rank: int = 1
-    # How the workers' feedback becomes G's gradient (algorithms/aggregation.py): mean (the paper's),
-    # class_aware (a sample follows only the judges whose shard holds its class; conditional models)
-    # or forgiving (F2U: a sample follows the judge that finds it the most real)
-    aggregate: str = "mean"
+    aggregate: Aggregate = Aggregate.mean  # how the workers' feedback becomes G's gradient
 
 
 @dataclass
@@ -104,8 +172,8 @@ class TrainConfig:
     iterations: int = 3000  # I: global iterations (generator steps)
     batch_size: int = 64  # b
     seed: int = 0
-    device: str = "auto"  # auto (GPU with NCCL, CPU with gloo) | cuda | cpu
-    precision: str = "float32"  # float32 | bf16: G's and D's forward passes under bf16 autocast; state stays float32
+    device: Device = Device.auto
+    precision: Precision = Precision.float32
     channels_last: bool = False  # convolutional models and their image inputs in channels_last (GPU tensor cores)
     compile: bool = False  # torch.compile G and D; the first iterations pay for the compilation
     threads: int | None = None  # torch intra-op threads per process; None: the node's cores shared by its ranks
@@ -113,9 +181,9 @@ class TrainConfig:
 
 @dataclass
 class CommConfig:
-    backend: str = "auto"  # auto | gloo | nccl; auto picks nccl only with one GPU per local rank
+    backend: Backend = Backend.auto
     timeout_s: float = 120.0  # every wait on a peer ends after this many seconds
-    dtype: str = "float32"  # float32 | bfloat16 | float16: generated batches and feedback on the wire
+    dtype: WireDtype = WireDtype.float32
 
 
 @dataclass
@@ -130,8 +198,7 @@ class LogConfig:
 class CheckpointConfig:
     every: int = 1000  # iterations between checkpoints (and one at the end); 0 disables
     keep: int = 2  # complete checkpoints kept on disk, at least 2
-    # When one cannot be written (a full disk): stop (every rank, with the error) | warn (go on without it)
-    on_error: str = "stop"
+    on_error: OnError = OnError.stop  # when one cannot be written (a full disk)
 
 
 @dataclass
@@ -158,9 +225,8 @@ class EvalConfig:
 class RunConfig:
     dir: str | None = None  # None: runs/<SLURM job id or a start time chosen by rank 0>
     # What happens when run.dir holds a run that this one would not continue (another
-    # configuration, or resume=never): refuse (nothing is written) | move_aside (that run is
-    # renamed to <run.dir>.set-aside-<time>, nothing deleted, and this one starts in run.dir)
-    existing: str = "refuse"
+    # configuration, or resume=never)
+    existing: ExistingRun = ExistingRun.refuse
 
 
 @dataclass
@@ -182,16 +248,9 @@ class Config:
     resume: str = "auto"  # auto: newest complete checkpoint in run.dir | never: fresh run only | a path
 
 
-LOSSES = ("non_saturating", "saturating")
-CONDITIONINGS = ("acgan", "projection")
-SPLITS = ("iid", "dirichlet", "classes")
-BACKENDS = ("auto", "gloo", "nccl")
-# The wire dtypes, each with the largest integer it holds exactly (2^(mantissa bits + 1)):
-# ACGAN's class labels travel with the batches as floats.
-WIRE_DTYPES = {"float32": 2**24, "bfloat16": 2**8, "float16": 2**11}
-DEVICES = ("auto", "cuda", "cpu")
-EXISTING_RUN = ("refuse", "move_aside")
-PRECISIONS = ("float32", "bf16")
+# The largest integer each wire dtype holds exactly (2^(mantissa bits + 1)): ACGAN's class labels
+# travel with the batches as floats.
+EXACT_INTEGERS = {WireDtype.float32: 2**24, WireDtype.bfloat16: 2**8, WireDtype.float16: 2**11}
 
 
 def resolved_k(cfg: MDGANConfig, num_workers: int) -> int:
@@ -204,10 +263,6 @@ def resolved_k(cfg: MDGANConfig, num_workers: int) -> int:
 def validate_fields(cfg: Config) -> None:
     """Checks the values every algorithm reads, without data or peers; raises ConfigError saying
     what to do. Each algorithm checks its own (algorithms/registry.py: validate)."""
-    require(
-        cfg.flgan.sync_every_epochs > 0,
-        f"flgan.sync_every_epochs={cfg.flgan.sync_every_epochs}: must be > 0 (FL-GAN averages G and D every E epochs)",
-    )
     require(cfg.eval.every >= 0, f"eval.every={cfg.eval.every}: must be >= 0 (0 disables scoring)")
     require(cfg.eval.num_samples >= 2, f"eval.num_samples={cfg.eval.num_samples}: need at least 2 samples")
     require(
@@ -219,24 +274,12 @@ def validate_fields(cfg: Config) -> None:
         cfg.gan.ema_halflife >= 0,
         f"gan.ema_halflife={cfg.gan.ema_halflife}: must be >= 0 iterations (0 turns the average of G off)",
     )
-    require(
-        cfg.mdgan.swap_every_epochs >= 0,
-        f"mdgan.swap_every_epochs={cfg.mdgan.swap_every_epochs}: must be >= 0 (0 disables swaps)",
-    )
-    require_choice("gan.loss", cfg.gan.loss, LOSSES)
-    require_choice("gan.conditioning", cfg.gan.conditioning, CONDITIONINGS)
     try:
         parse_policy(cfg.gan.augment)
     except ValueError as error:
         raise ConfigError(f"gan.augment={cfg.gan.augment!r}: {error}, comma-separated, or none") from error
     require(0 < cfg.gan.real_label <= 1, f"gan.real_label={cfg.gan.real_label}: must be in (0, 1]")
     require(cfg.gan.r1 >= 0, f"gan.r1={cfg.gan.r1}: the R1 penalty's gamma must be >= 0 (0 turns it off)")
-    require_choice("data.split", cfg.data.split, SPLITS)
-    require_choice("run.existing", cfg.run.existing, EXISTING_RUN)
-    require_choice("comm.backend", cfg.comm.backend, BACKENDS)
-    require_choice("comm.dtype", cfg.comm.dtype, tuple(WIRE_DTYPES))
-    require_choice("train.device", cfg.train.device, DEVICES)
-    require_choice("train.precision", cfg.train.precision, PRECISIONS)
     require(
         cfg.train.threads is None or cfg.train.threads >= 1,
         f"train.threads={cfg.train.threads}: must be >= 1, or null for the node's cores shared among its ranks",
@@ -250,7 +293,6 @@ def validate_fields(cfg: Config) -> None:
     require(cfg.log.every >= 1, f"log.every={cfg.log.every}: must be >= 1")
     require(cfg.log.sample_every >= 1, f"log.sample_every={cfg.log.sample_every}: must be >= 1")
     require(cfg.checkpoint.every >= 0, f"checkpoint.every={cfg.checkpoint.every}: must be >= 0 (0 disables)")
-    require_choice("checkpoint.on_error", cfg.checkpoint.on_error, ("stop", "warn"))
     require(
         cfg.checkpoint.keep >= 2,
         f"checkpoint.keep={cfg.checkpoint.keep}: keep at least 2, so a torn newest one has a fallback",
@@ -261,61 +303,6 @@ def validate_fields(cfg: Config) -> None:
     for name in ("beta1", "beta2"):
         value = getattr(cfg.optim, name)
         require(0 <= value < 1, f"optim.{name}={value}: must be in [0, 1)")
-
-
-def kill_schedule(cfg: FaultConfig, num_workers: int) -> dict[int, int]:
-    """fault.kill_worker as {rank: iteration}, each entry checked against the number of workers."""
-    entries = cfg.kill_worker if isinstance(cfg.kill_worker, list | tuple) else [cfg.kill_worker]
-    schedule: dict[int, int] = {}
-    for entry in entries:
-        if entry is None:
-            continue
-        point = _iteration_point(entry, "fault.kill_worker", num_workers)
-        assert point is not None
-        rank, iteration = point
-        if rank in schedule:
-            raise ConfigError(
-                f"fault.kill_worker={cfg.kill_worker}: rank {rank} is named twice; a worker dies once, "
-                "e.g. fault.kill_worker=[2@200,3@400]"
-            )
-        schedule[rank] = iteration
-    return schedule
-
-
-def nan_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:
-    """fault.nan_worker as (rank, iteration), checked against the number of workers."""
-    return _iteration_point(cfg.nan_worker, "fault.nan_worker", num_workers)
-
-
-def checkpoint_error_point(cfg: FaultConfig, num_workers: int) -> tuple[int, int] | None:
-    """fault.checkpoint_error as (rank, iteration); rank 0 is the server."""
-    return _iteration_point(cfg.checkpoint_error, "fault.checkpoint_error", num_workers, lowest=0)
-
-
-def _iteration_point(text: str | None, name: str, num_workers: int, lowest: int = 1) -> tuple[int, int] | None:
-    rank, value = _worker_at(text, name, "ITERATION", "2@100", num_workers, lowest)
-    return None if rank is None else (rank, int(value))
-
-
-def slow_point(cfg: FaultConfig, num_workers: int) -> tuple[int, float] | None:
-    """fault.slow_worker as (rank, seconds of sleep before each feedback)."""
-    rank, value = _worker_at(cfg.slow_worker, "fault.slow_worker", "SECONDS", "2@0.5", num_workers)
-    return None if rank is None else (rank, float(value))
-
-
-def _worker_at(
-    text: str | None, name: str, what: str, example: str, num_workers: int, lowest: int = 1
-) -> tuple[int | None, str]:
-    """Parses RANK@VALUE with a rank in lowest..N (1: the workers; 0: the server too) and a
-    non-negative number."""
-    if text is None:
-        return None, ""
-    rank, _, value = str(text).partition("@")
-    number = value.isdigit() or (what == "SECONDS" and value.replace(".", "", 1).isdigit())
-    if not (rank.isdigit() and number and lowest <= int(rank) <= num_workers):
-        ranks = f"a worker rank in 1..{num_workers}" if lowest else f"a rank in 0..{num_workers} (0: the server)"
-        raise ConfigError(f"{name}={text!r}: expected RANK@{what} with {ranks}, e.g. {name}={example}")
-    return int(rank), value
 
 
 def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
@@ -332,7 +319,7 @@ def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
 
 def validate_wire_labels(cfg: Config, num_classes: int) -> None:
     """Labels that travel with the generated batches (MD-GAN) must be exact in comm.dtype."""
-    exact = WIRE_DTYPES[cfg.comm.dtype]
+    exact = EXACT_INTEGERS[cfg.comm.dtype]
     require(
         not (cfg.model.conditional and num_classes > exact),
         f"comm.dtype={cfg.comm.dtype} holds class labels exactly only up to {exact}, the dataset has "
@@ -342,7 +329,7 @@ def validate_wire_labels(cfg: Config, num_classes: int) -> None:
 
 def digest(cfg: Config) -> int:
     """A 63-bit fingerprint of the whole config, compared in the start-up handshake."""
-    return fingerprint(dataclasses.asdict(cfg))
+    return fingerprint(to_dict(cfg))
 
 
 # What may change when a run is resumed: none of it changes what an iteration computes.
@@ -352,7 +339,7 @@ RESUMABLE_CHANGES = ("resume", "run", "checkpoint", "log", "comm", "fault", "eva
 def trajectory_settings(cfg: Config, num_workers: int) -> dict[str, Any]:
     """Everything that determines the training trajectory, checked on resume: a checkpoint's
     manifest keeps it, so that a refusal can name each setting that differs (trajectory_differences)."""
-    fields = {key: value for key, value in dataclasses.asdict(cfg).items() if key not in RESUMABLE_CHANGES}
+    fields = {key: value for key, value in to_dict(cfg).items() if key not in RESUMABLE_CHANGES}
     ignored = ("iterations", "device", "threads")
     fields["train"] = {key: value for key, value in fields["train"].items() if key not in ignored}
     # comm. may change on resume (backend, timeout), except the wire dtype, which rounds what travels.
@@ -379,6 +366,12 @@ def trajectory_differences(
     return differences
 
 
+def changed_options(cfg: Config) -> dict[str, Any]:
+    """Every option cfg sets off the schema's default, by its dotted name, as a plain value."""
+    defaults = _flat(to_dict(Config()))
+    return {name: value for name, value in _flat(to_dict(cfg)).items() if value != defaults[name]}
+
+
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in settings.items():
@@ -395,8 +388,11 @@ def fingerprint(value: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
-def to_dict(cfg: Config) -> dict:
-    return dataclasses.asdict(cfg)
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as plain values, each choice as its name: what JSON and a checkpoint's
+    weights_only loader take."""
+    plain: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    return plain
 
 
 def save(cfg: Config, path: Path) -> None:

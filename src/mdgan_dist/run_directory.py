@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf.errors import OmegaConfBaseException
 
 from mdgan_dist.checkpoint import newest_manifest, settings_differences
-from mdgan_dist.config import Config, trajectory_differences, trajectory_settings
+from mdgan_dist.config import Config, ExistingRun, trajectory_differences, trajectory_settings
 from mdgan_dist.config import load as load_config
 from mdgan_dist.distributed.env import job_id
 from mdgan_dist.errors import ConfigError
@@ -68,7 +68,7 @@ def check_run_dir(cfg: Config, num_workers: int) -> Path | None:
     reason = other_run(cfg, run_dir, num_workers)
     if reason is None:
         return None
-    if cfg.run.existing == "move_aside":
+    if cfg.run.existing == ExistingRun.move_aside:
         if Path.cwd().resolve().is_relative_to(run_dir.resolve()):
             raise ConfigError(
                 f"run.dir={run_dir}: {reason}, and run.existing=move_aside cannot move the working directory "

@@ -37,6 +37,7 @@ from mdgan_dist.distributed.process_group import (
 )
 from mdgan_dist.distributed.transport import Transport
 from mdgan_dist.errors import CheckpointError, ConfigError, NonFiniteError, PeerError
+from mdgan_dist.fault_plan import FaultPlan
 from mdgan_dist.job import DataPlan
 from mdgan_dist.metrics import check_evaluation
 from mdgan_dist.run_directory import check_run_dir, known_run_dir, move_aside
@@ -57,11 +58,11 @@ def agree_on_run_dir(cfg: Config, world_size: int) -> Path:
     return run_dir
 
 
-def start_up_checks(cfg: Config, env: LaunchEnv, gpus: int) -> tuple[Algorithm, DataPlan, str, torch.device]:
+def start_up_checks(cfg: Config, env: LaunchEnv, gpus: int) -> tuple[Algorithm, FaultPlan, DataPlan, str, torch.device]:
     """Every check before the process group, in order, each raising ConfigError: the config for
     this many processes, the evaluation classifier, the data, the run directory, the devices.
-    Returns the algorithm's entry, the data plan, the backend and this rank's device."""
-    algorithm = validate(cfg, env.world_size)
+    Returns the algorithm's entry, the fault plan, the data plan, the backend and this rank's device."""
+    algorithm, faults = validate(cfg, env.world_size)
     check_evaluation(cfg)
     data = plan(cfg, env.world_size)
     set_aside = check_run_dir(cfg, num_workers=len(data.shards))
@@ -69,7 +70,7 @@ def start_up_checks(cfg: Config, env: LaunchEnv, gpus: int) -> tuple[Algorithm, 
     device = choose_device(cfg.train.device, backend, env, gpus)
     if set_aside is not None and env.is_server:  # before the process group, so before any rank writes
         log.warning("run.existing=move_aside: the run in %s moved to %s", set_aside, move_aside(set_aside))
-    return algorithm, data, backend, device
+    return algorithm, faults, data, backend, device
 
 
 def run_role(algorithm: Algorithm, ctx: RoleContext, is_server: bool) -> None:
@@ -92,20 +93,21 @@ def run(raw: DictConfig) -> int:
     )
     try:
         cfg = typed_config(raw)
-        algorithm, data, backend, device = start_up_checks(cfg, env, visible_gpus())
+        algorithm, faults, data, backend, device = start_up_checks(cfg, env, visible_gpus())
         threads = cfg.train.threads or env.threads_per_process()
         torch.set_num_threads(threads)
         log.info("%d intra-op threads per process (train.threads)", threads)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         if algorithm.single_process:
-            run_role(algorithm, RoleContext(cfg, data, agree_on_run_dir(cfg, world_size=1), device), is_server=True)
+            ctx = RoleContext(cfg, faults, data, agree_on_run_dir(cfg, world_size=1), device)
+            run_role(algorithm, ctx, is_server=True)
             return 0
         init_process_group(backend, env, device, cfg.comm.timeout_s)
         transport = Transport(
             env.rank, cfg.comm.timeout_s, device, wire_device(backend, device), cfg.fault.tolerate_worker_loss
         )
-        ctx = RoleContext(cfg, data, agree_on_run_dir(cfg, env.world_size), device, transport)
+        ctx = RoleContext(cfg, faults, data, agree_on_run_dir(cfg, env.world_size), device, transport)
         run_role(algorithm, ctx, env.is_server)
     except ConfigError as error:
         log.error("config error: %s", error)

@@ -34,9 +34,9 @@ CPU = torch.device("cpu")
 def context(overrides: list[str]) -> RoleContext:
     env = LaunchEnv.from_environ()
     cfg = compose(overrides)
-    _, data, _, _ = start_up_checks(cfg, env, 0)
+    _, faults, data, _, _ = start_up_checks(cfg, env, 0)
     init_process_group("gloo", env, CPU, cfg.comm.timeout_s)
-    return RoleContext(cfg, data, Path(cfg.run.dir or "."), CPU, Transport(env.rank, cfg.comm.timeout_s, CPU))
+    return RoleContext(cfg, faults, data, Path(cfg.run.dir or "."), CPU, Transport(env.rank, cfg.comm.timeout_s, CPU))
 
 
 def garbage(header: torch.Tensor) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mdgan_dist.config import TrainConfig
+from mdgan_dist.config import Precision, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def prepare_model(module: nn.Module, cfg: TrainConfig) -> nn.Module:
     """The model in channels_last when asked and it has convolutions, and compiled when asked; in
     place, returned for chaining. A later `.to(device)` keeps all of it: it preserves the memory
     format, and compilation happens at the first call."""
-    policy = Policy(bf16=cfg.precision == "bf16", channels_last=cfg.channels_last and is_convolutional(module))
+    policy = Policy(bf16=cfg.precision == Precision.bf16, channels_last=cfg.channels_last and is_convolutional(module))
     if policy.channels_last:
         module.to(memory_format=torch.channels_last)
     setattr(module, _ATTRIBUTE, policy)

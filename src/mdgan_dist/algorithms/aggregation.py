@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mdgan_dist.config import Aggregate
+
 
 @dataclass(frozen=True)
 class Judgements:
@@ -40,7 +42,6 @@ class Rule:
     give it that, and the roles send only what it needs."""
 
     combine: Callable[[Judgements], Tensor]
-    summary: str
     verdicts: bool = False  # each worker sends its D's real/fake logit of every sample it judged
     class_sets: bool = False  # each worker tells the server, at start-up, which classes its shard holds
     labels: bool = False  # needs a conditional model: the samples' classes
@@ -108,24 +109,14 @@ def forgiving(judged: Judgements) -> Tensor:
     return weighted(judged, weights)
 
 
-AGGREGATIONS: dict[str, Rule] = {
-    "mean": Rule(mean, "the paper's: the mean of the feedback of every judge of a sample"),
-    "class_aware": Rule(
-        class_aware,
-        "a sample of class c follows only the judges whose shard holds c (the server learns which classes each "
-        "worker holds)",
-        class_sets=True,
-        labels=True,
-    ),
-    "forgiving": Rule(
-        forgiving,
-        "F2U: a sample follows the judge that finds it the most real (each worker sends its D's logit of every sample)",
-        verdicts=True,
-        min_judges=2,
-    ),
+# Keyed by the choices of mdgan.aggregate: tests/test_aggregation.py checks that each has its rule.
+AGGREGATIONS: dict[Aggregate, Rule] = {
+    Aggregate.mean: Rule(mean),
+    Aggregate.class_aware: Rule(class_aware, class_sets=True, labels=True),
+    Aggregate.forgiving: Rule(forgiving, verdicts=True, min_judges=2),
 }
 
 
-def aggregate(rule: str, judged: Judgements) -> Tensor:
+def aggregate(rule: Aggregate, judged: Judgements) -> Tensor:
     """The upstream gradient [k, b, C, H, W] of the k generated batches under mdgan.aggregate=rule."""
     return AGGREGATIONS[rule].combine(judged)

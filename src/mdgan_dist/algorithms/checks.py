@@ -1,10 +1,48 @@
 """Checks that several algorithms' validations share: how many processes they run on, and the
-MD-GAN options that mean nothing to the others."""
+options they read."""
 
 from __future__ import annotations
 
-from mdgan_dist.config import Config
+import json
+
+from mdgan_dist.config import Config, changed_options
 from mdgan_dist.errors import ConfigError
+
+# The sections every algorithm reads (the training loop's checkpoint and resume among them). Of the
+# others (mdgan, flgan, fault) an algorithm reads what its registry entry names.
+COMMON_SECTIONS = frozenset(
+    {"algorithm", "data", "model", "gan", "optim", "train", "comm", "log", "run", "checkpoint", "eval", "resume"}
+)
+
+
+def refuse_unread_options(cfg: Config, reads: tuple[str, ...]) -> None:
+    """An option set off its default that the algorithm does not read is refused, not ignored.
+    reads: beyond COMMON_SECTIONS, the sections ("mdgan") and single options ("fault.kill_worker")
+    the algorithm reads."""
+    allowed = COMMON_SECTIONS | set(reads)
+    unread = {name: value for name, value in changed_options(cfg).items() if not {_section(name), name} & allowed}
+    if not unread:
+        return
+    partly_read = {_section(option) for option in reads}
+    # A section the algorithm reads nothing of is named whole: mdgan.* rather than mdgan.k.
+    named = dict.fromkeys(name if _section(name) in partly_read else f"{_section(name)}.*" for name in unread)
+    given = ", ".join(
+        f"{name}={value if isinstance(value, str) else json.dumps(value)}" for name, value in unread.items()
+    )
+    algorithm = cfg.algorithm
+    if reads:
+        its = f"beyond the sections every algorithm reads, {algorithm} reads only "
+        its += ", ".join(option if "." in option else f"{option}.*" for option in reads)
+    else:
+        its = f"{algorithm} reads only the sections every algorithm reads"
+    raise ConfigError(
+        f"{given} with algorithm={algorithm}: {algorithm} does not read {' or '.join(named)}; "
+        f"remove {'it' if len(unread) == 1 else 'them'} ({its})"
+    )
+
+
+def _section(option: str) -> str:
+    return option.split(".")[0]
 
 
 def require_one_process(cfg: Config, world_size: int) -> None:
@@ -21,29 +59,4 @@ def require_workers(cfg: Config, world_size: int) -> None:
             f"algorithm={cfg.algorithm} needs at least 2 processes (1 server + 1 worker), got WORLD_SIZE={world_size}: "
             "launch with `torchrun --nproc_per_node=N+1 -m mdgan_dist.train` and N >= 1, "
             "or use algorithm=standalone for one process"
-        )
-
-
-def reject_mdgan_options(cfg: Config) -> None:
-    """For every algorithm but MD-GAN: its speed options would be silently ignored."""
-    if cfg.mdgan.overlap or cfg.mdgan.quorum is not None:
-        raise ConfigError(f"mdgan.overlap and mdgan.quorum are MD-GAN's, not {cfg.algorithm}'s: remove them")
-    if cfg.mdgan.aggregate != "mean":
-        raise ConfigError(
-            f"mdgan.aggregate={cfg.mdgan.aggregate} is MD-GAN's: {cfg.algorithm}'s G learns from one discriminator "
-            "at a time, so there is no feedback to aggregate; remove it"
-        )
-    if cfg.mdgan.workers_per_rank != 1:
-        raise ConfigError(
-            f"mdgan.workers_per_rank is MD-GAN's: {cfg.algorithm} runs one worker per process "
-            "(FL-GAN's workers each train a whole G and D, which the stacked discriminators do not cover)"
-        )
-
-
-def reject_worker_faults(cfg: Config) -> None:
-    """For the one-process algorithm: there is no worker to lose, to kill or to slow down."""
-    if cfg.fault.tolerate_worker_loss or cfg.fault.kill_worker or cfg.fault.slow_worker:
-        raise ConfigError(
-            "fault.tolerate_worker_loss, fault.kill_worker and fault.slow_worker act on workers, and "
-            f"algorithm={cfg.algorithm} has none: remove them from the command line"
         )

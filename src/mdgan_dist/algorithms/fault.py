@@ -21,20 +21,20 @@ def crash_if_scheduled(kill_at: int | None, rank: int, iteration: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def straggle_if_scheduled(slow: tuple[int, float] | None, rank: int) -> None:
-    """fault.slow_worker: that worker sleeps before each answer (a straggler)."""
-    if slow is not None and slow[0] == rank:
-        time.sleep(slow[1])
+def straggle_if_scheduled(seconds: float | None) -> None:
+    """fault.slow_worker: the worker sleeps before each answer (a straggler)."""
+    if seconds is not None:
+        time.sleep(seconds)
 
 
-def diverge_if_scheduled(point: tuple[int, int] | None, rank: int, iteration: int, poison: Callable[[], None]) -> None:
-    """fault.nan_worker: that worker's D turns NaN at its iteration, as a diverged one does."""
-    if point == (rank, iteration):
+def diverge_if_scheduled(nan_at: int | None, rank: int, iteration: int, poison: Callable[[], None]) -> None:
+    """fault.nan_worker: the worker's D turns NaN at its iteration, as a diverged one does."""
+    if nan_at == iteration:
         log.warning("fault.nan_worker: rank %d turns its D NaN at iteration %d", rank, iteration)
         poison()
 
 
-def disk_full_if_scheduled(point: tuple[int, int] | None, rank: int, iteration: int, path: Path) -> None:
-    """fault.checkpoint_error: that rank's checkpoint file of that iteration fails as on a full disk."""
-    if point == (rank, iteration):
+def disk_full_if_scheduled(fail_at: int | None, iteration: int, path: Path) -> None:
+    """fault.checkpoint_error: the rank's checkpoint file of that iteration fails as on a full disk."""
+    if fail_at == iteration:
         raise OSError(errno.ENOSPC, "No space left on device (fault.checkpoint_error)", str(path))

@@ -33,7 +33,7 @@ from mdgan_dist.checkpoint import (
     write_manifest,
 )
 from mdgan_dist.checkpoint import load as load_checkpoint
-from mdgan_dist.config import checkpoint_error_point, to_dict, trajectory_settings
+from mdgan_dist.config import OnError, to_dict, trajectory_settings
 from mdgan_dist.errors import CheckpointError, ConfigError
 from mdgan_dist.resources import write_peer_stats, write_stats
 from mdgan_dist.run_logging import WORKERS_FILE, RunLogger
@@ -50,8 +50,7 @@ class Loop:
         self.run_dir = ctx.run_dir
         self.schedule = Schedule(ctx.cfg, ctx.run_dir)
         self.trajectory = trajectory_settings(ctx.cfg, ctx.num_workers)
-        processes = 0 if self.workers is None else len(self.workers.live)
-        self.disk_full_at = checkpoint_error_point(ctx.cfg.fault, processes)
+        self.disk_full_at = ctx.faults.checkpoint_errors.get(0)  # fault.checkpoint_error at the server
         # The bytes of every iteration so far (checkpointed: a resumed run counts on, its new
         # handshake aside): what training has cost the server's link.
         self.bytes_trained = 0
@@ -178,7 +177,7 @@ class Loop:
             "config": to_dict(self.cfg),
         }
         require_finite_state(state, 0, done, "the server's checkpoint")
-        disk_full_if_scheduled(self.disk_full_at, 0, done, directory)
+        disk_full_if_scheduled(self.disk_full_at, done, directory)
         atomic_save(state, directory / SERVER_FILE)
         write_manifest(directory, done, self.trajectory)
 
@@ -189,7 +188,7 @@ class Loop:
         message = (
             f"the checkpoint of iteration {done} could not be written ({error}); the complete ones before it are intact"
         )
-        if self.cfg.checkpoint.on_error == "warn":
+        if self.cfg.checkpoint.on_error == OnError.warn:
             log.warning("%s; training goes on without it (checkpoint.on_error=warn)", message)
             return
         if self.workers is not None:

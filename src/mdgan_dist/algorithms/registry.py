@@ -1,4 +1,5 @@
-"""The algorithms the trainer runs, one entry each: its roles, its checks, where it runs.
+"""The algorithms the trainer runs, one entry each: its roles, its checks, the options it reads,
+where it runs.
 
 Adding an algorithm is writing its package (its server's Training, which the one training loop
 runs, and its worker role, each built from a RoleContext; its `validate`) and one line in
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mdgan_dist.algorithms.checks import refuse_unread_options, require_one_process
 from mdgan_dist.algorithms.flgan import checks as flgan_checks
 from mdgan_dist.algorithms.flgan.server import FLGANServer
 from mdgan_dist.algorithms.flgan.worker import FLGANWorker
@@ -17,10 +19,10 @@ from mdgan_dist.algorithms.mdgan import checks as mdgan_checks
 from mdgan_dist.algorithms.mdgan.server import Server
 from mdgan_dist.algorithms.mdgan.worker import Worker
 from mdgan_dist.algorithms.role import Role, RoleContext
-from mdgan_dist.algorithms.standalone import StandaloneGAN
-from mdgan_dist.algorithms.standalone import validate as validate_standalone
+from mdgan_dist.algorithms.standalone import DISCRIMINATOR_RANK, StandaloneGAN
 from mdgan_dist.algorithms.training import Training
 from mdgan_dist.config import Config, require_choice, validate_fields
+from mdgan_dist.fault_plan import FaultPlan, parse_faults
 from mdgan_dist.job import DataPlan, plan_data
 
 RoleFactory = Callable[[RoleContext], Role]
@@ -36,13 +38,30 @@ def one_per_process(_cfg: Config, world_size: int) -> int:
     return world_size - 1
 
 
+def worker_processes(world_size: int) -> tuple[int, int]:
+    """fault.* names the worker processes, and those write checkpoint files besides the server."""
+    return world_size - 1, world_size - 1
+
+
+def standalone_fault_ranks(_world_size: int) -> tuple[int, int]:
+    """The one discriminator is named as in MD-GAN's run with one worker, rank 1
+    (fault.nan_worker=1@I); the one process writes the only checkpoint file, as the server."""
+    return DISCRIMINATOR_RANK, 0
+
+
 @dataclass(frozen=True)
 class Algorithm:
     server: TrainingFactory  # rank 0, in the training loop; the whole algorithm when it runs in one process
     worker: RoleFactory | None  # ranks 1..N; None: the algorithm runs in one process
     validate: Callable[[Config, int], None]  # (config, world size): raises ConfigError
+    # The options it reads beyond those every algorithm reads (checks.COMMON_SECTIONS): whole
+    # sections ("mdgan") or single options ("fault.kill_worker"). Any other set off its default is
+    # refused, so that an option never silently does nothing.
+    reads: tuple[str, ...] = ()
     check_plan: Callable[[Config, DataPlan], None] = no_data_checks  # once the data is known
     workers: Callable[[Config, int], int] = one_per_process  # (config, world size): N, one data shard each
+    # (world size): the highest rank fault.* may name, and fault.checkpoint_error's
+    fault_ranks: Callable[[int], tuple[int, int]] = worker_processes
 
     @property
     def single_process(self) -> bool:
@@ -50,9 +69,23 @@ class Algorithm:
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "mdgan": Algorithm(Server, Worker, mdgan_checks.validate, mdgan_checks.check_plan, mdgan_checks.num_workers),
-    "flgan": Algorithm(FLGANServer, FLGANWorker, flgan_checks.validate),
-    "standalone": Algorithm(StandaloneGAN, None, validate_standalone),
+    "mdgan": Algorithm(
+        Server,
+        Worker,
+        mdgan_checks.validate,
+        reads=("mdgan", "fault"),
+        check_plan=mdgan_checks.check_plan,
+        workers=mdgan_checks.num_workers,
+    ),
+    "flgan": Algorithm(FLGANServer, FLGANWorker, flgan_checks.validate, reads=("flgan", "fault")),
+    # One process: no worker to lose, kill or slow down.
+    "standalone": Algorithm(
+        StandaloneGAN,
+        None,
+        require_one_process,
+        reads=("fault.nan_worker", "fault.checkpoint_error"),
+        fault_ranks=standalone_fault_ranks,
+    ),
 }
 
 
@@ -61,13 +94,15 @@ def algorithm_of(cfg: Config) -> Algorithm:
     return ALGORITHMS[cfg.algorithm]
 
 
-def validate(cfg: Config, world_size: int) -> Algorithm:
+def validate(cfg: Config, world_size: int) -> tuple[Algorithm, FaultPlan]:
     """Every check that needs neither data nor peers, for a job of `world_size` processes;
-    raises ConfigError saying what to do. Returns the algorithm's entry."""
+    raises ConfigError saying what to do. Returns the algorithm's entry and the fault plan, the
+    one parse of fault.*."""
     algorithm = algorithm_of(cfg)
+    refuse_unread_options(cfg, algorithm.reads)
     algorithm.validate(cfg, world_size)
     validate_fields(cfg)
-    return algorithm
+    return algorithm, parse_faults(cfg.fault, *algorithm.fault_ranks(world_size))
 
 
 def plan(cfg: Config, world_size: int) -> DataPlan:

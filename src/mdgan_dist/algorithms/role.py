@@ -11,15 +11,18 @@ import torch
 from mdgan_dist.config import Config
 from mdgan_dist.data import load_shard
 from mdgan_dist.distributed.transport import Transport
+from mdgan_dist.fault_plan import FaultPlan
 from mdgan_dist.job import DataPlan
 
 
 @dataclass
 class RoleContext:
-    """The config, the data plan, the run directory every rank agreed on, this rank's device and,
-    for an algorithm that runs on several processes, the transport to its peers."""
+    """The config, the fault plan parsed from its fault.*, the data plan, the run directory every
+    rank agreed on, this rank's device and, for an algorithm that runs on several processes, the
+    transport to its peers."""
 
     cfg: Config
+    faults: FaultPlan
     plan: DataPlan
     run_dir: Path
     device: torch.device

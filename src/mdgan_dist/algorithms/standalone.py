@@ -8,13 +8,11 @@ from typing import Any
 
 import torch
 
-from mdgan_dist.algorithms.checks import reject_mdgan_options, reject_worker_faults, require_one_process
 from mdgan_dist.algorithms.ema import average_of
 from mdgan_dist.algorithms.fault import diverge_if_scheduled
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.training import Report, Schedule
-from mdgan_dist.config import Config, checkpoint_error_point, nan_point
 from mdgan_dist.resources import ComputeClock
 from mdgan_dist.seeding import generator
 
@@ -39,7 +37,7 @@ class StandaloneGAN:
         noise = generator(cfg.train.seed, "noise")
         self.gan = LocalGAN(cfg, ctx.image_shape, ctx.num_classes, ctx.shard(0), 0, noise, ctx.device)
         self.average = average_of(self.gan.generator, cfg.gan.ema_halflife)
-        self.nan_at = nan_point(cfg.fault, DISCRIMINATOR_RANK)
+        self.nan_at = ctx.faults.nans.get(DISCRIMINATOR_RANK)
         self.clock = ComputeClock()  # the GAN's iterations, scoring left out
 
     @property
@@ -73,11 +71,3 @@ class StandaloneGAN:
 
     def save_final(self, run_dir: Path) -> None:
         torch.save({"discriminator": self.gan.discriminator.state_dict()}, run_dir / "discriminator.pt")
-
-
-def validate(cfg: Config, world_size: int) -> None:
-    require_one_process(cfg, world_size)
-    reject_mdgan_options(cfg)
-    reject_worker_faults(cfg)
-    nan_point(cfg.fault, DISCRIMINATOR_RANK)
-    checkpoint_error_point(cfg.fault, 0)  # 0: the one process

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mdgan_dist.algorithms.acceleration import forward
-from mdgan_dist.config import GANConfig, OptimConfig
+from mdgan_dist.config import Conditioning, GANConfig, GeneratorLoss, OptimConfig
 from mdgan_dist.data import ShardSampler
 from mdgan_dist.models.sampling import generator_input
 
@@ -52,7 +52,7 @@ def sample_latent(
 
 
 def _judgement(
-    output: torch.Tensor, classes: torch.Tensor | None, conditioning: str
+    output: torch.Tensor, classes: torch.Tensor | None, conditioning: Conditioning
 ) -> tuple[torch.Tensor, torch.Tensor | float]:
     """D's output on samples of the given classes as (real/fake logits [b], class loss).
 
@@ -68,11 +68,9 @@ def _judgement(
     logits, class_logits = output[:, 0], output[:, 1:]
     if classes is None:
         return logits, 0.0
-    if conditioning == "projection":
+    if conditioning == Conditioning.projection:
         return logits + class_logits.gather(1, classes[:, None]).squeeze(1), 0.0
-    if conditioning != "acgan":
-        raise ValueError(f"unknown conditioning {conditioning!r}")
-    return logits, F.cross_entropy(class_logits, classes)
+    return logits, F.cross_entropy(class_logits, classes)  # acgan
 
 
 def discriminator_loss(
@@ -81,7 +79,7 @@ def discriminator_loss(
     real_label: float,
     real_classes: torch.Tensor | None = None,
     fake_classes: torch.Tensor | None = None,
-    conditioning: str = "acgan",
+    conditioning: Conditioning = Conditioning.acgan,
 ) -> torch.Tensor:
     """Binary cross-entropy: real samples labelled real_label (1, or 0.9 for one-sided label
     smoothing), generated ones 0. With classes, on the logits of `conditioning` (_judgement), and
@@ -93,25 +91,26 @@ def discriminator_loss(
     return adversarial + real_class_loss + fake_class_loss
 
 
-def verdict(output: torch.Tensor, classes: torch.Tensor | None, conditioning: str) -> torch.Tensor:
+def verdict(output: torch.Tensor, classes: torch.Tensor | None, conditioning: Conditioning) -> torch.Tensor:
     """D's real/fake logit of each sample [b], the one G's loss is computed on (with projection,
     the sample's class term included): what the forgiving aggregation compares between judges."""
     return _judgement(output, classes, conditioning)[0]
 
 
 def generator_loss(
-    fake_output: torch.Tensor, kind: str, fake_classes: torch.Tensor | None = None, conditioning: str = "acgan"
+    fake_output: torch.Tensor,
+    kind: GeneratorLoss,
+    fake_classes: torch.Tensor | None = None,
+    conditioning: Conditioning = Conditioning.acgan,
 ) -> torch.Tensor:
     """non_saturating: -log D(G(z)); saturating: log(1 - D(G(z))), the paper's original form. With
     classes, on the logits of `conditioning`, and for acgan plus the class loss of the generated
     samples against the labels they were made for."""
     fake_logits, class_loss = _judgement(fake_output, fake_classes, conditioning)
-    if kind == "non_saturating":
+    if kind == GeneratorLoss.non_saturating:
         adversarial = F.softplus(-fake_logits).mean()
-    elif kind == "saturating":
+    else:  # saturating
         adversarial = -F.softplus(fake_logits).mean()
-    else:
-        raise ValueError(f"unknown generator loss {kind!r}")
     return adversarial + class_loss
 
 

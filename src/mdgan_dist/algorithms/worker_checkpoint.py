@@ -14,7 +14,6 @@ from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.training import Stateful
 from mdgan_dist.checkpoint import atomic_save, checkpoint_dir, find_worker_file, resume_directory, worker_file
 from mdgan_dist.checkpoint import load as load_checkpoint
-from mdgan_dist.config import checkpoint_error_point
 from mdgan_dist.distributed.protocol import Checkpoint
 
 log = logging.getLogger(__name__)
@@ -23,11 +22,10 @@ log = logging.getLogger(__name__)
 class WorkerCheckpoints:
     """Saves and restores `state` (the worker's Stateful parts) and the torch RNG state."""
 
-    def __init__(self, ctx: RoleContext, state: Stateful, processes: int) -> None:
-        """processes: the job's worker processes, which fault.checkpoint_error's rank is checked against."""
+    def __init__(self, ctx: RoleContext, state: Stateful) -> None:
         self.ctx = ctx
         self.state = state
-        self.disk_full_at = checkpoint_error_point(ctx.cfg.fault, processes)
+        self.disk_full_at = ctx.faults.checkpoint_errors.get(ctx.transport.rank)
 
     def resume(self, start: int) -> None:
         """Loads this worker's file of the checkpoint at iteration `start`; 0: a fresh run."""
@@ -47,7 +45,7 @@ class WorkerCheckpoints:
         require_finite_state(state, rank, iteration, "the worker's checkpoint")
         path = worker_file(checkpoint_dir(self.ctx.run_dir, iteration), rank, holds)
         try:
-            disk_full_if_scheduled(self.disk_full_at, rank, iteration, path)
+            disk_full_if_scheduled(self.disk_full_at, iteration, path)
             atomic_save(state, path)
             failed = False
         except OSError as error:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mdgan_dist.config import SPLITS, DataConfig
+from mdgan_dist.config import DataConfig, DataSplit
 from mdgan_dist.data.base import ImageDataset
 from mdgan_dist.errors import ConfigError
 
@@ -31,15 +31,13 @@ def split_indices(
     if num_workers < 1:
         raise ValueError(f"num_workers={num_workers}: need at least one worker")
     shards: Sequence[torch.Tensor]
-    if cfg.split == "iid":
+    if cfg.split == DataSplit.iid:
         generator = torch.Generator().manual_seed(seed)
         shards = torch.randperm(len(labels), generator=generator).tensor_split(num_workers)
-    elif cfg.split == "dirichlet":
+    elif cfg.split == DataSplit.dirichlet:
         shards = _dirichlet_shards(labels, num_workers, cfg.alpha, seed, min_size)
-    elif cfg.split == "classes":
+    else:  # classes
         shards = _class_shards(labels, num_workers, cfg.classes_per_worker, seed)
-    else:
-        raise ConfigError(f"data.split={cfg.split!r} is not one of {', '.join(SPLITS)}")
     return [shard.sort().values for shard in shards]
 
 

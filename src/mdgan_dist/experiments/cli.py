@@ -21,7 +21,7 @@ from pathlib import Path
 from mdgan_dist.algorithms.registry import plan as data_plan
 from mdgan_dist.algorithms.registry import validate
 from mdgan_dist.compose import compose
-from mdgan_dist.config import Config, kill_schedule
+from mdgan_dist.config import Config
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments.grid import load_preset
 from mdgan_dist.experiments.hparams import write_hparams
@@ -145,13 +145,13 @@ def checked_job(job: Job, slurm: bool, split_checked: set[tuple]) -> tuple[Job, 
     world_size = job.configuration.world_size
     try:
         cfg = compose(job.overrides)
-        validate(cfg, world_size)
+        _, faults = validate(cfg, world_size)
         # What the data checks read: configurations that share it (variants, often) are checked once.
         split = (cfg.algorithm, world_size, *map(repr, (cfg.data, cfg.model, cfg.train, cfg.mdgan, cfg.comm)))
         if split not in split_checked:
             data_plan(cfg, world_size)
             split_checked.add(split)
-        killed = tuple(sorted(kill_schedule(cfg.fault, world_size - 1)))
+        killed = tuple(sorted(faults.kills))
         if killed and slurm:
             raise ConfigError(
                 "fault.kill_worker cannot run with --slurm: launch/slurm.sbatch starts torchrun agents, "

@@ -116,6 +116,7 @@ def summarize(run_dir: Path) -> RunSummary:
     curves = {s: [(r["iteration"], float(r[s])) for r in records if r.get(s) is not None] for s in logged}
     floor_file = run_dir / REAL_FLOOR_FILE
     floor = (cfg.data.name, cfg.eval.num_samples, json.loads(floor_file.read_text())) if floor_file.exists() else None
+    iterations = max((r["iteration"] for r in records), default=None)
     return RunSummary(
         name=grid_info.get("name", run_dir.name),
         group=grid_info.get("group", grid_info.get("name", run_dir.name)),
@@ -125,22 +126,31 @@ def summarize(run_dir: Path) -> RunSummary:
         batch_size=cfg.train.batch_size,
         seed=cfg.train.seed,
         finished=is_finished(run_dir),
-        iterations=max((r["iteration"] for r in records), default=None),
+        iterations=iterations,
         wall_seconds=elapsed[-1] if elapsed else None,
         iteration_seconds=statistics.median(seconds) if seconds else None,
         curves={score: points for score, points in curves.items() if points},
         floor=floor,
         lost=_workers_lost(run_dir, cfg.mdgan.workers_per_rank),
-        worker_cpu_seconds=_worker_cpu_seconds(run_dir),
+        worker_cpu_seconds=_worker_cpu_seconds(run_dir, iterations, every_iteration=cfg.mdgan.quorum is None),
         bytes_total={r["iteration"]: r["server_bytes_total"] for r in training if "server_bytes_total" in r},
     )
 
 
-def _worker_cpu_seconds(run_dir: Path) -> float | None:
+def _worker_cpu_seconds(run_dir: Path, iterations: int | None, every_iteration: bool) -> float | None:
     """The compute_cpu_seconds of every process that trains on data (workers, the standalone
-    GAN), summed; None when no stats file records it (a run that did not finish)."""
-    found = [json.loads(path.read_text()).get("compute_cpu_seconds") for path in run_dir.glob("stats_rank*.json")]
-    seconds = [value for value in found if value is not None]
+    GAN), summed over the run's `iterations`; None when no stats file records it (a run that did
+    not finish). A resumed run's processes clock only the iterations_trained since they started:
+    their seconds are scaled from those to the whole run. Not under mdgan.quorum (every_iteration
+    false), where a worker also skips the iterations it was late for."""
+    seconds = []
+    for path in run_dir.glob("stats_rank*.json"):
+        stats = json.loads(path.read_text())
+        if stats.get("compute_cpu_seconds") is None:
+            continue
+        trained = stats.get("iterations_trained")
+        scale = iterations / trained if every_iteration and trained and iterations else 1.0
+        seconds.append(stats["compute_cpu_seconds"] * scale)
     return sum(seconds) if seconds else None
 
 

@@ -40,7 +40,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mdgan_dist.checkpoint import SERVER_FILE, shown_generator
 from mdgan_dist.checkpoint import load as load_file
 from mdgan_dist.compose import compose, compose_raw, typed_config
-from mdgan_dist.config import Config
+from mdgan_dist.config import Config, Device
 from mdgan_dist.config import load as load_config
 from mdgan_dist.data import load_shard
 from mdgan_dist.data.imagefolder import ImageFolderDataset
@@ -94,7 +94,7 @@ def _leaves(node: DictConfig) -> dict[str, object]:
 
 def device_for(cfg: Config) -> torch.device:
     """train.device as one process sees it: auto is the GPU when there is one."""
-    if cfg.train.device == "cpu" or (cfg.train.device == "auto" and not torch.cuda.is_available()):
+    if cfg.train.device == Device.cpu or (cfg.train.device == Device.auto and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda")
 

@@ -11,7 +11,6 @@ from mdgan_dist.algorithms.handshake import answer_server
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.worker_checkpoint import WorkerCheckpoints
-from mdgan_dist.config import kill_schedule, nan_point, slow_point
 from mdgan_dist.distributed.protocol import Checkpoint, Feedback, Message, Stop, Sync, Train
 from mdgan_dist.resources import ComputeClock, write_peer_stats
 from mdgan_dist.seeding import generator
@@ -30,10 +29,11 @@ class FLGANWorker:
         self.tensors = model_tensors(self.gan.generator, self.gan.discriminator)
         self.average = torch.empty(sum(t.numel() for t in self.tensors), device=ctx.device)
         # Its local GAN (models, Adam states, sampler, augmentation and noise streams) is all it keeps.
-        self.checkpoints = WorkerCheckpoints(ctx, self.gan, ctx.num_workers)
-        self.kill_at = kill_schedule(ctx.cfg.fault, ctx.num_workers).get(rank)
-        self.slow = slow_point(ctx.cfg.fault, ctx.num_workers)
-        self.nan_at = nan_point(ctx.cfg.fault, ctx.num_workers)
+        self.checkpoints = WorkerCheckpoints(ctx, self.gan)
+        faults = ctx.faults
+        self.kill_at = faults.kills.get(rank)
+        self.slow = faults.slow.get(rank)
+        self.nan_at = faults.nans.get(rank)
         self.compute_clock = ComputeClock()  # the local GAN iterations: the worker's training compute
 
     def run(self) -> None:
@@ -71,7 +71,7 @@ class FLGANWorker:
         diverge_if_scheduled(self.nan_at, rank, iteration, self.gan.poison)
         with self.compute_clock:
             d_loss, g_loss = self.gan.iteration(iteration)
-        straggle_if_scheduled(self.slow, rank)
+        straggle_if_scheduled(self.slow)
         done = self.transport.header(Feedback(iteration, d_loss, g_loss))
         self.transport.exchange(f"reporting iteration {iteration}", sends=[(0, done)])
 

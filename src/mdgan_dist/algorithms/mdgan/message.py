@@ -13,13 +13,14 @@ from collections.abc import Sequence
 
 import torch
 
+from mdgan_dist.config import WireDtype
 from mdgan_dist.distributed.protocol import HEADER_LEN, UNWRITTEN, M, Train
 from mdgan_dist.distributed.transport import Transfer, Transport
 from mdgan_dist.errors import PeerError
 
 
-def wire_dtype(name: str) -> torch.dtype:
-    """comm.dtype (float32, bfloat16 or float16; config.WIRE_DTYPES) as a torch dtype."""
+def wire_dtype(name: WireDtype) -> torch.dtype:
+    """comm.dtype as a torch dtype: its names are torch's."""
     return getattr(torch, name)
 
 

@@ -20,7 +20,6 @@ from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, F
 from mdgan_dist.algorithms.mdgan.swap import swap_discriminators
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.worker_checkpoint import WorkerCheckpoints
-from mdgan_dist.config import kill_schedule, nan_point, slow_point
 from mdgan_dist.distributed.protocol import Checkpoint, Feedback, PairGreeting, Stop, SwapOrder, Train
 from mdgan_dist.errors import NonFiniteError, PeerError
 from mdgan_dist.resources import ComputeClock, write_peer_stats
@@ -50,11 +49,11 @@ class Worker:
         in_place = dtype == torch.float32 and wire == ctx.device
         self.samples = self.batches.images if in_place else torch.empty(self.batches.images.shape, device=ctx.device)
         self.holds = workers  # which D each slot holds: the worker it was born on
-        ranks = ctx.num_workers // per_rank
-        self.kill_at = kill_schedule(cfg.fault, ranks).get(transport.rank)
-        self.slow = slow_point(cfg.fault, ranks)
-        self.nan_at = nan_point(cfg.fault, ranks)
-        self.checkpoints = WorkerCheckpoints(ctx, self, ranks)
+        faults = ctx.faults
+        self.kill_at = faults.kills.get(transport.rank)
+        self.slow = faults.slow.get(transport.rank)
+        self.nan_at = faults.nans.get(transport.rank)
+        self.checkpoints = WorkerCheckpoints(ctx, self)
         self.first = first
         self.swaps = self.swap_bytes_sent = self.swap_bytes_recv = self.iterations_trained = 0
         self.compute_clock = ComputeClock()  # the D steps and feedback: the worker's training compute
@@ -188,7 +187,7 @@ class Worker:
         # The header carries one D and one G loss: the means over this process's workers.
         d_loss, g_loss = (sum(losses) / len(losses) for losses in (outcome.d_losses, outcome.g_losses))
         self.iterations_trained += 1
-        straggle_if_scheduled(self.slow, self.transport.rank)
+        straggle_if_scheduled(self.slow)
         d_seconds = prepared - started + outcome.d_seconds
         Feedback(
             iteration,
