@@ -18,7 +18,13 @@ from multiproc import TINY, metrics, train_job
 
 pytestmark = pytest.mark.slow
 
-COMMON = [*TINY, "train.iterations=10", "log.every=1", "checkpoint.every=2", "mdgan.swap_every_epochs=0.02"]
+COMMON = [*TINY, "train.iterations=10", "log.every=1", "checkpoint.every=2"]
+# MD-GAN swaps, so that its checkpoints hold swapped discriminators; the others refuse mdgan.*.
+ALGORITHM = {
+    "mdgan": ["mdgan.swap_every_epochs=0.02"],
+    "flgan": ["algorithm=flgan"],
+    "standalone": ["algorithm=standalone"],
+}
 DIVERGES = "fault.nan_worker=2@5"  # worker rank 2 (worker 1) at iteration 5 (0-based): the 6th
 # Per algorithm: its processes, the rank whose D diverges (the standalone GAN's one D is named as
 # MD-GAN's with one worker: rank 1), the rank that reports it, what it says, what the server says.
@@ -50,7 +56,7 @@ def test_a_diverged_worker_stops_the_run_and_resume_continues_from_the_last_good
     tmp_path: Path, algorithm: str
 ) -> None:
     processes, diverging, reporting, quantity, server_says = DIVERGING[algorithm]
-    common = [*COMMON, f"algorithm={algorithm}"]
+    common = [*COMMON, *ALGORITHM[algorithm]]
     job = train_job(tmp_path, processes, [*common, f"fault.nan_worker={diverging}@5"])
     codes = job.wait(120)
     assert codes[reporting] == 1 and codes[0] != 0, job.outputs()
@@ -71,7 +77,9 @@ def test_a_diverged_worker_stops_the_run_and_resume_continues_from_the_last_good
 
 def test_with_lost_workers_tolerated_the_diverged_worker_is_dropped(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    job = train_job(tmp_path, 4, [*COMMON, DIVERGES, "fault.tolerate_worker_loss=true", "comm.timeout_s=10"])
+    job = train_job(
+        tmp_path, 4, [*COMMON, *ALGORITHM["mdgan"], DIVERGES, "fault.tolerate_worker_loss=true", "comm.timeout_s=10"]
+    )
     codes = job.wait(120)
     assert codes[0] == codes[1] == codes[3] == 0 and codes[2] == 1, job.outputs()
     summary = json.loads((run_dir / "workers.json").read_text())
