@@ -3,6 +3,7 @@ FL-GAN's averaging is exact."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def reference_flgan(cfg: Config, num_workers: int, iterations: int) -> tuple[dic
     """FL-GAN in one process: every worker's local GAN, then a shard-size-weighted mean of G and
     D, computed here from the definition. Returns what the server's generator.pt holds (the
     averaged G and the moving average of the server's G over the iterations), the averaged D
-    state and the sync count."""
+    state and the count of the periodic averagings."""
     plan = plan_data(cfg, num_workers)
     sizes = plan.shard_sizes
     assert len(set(sizes)) > 1, "unequal shards, or the weights are not tested"
@@ -91,28 +92,35 @@ def reference_flgan(cfg: Config, num_workers: int, iterations: int) -> tuple[dic
         for n in range(num_workers)
     ]
     period = max(1, math.ceil(sum(sizes) / num_workers * cfg.flgan.sync_every_epochs / cfg.train.batch_size))
-    syncs = 0
     server_g = make_generator(cfg, plan.image_shape, plan.num_classes)  # the initial G, until the first sync
     average = average_of(server_g, cfg.gan.ema_halflife)
+
+    def synchronise() -> None:
+        for part in ("generator", "discriminator"):
+            states = [getattr(gan, part).state_dict() for gan in gans]
+            assert not torch.equal(states[0][next(iter(states[0]))], states[1][next(iter(states[1]))])
+            for name, value in states[0].items():
+                if value.is_floating_point():
+                    mean = sum(state[name].double() * size for state, size in zip(states, sizes)) / sum(sizes)
+                    for state in states:
+                        state[name].copy_(mean)
+        # The server takes the average of the floating-point state; its own counters stay.
+        averaged = gans[0].generator.state_dict()
+        for name, value in server_g.state_dict().items():
+            if value.is_floating_point():
+                value.copy_(averaged[name])
+
+    syncs = 0
     for iteration in range(iterations):
         for gan in gans:
-            gan.iteration()
-        if (iteration + 1) % period == 0 or iteration + 1 == iterations:
-            for part in ("generator", "discriminator"):
-                states = [getattr(gan, part).state_dict() for gan in gans]
-                assert not torch.equal(states[0][next(iter(states[0]))], states[1][next(iter(states[1]))])
-                for name, value in states[0].items():
-                    if value.is_floating_point():
-                        mean = sum(state[name].double() * size for state, size in zip(states, sizes)) / sum(sizes)
-                        for state in states:
-                            state[name].copy_(mean)
-            # The server takes the average of the floating-point state; its own counters stay.
-            averaged = gans[0].generator.state_dict()
-            for name, value in server_g.state_dict().items():
-                if value.is_floating_point():
-                    value.copy_(averaged[name])
+            gan.iteration(iteration)
+        if (iteration + 1) % period == 0:
+            synchronise()
             syncs += 1
         average.update(server_g, iteration + 1)
+    # The run ends with an averaging, after the moving average took its last iteration in.
+    assert iterations % period, "the final averaging is not tested"
+    synchronise()
     return final_generator(server_g, average, iterations), gans[0].discriminator.state_dict(), syncs
 
 
@@ -143,7 +151,9 @@ def test_flgan_averaging_is_exact(tmp_path: Path, conditional: bool) -> None:
                     assert torch.equal(models[part][name], value), f"rank {rank} {part} {name}"
     assert_moved(cfg, got_g)
     records = metrics(run_dir)
-    assert syncs >= 2 and records[-1]["syncs"] == syncs
+    assert syncs >= 1 and records[-1]["syncs"] == syncs
+    # The last averaging, after the last iteration's record, counts in the server's stats.
+    assert json.loads((run_dir / "stats_rank0.json").read_text())["syncs"] == syncs + 1
     # A sync moves every worker's G and D to the server and their mean back: 2N flat models.
     model_bytes = 4 * sum(v.numel() for v in [*got_g.values(), *got_d.values()] if v.is_floating_point())
     synced = [r for r in records if r["server_bytes_recv"] > model_bytes]

@@ -30,11 +30,11 @@ CASES = {
     "standalone in a group": ({"WORLD_SIZE": "3"}, ["algorithm=standalone"], "algorithm=standalone runs in one"),
     "unknown algorithm": ({"WORLD_SIZE": "3"}, ["algorithm=gossip"], "algorithm='gossip' is not one of"),
     # An option the chosen algorithm does not read, set off its default, is refused (registry.py: reads).
-    "straggler for flgan": (
-        {"WORLD_SIZE": "3"},
-        ["algorithm=flgan", "fault.slow_worker=1@3"],
-        "fault.slow_worker=1@3 with algorithm=flgan: flgan does not read fault.slow_worker; remove it (beyond the "
-        "sections every algorithm reads, flgan reads only flgan.*, fault.tolerate_worker_loss, fault.kill_worker)",
+    "straggler for standalone": (
+        {},
+        ["algorithm=standalone", "fault.slow_worker=1@3"],
+        "fault.slow_worker=1@3 with algorithm=standalone: standalone does not read fault.slow_worker; remove it "
+        "(beyond the sections every algorithm reads, standalone reads only fault.nan_worker, fault.checkpoint_error)",
     ),
     "k for flgan": (
         {"WORLD_SIZE": "3"},
@@ -50,7 +50,7 @@ CASES = {
         {},
         ["algorithm=standalone", "mdgan.swap_every_epochs=0", "fault.kill_worker=[2@3]"],
         'mdgan.swap_every_epochs=0.0, fault.kill_worker=["2@3"] with algorithm=standalone: standalone does not '
-        "read mdgan.* or fault.*; remove them (standalone reads only the sections every algorithm reads)",
+        "read mdgan.* or fault.kill_worker; remove them",
     ),
     "kill point beyond flgan's workers": (
         {"WORLD_SIZE": "3"},
@@ -60,7 +60,7 @@ CASES = {
     "worker faults for standalone": (
         {},
         ["algorithm=standalone", "fault.tolerate_worker_loss=true"],
-        "fault.tolerate_worker_loss=true with algorithm=standalone: standalone does not read fault.*",
+        "fault.tolerate_worker_loss=true with algorithm=standalone: standalone does not read fault.tolerate_worker_loss",
     ),
     "no classifier": (
         {"WORLD_SIZE": "3"},
@@ -130,10 +130,15 @@ CASES = {
         ["checkpoint.on_error=maybe"],
         "Invalid value 'maybe', expected one of [stop, warn]",
     ),
-    "nan point for flgan": (
+    "nan point beyond flgan's workers": (
         {"WORLD_SIZE": "3"},
-        ["algorithm=flgan", "fault.nan_worker=1@3"],
-        "fault.nan_worker=1@3 with algorithm=flgan: flgan does not read fault.nan_worker",
+        ["algorithm=flgan", "fault.nan_worker=3@3"],
+        "expected RANK@ITERATION with a worker rank in 1..2",
+    ),
+    "checkpoint error beyond standalone's one process": (
+        {},
+        ["algorithm=standalone", "fault.checkpoint_error=1@4"],
+        "expected RANK@ITERATION with a rank in 0..0 (0: the server)",
     ),
     "bad checkpoint error point": (
         {"WORLD_SIZE": "3"},

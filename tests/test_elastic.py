@@ -1,5 +1,6 @@
-"""Elastic restart: torchrun --max-restarts restarts the group after a SIGKILL, the run resumes from
-its newest complete checkpoint and ends exactly where an uninterrupted run ends."""
+"""Elastic restart, for MD-GAN and FL-GAN: torchrun --max-restarts restarts the group after a
+SIGKILL, the run resumes from its newest complete checkpoint and ends exactly where an
+uninterrupted run ends."""
 
 from __future__ import annotations
 
@@ -14,24 +15,40 @@ from multiproc import TINY, Torchrun, assert_same_final_models, metrics, run_job
 pytestmark = pytest.mark.slow
 
 ITERATIONS = 40
-# A checkpoint every 5 iterations, a swap every 5.
+# A checkpoint every 5 iterations; MD-GAN swaps every 5, FL-GAN averages every 5.
 COMMON = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "checkpoint.every=5", "gan.disc_steps=4",
-          "mdgan.swap_every_epochs=0.05", "comm.timeout_s=30"]  # fmt: skip
-# The interrupted runs: a worker sleeps 0.25 s before each feedback, so the 16 or more iterations
+          "comm.timeout_s=30"]  # fmt: skip
+ALGORITHMS = {
+    "mdgan": ["mdgan.swap_every_epochs=0.05"],
+    "flgan": ["algorithm=flgan", "flgan.sync_every_epochs=0.05"],
+}
+# The interrupted runs: a worker sleeps 0.25 s before each answer, so the 16 or more iterations
 # left after a kill or a stop request take 4 s at least, whatever the load on the machine, and the
 # test always acts mid-run. The sleep changes no number (fault.* may change on resume).
-PACED = [*COMMON, "fault.slow_worker=1@0.25"]
+PACE = "fault.slow_worker=1@0.25"
+
+
+@pytest.fixture(scope="module", params=list(ALGORITHMS))
+def algorithm(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> Path:
-    return run_job(tmp_path_factory.mktemp("straight"), 4, COMMON)
+def common(algorithm: str) -> list[str]:
+    return [*COMMON, *ALGORITHMS[algorithm]]
 
 
-def test_sigkill_restarts_the_group_and_the_run_resumes_exactly(tmp_path: Path, uninterrupted: Path) -> None:
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, common: list[str]) -> Path:
+    return run_job(tmp_path_factory.mktemp("straight"), 4, common)
+
+
+def test_sigkill_restarts_the_group_and_the_run_resumes_exactly(
+    tmp_path: Path, common: list[str], uninterrupted: Path
+) -> None:
     """The server killed, then a worker of the restarted group: one job, two restarts."""
     kills = [(0, 12), (2, 24)]  # (rank, after iteration); a checkpoint every 5 iterations
-    job = Torchrun(tmp_path, 4, PACED, ["--max-restarts=2", "--monitor-interval=0.5"])
+    job = Torchrun(tmp_path, 4, [*common, PACE], ["--max-restarts=2", "--monitor-interval=0.5"])
     try:
         for victim, iteration in kills:
             # After a restart metrics.jsonl holds only the resumed records: this waits for the new group.
@@ -51,9 +68,11 @@ def test_sigkill_restarts_the_group_and_the_run_resumes_exactly(tmp_path: Path, 
     assert_same_final_models(job.run_dir, uninterrupted)
 
 
-def test_stop_request_checkpoints_and_ends_cleanly_then_resumes(tmp_path: Path, uninterrupted: Path) -> None:
+def test_stop_request_checkpoints_and_ends_cleanly_then_resumes(
+    tmp_path: Path, common: list[str], uninterrupted: Path
+) -> None:
     """`touch <run dir>/STOP` (what the SLURM script does before the time limit)."""
-    job = train_job(tmp_path, 4, PACED)
+    job = train_job(tmp_path, 4, [*common, PACE])
     try:
         wait_for_iteration(tmp_path / "run" / "metrics.jsonl", 12, timeout_s=120)
         (tmp_path / "run" / "STOP").touch()
@@ -67,4 +86,4 @@ def test_stop_request_checkpoints_and_ends_cleanly_then_resumes(tmp_path: Path, 
     assert (tmp_path / "run" / "checkpoints" / f"iteration_{stopped:08d}" / "MANIFEST.json").exists()
     assert not (tmp_path / "run" / "STOP").exists()
     assert not list((tmp_path / "run").glob("*.pt")), "final models written by a run that only stopped"
-    assert_same_final_models(run_job(tmp_path, 4, COMMON), uninterrupted)
+    assert_same_final_models(run_job(tmp_path, 4, common), uninterrupted)

@@ -306,9 +306,12 @@ def test_scored_grid_trains_the_evaluation_classifier_first(tmp_path: Path, caps
 
 
 def test_finished_runs_are_skipped_and_unfinished_ones_resumed(tmp_path: Path, capsys) -> None:
-    preset = write_preset(tmp_path, {"algorithms": ["mdgan"], "workers": [1, 2], "k": [1], "batch_sizes": [16]})
-    finished, unfinished = tmp_path / "tiny" / "mdgan-N1-k1-b16", tmp_path / "tiny" / "mdgan-N2-k1-b16"
-    for run_dir in (finished, unfinished):
+    """Every algorithm resumes: the baselines' unfinished runs continue as MD-GAN's do."""
+    grid = {"algorithms": ["mdgan", "flgan", "standalone"], "workers": [1, 2], "k": [1], "batch_sizes": [16]}
+    preset = write_preset(tmp_path, grid)
+    names = ["mdgan-N1-k1-b16", "mdgan-N2-k1-b16", "flgan-N1-b16", "flgan-N2-b16", "standalone-b16"]
+    finished, *unfinished = (tmp_path / "tiny" / name for name in names)
+    for run_dir in (finished, *unfinished):
         run_dir.mkdir(parents=True)
         (run_dir / "metrics.jsonl").write_text('{"iteration": 1}\n')
     (finished / "generator.pt").write_bytes(b"")
@@ -316,10 +319,12 @@ def test_finished_runs_are_skipped_and_unfinished_ones_resumed(tmp_path: Path, c
     assert main(["run", str(preset), "--root", str(tmp_path), "--dry-run"]) == 0
     status = output_lines(capsys)
     assert status["mdgan-N1-k1-b16"] == "finished, skipped"
-    assert shlex.split(status["mdgan-N2-k1-b16"])[-2:] == ["resume=auto", f"run.dir={unfinished}"]
+    for run_dir in unfinished:
+        assert shlex.split(status[run_dir.name])[-2:] == ["resume=auto", f"run.dir={run_dir}"]
 
-    # Not a dry run: with the unfinished one done too, nothing is launched at all.
-    (unfinished / "generator.pt").write_bytes(b"")
+    # Not a dry run: with the unfinished ones done too, nothing is launched at all.
+    for run_dir in unfinished:
+        (run_dir / "generator.pt").write_bytes(b"")
     assert main(["run", str(preset), "--root", str(tmp_path)]) == 0
     assert set(output_lines(capsys).values()) == {"finished, skipped"}
 

@@ -100,29 +100,46 @@ def test_a_checkpoint_that_fails_at_any_step_leaves_the_previous_one_complete(
     assert verify(checkpoint_dir(tmp_path, 2), TRAJECTORY, 1).iteration == 2
 
 
-COMMON = [*TINY, "train.iterations=8", "log.every=1", "checkpoint.every=2", "mdgan.swap_every_epochs=0.02"]
+COMMON = [*TINY, "train.iterations=8", "log.every=1", "checkpoint.every=2"]
+# MD-GAN swaps, so that its checkpoints hold swapped discriminators; the others refuse mdgan.*.
+ALGORITHM = {
+    "mdgan": ["mdgan.swap_every_epochs=0.02"],
+    "flgan": ["algorithm=flgan"],
+    "standalone": ["algorithm=standalone"],
+}
 
 
 @pytest.mark.slow
-def test_a_worker_out_of_space_stops_every_rank_and_resume_continues(tmp_path: Path) -> None:
-    job = train_job(tmp_path, 4, [*COMMON, "fault.checkpoint_error=2@4"])
+@pytest.mark.parametrize(
+    "algorithm, processes, failing",
+    [("mdgan", 4, 2), ("flgan", 4, 2), ("standalone", 1, 0)],
+    ids=["mdgan-worker", "flgan-worker", "standalone"],
+)
+def test_a_rank_out_of_space_stops_every_rank_and_resume_continues(
+    tmp_path: Path, algorithm: str, processes: int, failing: int
+) -> None:
+    common = [*COMMON, *ALGORITHM[algorithm]]
+    job = train_job(tmp_path, processes, [*common, f"fault.checkpoint_error={failing}@4"])
     codes = job.wait(120)
-    assert codes == [1, 0, 0, 0], job.outputs()
-    assert "No space left on device" in job.ranks[2].output
+    assert codes == [1] + [0] * (processes - 1), job.outputs()
+    assert "No space left on device" in job.ranks[failing].output
     server = job.ranks[0].output
-    assert "the checkpoint of iteration 4 could not be written (worker rank 2 could not write its file" in server
+    cause = "worker rank 2 could not write its file" if failing else "[Errno 28] No space left on device"
+    assert f"the checkpoint of iteration 4 could not be written ({cause}" in server
     assert "Traceback" not in server and "checkpoint.on_error=warn" in server
     root = checkpoints_root(tmp_path / "run")
     assert sorted(p.name for p in root.iterdir()) == ["iteration_00000002"]
-    resumed = train_job(tmp_path, 4, COMMON)
-    assert resumed.wait(120) == [0] * 4, resumed.outputs()
+    resumed = train_job(tmp_path, processes, common)
+    assert resumed.wait(120) == [0] * processes, resumed.outputs()
     assert "at iteration 2" in resumed.ranks[0].output
     assert [r["iteration"] for r in metrics(tmp_path / "run")] == list(range(1, 9))
 
 
 @pytest.mark.slow
 def test_with_on_error_warn_the_run_goes_on_without_that_checkpoint(tmp_path: Path) -> None:
-    job = train_job(tmp_path, 3, [*COMMON, "fault.checkpoint_error=0@4", "checkpoint.on_error=warn"])
+    job = train_job(
+        tmp_path, 3, [*COMMON, *ALGORITHM["mdgan"], "fault.checkpoint_error=0@4", "checkpoint.on_error=warn"]
+    )
     assert job.wait(120) == [0] * 3, job.outputs()
     assert "training goes on without it (checkpoint.on_error=warn)" in job.ranks[0].output
     root = checkpoints_root(tmp_path / "run")

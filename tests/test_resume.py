@@ -1,8 +1,10 @@
-"""Checkpoints and exact resume: T iterations, then resumed to 2T, equal 2T at once, bit for bit."""
+"""Checkpoints and exact resume, for every algorithm: T iterations, then resumed to 2T, equal 2T at
+once, bit for bit."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -14,27 +16,38 @@ pytestmark = pytest.mark.slow
 
 WORKERS = 3
 T = 6
-# Swaps every 2 iterations (shards of 1,500, b = 16), a checkpoint every 3: both fall inside each half.
-# The augmentation's stream is part of what a worker's checkpoint must restore.
-COMMON = [
-    *TINY,
-    "log.every=1",
-    "mdgan.swap_every_epochs=0.02",
-    "checkpoint.every=3",
-    "gan.augment='translation,cutout'",
-]
+# A checkpoint every 3 iterations: two fall inside each half. The augmentation's stream is part of
+# what a checkpoint must restore.
+COMMON = [*TINY, "log.every=1", "checkpoint.every=3", "gan.augment='translation,cutout'"]
+# Each algorithm: its processes and its own settings. MD-GAN swaps every 2 iterations (shards of
+# 1,500, b = 16). FL-GAN averages every 4, so its first half ends between two averagings, with
+# the averaging that ends a run, which the resumed run must not see.
+ALGORITHMS = {
+    "mdgan": (WORKERS + 1, ["mdgan.swap_every_epochs=0.02"]),
+    "flgan": (WORKERS + 1, ["algorithm=flgan", "flgan.sync_every_epochs=0.04"]),
+    "standalone": (1, ["algorithm=standalone"]),
+}
+
+
+def settings(algorithm: str, iterations: int, extra: Sequence[str] = ()) -> tuple[int, list[str]]:
+    """The processes and overrides of a run of `iterations` of the algorithm."""
+    processes, own = ALGORITHMS[algorithm]
+    return processes, [*COMMON, *own, f"train.iterations={iterations}", *extra]
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> Path:
-    """The reference: 2T iterations in one go."""
-    return run_job(tmp_path_factory.mktemp("straight"), WORKERS + 1, [*COMMON, f"train.iterations={2 * T}"])
+def finished(tmp_path_factory) -> Callable[[str, int], Path]:
+    """The run directory of `iterations` of an algorithm in one go, made once per module: 2T is
+    the reference, T the checkpoints a resumed run starts from."""
+    made: dict[tuple[str, int], Path] = {}
 
+    def run(algorithm: str, iterations: int) -> Path:
+        if (algorithm, iterations) not in made:
+            tmp = tmp_path_factory.mktemp(f"{algorithm}-{iterations}")
+            made[algorithm, iterations] = run_job(tmp, *settings(algorithm, iterations))
+        return made[algorithm, iterations]
 
-@pytest.fixture(scope="module")
-def first_half(tmp_path_factory) -> Path:
-    """T iterations, the checkpoints a resumed run starts from."""
-    return run_job(tmp_path_factory.mktemp("half"), WORKERS + 1, [*COMMON, f"train.iterations={T}"])
+    return run
 
 
 def without_timings(records: list[dict]) -> list[dict]:
@@ -42,16 +55,18 @@ def without_timings(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not (k.endswith("_seconds") or k.startswith("time_"))} for r in records]
 
 
-def resume(tmp: Path, first_half: Path, extra: list[str] = ()) -> Path:
+def resume(tmp: Path, algorithm: str, first_half: Path, extra: Sequence[str] = ()) -> Path:
     """A copy of the first half's run directory, continued to 2T."""
     shutil.copytree(first_half, tmp / "run")
-    return run_job(tmp, WORKERS + 1, [*COMMON, f"train.iterations={2 * T}", *extra])
+    return run_job(tmp, *settings(algorithm, 2 * T, extra))
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(
-    tmp_path: Path, uninterrupted: Path, first_half: Path
+    tmp_path: Path, finished: Callable[[str, int], Path], algorithm: str
 ) -> None:
-    resumed = resume(tmp_path, first_half)
+    uninterrupted = finished(algorithm, 2 * T)
+    resumed = resume(tmp_path, algorithm, finished(algorithm, T))
     assert_same_final_models(resumed, uninterrupted)
     # The second half logged the same losses, swaps and bytes; the first half's records were kept.
     assert without_timings(metrics(resumed)) == without_timings(metrics(uninterrupted))
@@ -61,8 +76,22 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(
     assert all((resumed / "checkpoints" / name / MANIFEST).exists() for name in kept)
 
 
-def test_checkpoint_names_show_which_discriminator_each_worker_holds(first_half: Path) -> None:
-    directory = checkpoint_dir(first_half, T)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_a_stop_request_checkpoints_and_the_next_start_ends_bit_identical(
+    tmp_path: Path, finished: Callable[[str, int], Path], algorithm: str
+) -> None:
+    """`touch <run dir>/STOP` before the start: the run stops after its first iteration, with a
+    checkpoint and no final models; started again (resume=auto) it ends as an uninterrupted run."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "STOP").touch()
+    stopped = run_job(tmp_path, *settings(algorithm, 2 * T))
+    assert (checkpoint_dir(stopped, 1) / MANIFEST).exists() and not (stopped / "STOP").exists()
+    assert not list(stopped.glob("*.pt")), "final models written by a run that only stopped"
+    assert_same_final_models(run_job(tmp_path, *settings(algorithm, 2 * T)), finished(algorithm, 2 * T))
+
+
+def test_checkpoint_names_show_which_discriminator_each_worker_holds(finished: Callable[[str, int], Path]) -> None:
+    directory = checkpoint_dir(finished("mdgan", T), T)
     holders = sorted(p.name for p in directory.glob("rank*-holds-D*.pt"))
     assert len(holders) == WORKERS
     held = sorted(int(name.split("-D")[1].removesuffix(".pt")) for name in holders)
@@ -70,40 +99,50 @@ def test_checkpoint_names_show_which_discriminator_each_worker_holds(first_half:
     assert any(not name.startswith(f"rank{int(name.split('-D')[1][0]) + 1}-") for name in holders), "swaps happened"
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_torn_newest_checkpoint_falls_back_to_the_previous_one(
-    tmp_path: Path, uninterrupted: Path, first_half: Path
+    tmp_path: Path, finished: Callable[[str, int], Path], algorithm: str
 ) -> None:
-    shutil.copytree(first_half, tmp_path / "run")
+    shutil.copytree(finished(algorithm, T), tmp_path / "run")
     server_file = checkpoint_dir(tmp_path / "run", T) / SERVER_FILE
     server_file.write_bytes(server_file.read_bytes()[:1000])  # truncated, manifest intact
-    job = train_job(tmp_path, WORKERS + 1, [*COMMON, f"train.iterations={2 * T}"])
-    assert job.wait(180) == [0] * (WORKERS + 1), job.outputs()
+    processes, overrides = settings(algorithm, 2 * T)
+    job = train_job(tmp_path, processes, overrides)
+    assert job.wait(180) == [0] * processes, job.outputs()
     server = job.ranks[0].output
     assert (
         f"not resuming from it: checkpoint {checkpoint_dir(tmp_path / 'run', T)}: server.pt is torn or truncated"
         in server
     )
     assert f"resuming from {checkpoint_dir(tmp_path / 'run', T // 2)} at iteration {T // 2}" in server
-    assert_same_final_models(tmp_path / "run", uninterrupted)
+    assert_same_final_models(tmp_path / "run", finished(algorithm, 2 * T))
 
 
-def test_resume_from_a_torn_path_stops_every_rank(tmp_path: Path, first_half: Path) -> None:
-    shutil.copytree(first_half, tmp_path / "old")
+@pytest.mark.parametrize("algorithm", ["mdgan", "flgan"])
+def test_resume_from_a_torn_path_stops_every_rank(
+    tmp_path: Path, finished: Callable[[str, int], Path], algorithm: str
+) -> None:
+    shutil.copytree(finished(algorithm, T), tmp_path / "old")
     directory = checkpoint_dir(tmp_path / "old", T)
-    worker_file = next(directory.glob("rank2-*.pt"))
+    worker_file = next(directory.glob("rank2[.-]*pt"))
     worker_file.write_bytes(worker_file.read_bytes()[:-10])
-    job = train_job(tmp_path, WORKERS + 1, [*COMMON, f"train.iterations={2 * T}", f"resume={directory}"])
+    processes, overrides = settings(algorithm, 2 * T, [f"resume={directory}"])
+    job = train_job(tmp_path, processes, overrides)
     codes = job.wait(120)
-    assert codes == [2] * (WORKERS + 1), job.outputs()
+    assert codes == [2] * processes, job.outputs()
     assert f"{worker_file.name} is torn or truncated" in job.ranks[0].output
     for rank in job.ranks[1:]:
         assert "the server refused to start (its log, rank 0, says why)" in rank.output
 
 
-def test_checkpoint_of_another_config_is_refused(tmp_path: Path, first_half: Path) -> None:
-    directory = checkpoint_dir(first_half, T)
-    job = train_job(tmp_path, WORKERS + 1, [*COMMON, "train.iterations=8", "train.seed=1", f"resume={directory}"])
-    assert job.wait(120) == [2] * (WORKERS + 1), job.outputs()
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_checkpoint_of_another_config_is_refused(
+    tmp_path: Path, finished: Callable[[str, int], Path], algorithm: str
+) -> None:
+    directory = checkpoint_dir(finished(algorithm, T), T)
+    processes, overrides = settings(algorithm, 8, ["train.seed=1", f"resume={directory}"])
+    job = train_job(tmp_path, processes, overrides)
+    assert job.wait(120) == [2] * processes, job.outputs()
     assert "was written by a run with another configuration (train.seed: 0 in the checkpoint, 1 here)" in (
         job.ranks[0].output
     )
@@ -119,7 +158,7 @@ def test_checkpoint_of_another_config_is_refused(tmp_path: Path, first_half: Pat
 def test_each_aggregation_rule_resumes_bit_identical(tmp_path: Path, rule: str, layout: list[str]) -> None:
     """The rules other than the mean: the class sets are told again on resume, the verdicts come
     with every feedback; the resumed run ends where the uninterrupted one does."""
-    overrides = [*COMMON, f"mdgan.aggregate={rule}", *layout]
+    overrides = [*COMMON, *ALGORITHMS["mdgan"][1], f"mdgan.aggregate={rule}", *layout]
     for folder in ("straight", "half", "resumed"):
         (tmp_path / folder).mkdir()
     straight = run_job(tmp_path / "straight", WORKERS + 1, [*overrides, f"train.iterations={2 * T}"])
@@ -133,7 +172,7 @@ def test_each_aggregation_rule_resumes_bit_identical(tmp_path: Path, rule: str, 
 def test_several_workers_per_process_resume_bit_identical(tmp_path: Path) -> None:
     """mdgan.workers_per_rank=2, 4 workers on 2 processes: each process's checkpoint holds its
     stacked discriminators, their Adam state, samplers and augmentation streams."""
-    layout = [*COMMON, "mdgan.workers_per_rank=2"]
+    layout = [*COMMON, *ALGORITHMS["mdgan"][1], "mdgan.workers_per_rank=2"]
     for folder in ("straight", "half", "resumed"):
         (tmp_path / folder).mkdir()
     straight = run_job(tmp_path / "straight", 3, [*layout, f"train.iterations={2 * T}"])

@@ -1,5 +1,6 @@
 """The multi-node path against real SLURM daemons: the project's own launch/slurm.sbatch, submitted
-unchanged with sbatch --nodes=2 (1 server + 3 workers over two slurmd "nodes" on this machine)."""
+unchanged with sbatch --nodes=2 (1 server + 3 workers over two slurmd "nodes" on this machine), for
+MD-GAN and FL-GAN."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ from slurm_cluster import SlurmCluster, install_if_missing
 SBATCH = Path(__file__).resolve().parents[1] / "launch" / "slurm.sbatch"
 ITERATIONS = 150
 OVERRIDES = [*TINY, f"train.iterations={ITERATIONS}", "log.every=1", "checkpoint.every=10", "gan.disc_steps=4"]
+# Each algorithm's own overrides, and the final files its workers write.
+ALGORITHMS = {
+    "mdgan": ([], [f"discriminator_rank{r}.pt" for r in (1, 2, 3)]),
+    "flgan": (["algorithm=flgan"], ["discriminator.pt", *(f"models_rank{r}.pt" for r in (1, 2, 3))]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +34,9 @@ def cluster(tmp_path_factory) -> SlurmCluster:
     slurm.stop()
 
 
-def submit(cluster: SlurmCluster, workdir: Path) -> tuple[int, Path]:
+def submit(cluster: SlurmCluster, workdir: Path, overrides: list[str]) -> tuple[int, Path]:
     env = {"MDGAN_PYTHON": sys.executable, "RDZV_PORT": str(free_port())}
-    job = cluster.submit(workdir, env, "--nodes=2", str(SBATCH), *OVERRIDES)
+    job = cluster.submit(workdir, env, "--nodes=2", str(SBATCH), *OVERRIDES, *overrides)
     return job, workdir / "runs" / f"slurm-{job}"
 
 
@@ -55,12 +61,14 @@ def wait_for_output(path: Path, text: str, timeout_s: float) -> None:
 
 @pytest.mark.slurm
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_requeued_job_resumes_then_checkpoints_requeues_and_resumes_at_a_signal(
-    cluster: SlurmCluster, tmp_path: Path
+    cluster: SlurmCluster, tmp_path: Path, algorithm: str
 ) -> None:
     """One job: requeued by hand, then signalled as near its time limit; each start resumes in its
     own run directory, the second exactly where the signal stopped it."""
-    job, run_dir = submit(cluster, tmp_path)
+    overrides, final_files = ALGORITHMS[algorithm]
+    job, run_dir = submit(cluster, tmp_path, overrides)
     out = tmp_path / f"slurm-{job}.out"
     wait_until_logged(run_dir, 30, timeout_s=180)
     assert cluster.run("scontrol", "requeue", str(job)).returncode == 0
@@ -80,13 +88,7 @@ def test_requeued_job_resumes_then_checkpoints_requeues_and_resumes_at_a_signal(
 
     assert "2 nodes x 2 ranks" in output
     assert logged_iterations(run_dir) == list(range(1, ITERATIONS + 1)), output[-3000:]
-    for name in (
-        "config.yaml",
-        "generator.pt",
-        "tensorboard",
-        "samples",
-        *(f"discriminator_rank{r}.pt" for r in (1, 2, 3)),
-    ):
+    for name in ("config.yaml", "generator.pt", "tensorboard", "samples", *final_files):
         assert (run_dir / name).exists(), name
     resumed = [line for line in output.splitlines() if "INFO resuming from" in line]
     assert len(resumed) == 2, output[-3000:]

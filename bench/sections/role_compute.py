@@ -32,7 +32,7 @@ def compute_steps(cfg: Config, workers: list[int], device: torch.device) -> dict
     local = LocalGAN(cfg, shape, classes, shard, 0, noise_stream(cfg.train.seed, "noise", 0), device)
 
     def flgan_worker() -> None:
-        local.iteration()
+        local.iteration(0)  # the iteration only names a non-finite value in its error
 
     steps = {"mdgan_worker": mdgan_worker, "flgan_worker": flgan_worker}
     for n in sorted({resolved_k(cfg.mdgan, n) for n in workers}):

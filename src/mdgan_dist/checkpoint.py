@@ -5,6 +5,7 @@ Layout (the run directory is assumed to be on a file system every rank sees):
     <run_dir>/checkpoints/iteration_00001000/server.pt
     <run_dir>/checkpoints/iteration_00001000/rank2-holds-D0.pt     worker rank 2 holds the D born on worker 0
     <run_dir>/checkpoints/iteration_00001000/rank1-holds-D3-D0.pt  (mdgan.workers_per_rank=2) its slots hold D3, D0
+    <run_dir>/checkpoints/iteration_00001000/rank2.pt              an FL-GAN worker's file
     <run_dir>/checkpoints/iteration_00001000/MANIFEST.json         written last, by the server
 """
 
@@ -41,13 +42,16 @@ def resume_directory(cfg: Config, run_dir: Path, iteration: int) -> Path:
     return Path(cfg.resume) if cfg.resume not in ("auto", "never") else checkpoint_dir(run_dir, iteration)
 
 
-def worker_file(directory: Path, rank: int, holds: list[int]) -> Path:
-    """A worker process's file, named after the discriminators its slots hold."""
+def worker_file(directory: Path, rank: int, holds: list[int] | None = None) -> Path:
+    """A worker process's file; MD-GAN's is named after the discriminators its slots hold."""
+    if holds is None:
+        return directory / f"rank{rank}.pt"
     return directory / f"rank{rank}-holds-{'-'.join(f'D{born_on}' for born_on in holds)}.pt"
 
 
 def find_worker_file(directory: Path, rank: int) -> Path:
-    matches = sorted(directory.glob(f"rank{rank}-holds-D*.pt"))
+    named = directory.glob(f"rank{rank}-holds-D*.pt")
+    matches = sorted([*named, *directory.glob(f"rank{rank}.pt")])
     if len(matches) != 1:
         raise ConfigError(f"checkpoint {directory} has {len(matches)} files for worker rank {rank}, expected 1")
     return matches[0]

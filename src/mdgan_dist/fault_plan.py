@@ -25,15 +25,18 @@ class FaultPlan:
     checkpoint_errors: Mapping[int, int] = field(default_factory=dict)
 
 
-def parse_faults(cfg: FaultConfig, worker_ranks: int) -> FaultPlan:
+def parse_faults(cfg: FaultConfig, worker_ranks: int, writing_ranks: int | None = None) -> FaultPlan:
     """The plan of fault.*, each rank checked against worker_ranks (the job's processes but the
-    server); raises ConfigError naming the spec and the form it takes."""
+    server), and fault.checkpoint_error's against writing_ranks (those that write a checkpoint
+    file besides the server; worker_ranks when not given); raises ConfigError naming the spec and
+    the form it takes."""
+    writers = worker_ranks if writing_ranks is None else writing_ranks
     slow = _worker_at(cfg.slow_worker, "fault.slow_worker", "SECONDS", "2@0.5", worker_ranks)
     return FaultPlan(
         kills=_kill_schedule(cfg.kill_worker, worker_ranks),
         slow={} if slow is None else {slow[0]: float(slow[1])},
         nans=_iteration_point(cfg.nan_worker, "fault.nan_worker", worker_ranks),
-        checkpoint_errors=_iteration_point(cfg.checkpoint_error, "fault.checkpoint_error", worker_ranks, lowest=0),
+        checkpoint_errors=_iteration_point(cfg.checkpoint_error, "fault.checkpoint_error", writers, lowest=0),
     )
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
 
+from mdgan_dist.algorithms.loop import Loop
 from mdgan_dist.algorithms.registry import Algorithm, plan, validate
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.compose import CONF_DIR, CONFIG_NAME, typed_config
@@ -73,11 +74,12 @@ def start_up_checks(cfg: Config, env: LaunchEnv, gpus: int) -> tuple[Algorithm, 
 
 
 def run_role(algorithm: Algorithm, ctx: RoleContext, is_server: bool) -> None:
-    """Rank 0 (or the only process) writes the config and runs the server role, the others a worker."""
+    """Rank 0 (or the only process) writes the config and runs the training loop around the
+    algorithm's server, the others a worker."""
     if is_server:
         save_config(ctx.cfg, ctx.run_dir / "config.yaml")
         log.info("run directory %s", ctx.run_dir)
-        algorithm.server(ctx).run()
+        Loop(ctx, algorithm.server(ctx)).run()
     else:
         assert algorithm.worker is not None
         algorithm.worker(ctx).run()

@@ -8,9 +8,8 @@ import json
 from mdgan_dist.config import Config, changed_options
 from mdgan_dist.errors import ConfigError
 
-# The sections every algorithm reads. Of the others (mdgan, flgan, fault) an algorithm reads what
-# its registry entry names. checkpoint and resume are here although only MD-GAN checkpoints, so
-# that one setting (cluster=slurm's checkpoint.every) serves every algorithm.
+# The sections every algorithm reads (the training loop's checkpoint and resume among them). Of the
+# others (mdgan, flgan, fault) an algorithm reads what its registry entry names.
 COMMON_SECTIONS = frozenset(
     {"algorithm", "data", "model", "gan", "optim", "train", "comm", "log", "run", "checkpoint", "eval", "resume"}
 )

@@ -4,7 +4,7 @@ naming the rank, the iteration and the quantity), before it reaches G's step or 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -24,6 +24,16 @@ def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
 def require_finite(values: Iterable[float], rank: int, iteration: int, quantity: str) -> None:
     if not all(math.isfinite(value) for value in values):
         raise NonFiniteError(rank, iteration, quantity)
+
+
+def gradient_check(rank: int, iteration: int) -> Callable[[list[torch.Tensor]], None]:
+    """steps.generator_step's check: G's gradient must be finite, or G does not step."""
+
+    def check(gradients: list[torch.Tensor]) -> None:
+        if not all_finite(gradients):
+            raise NonFiniteError(rank, iteration, "G's gradient")
+
+    return check
 
 
 def require_finite_state(state: Any, rank: int, iteration: int, what: str) -> None:

@@ -8,6 +8,8 @@ compute the same numbers.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from mdgan_dist.algorithms.components import (
@@ -17,6 +19,7 @@ from mdgan_dist.algorithms.components import (
     make_generator,
     make_sampler,
 )
+from mdgan_dist.algorithms.finite import gradient_check, require_finite
 from mdgan_dist.algorithms.steps import (
     discriminator_adam,
     generate,
@@ -39,11 +42,14 @@ class LocalGAN:
         worker: int,
         noise: torch.Generator,
         device: torch.device,
+        rank: int = 0,
     ) -> None:
         """worker: which worker's sampler stream this GAN draws its real batches from. noise: the
         stream of its latent vectors. D is always built as worker 0's, so that FL-GAN's workers start
-        from one common model, as federated averaging does."""
+        from one common model, as federated averaging does. rank: the process's, for errors."""
         self.cfg = cfg
+        self.worker = worker
+        self.rank = rank
         self.num_classes = num_classes
         self.noise = noise
         self.device = device
@@ -55,8 +61,9 @@ class LocalGAN:
         self.sampler = make_sampler(cfg, images.to(device), labels.to(device), worker)
         self.augment = make_augment(cfg, worker)
 
-    def iteration(self) -> tuple[float, float]:
-        """One round; returns D's loss (its last step) and G's loss."""
+    def iteration(self, iteration: int) -> tuple[float, float]:
+        """One round; returns D's loss (its last step) and G's loss. The non-finite guard: a loss
+        or G's gradient that is not finite raises NonFiniteError before G steps."""
         cfg = self.cfg
         noise, labels = sample_latent(
             self.noise, cfg.train.batch_size, cfg.model.z_dim, label_classes(cfg, self.num_classes)
@@ -67,6 +74,36 @@ class LocalGAN:
             self.discriminator, self.d_optimizer, self.sampler, (generated.detach(), labels), cfg.gan, self.augment
         )
         feedback, g_loss, _ = generator_feedback(self.discriminator, generated, cfg.gan, labels, self.augment)
+        # G's loss is D's verdict after its steps: finite only while D is.
+        require_finite([d_loss], self.rank, iteration, f"the D loss of worker {self.worker}")
+        require_finite([g_loss], self.rank, iteration, f"the G loss of worker {self.worker}")
         # One judge: every aggregation rule's upstream gradient is its feedback.
-        generator_step(self.g_optimizer, generated.unsqueeze(0), feedback.unsqueeze(0))
+        check = gradient_check(self.rank, iteration)
+        generator_step(self.g_optimizer, generated.unsqueeze(0), feedback.unsqueeze(0), None, check)
         return d_loss, g_loss
+
+    def poison(self) -> None:
+        """fault.nan_worker: D turns NaN, as a diverged one does."""
+        with torch.no_grad():
+            next(self.discriminator.parameters()).fill_(float("nan"))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(),
+            "g_optimizer": self.g_optimizer.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "d_optimizer": self.d_optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "augment": None if self.augment is None else self.augment.state_dict(),
+            "noise": self.noise.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.g_optimizer.load_state_dict(state["g_optimizer"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.d_optimizer.load_state_dict(state["d_optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        if self.augment is not None:
+            self.augment.load_state_dict(state["augment"])
+        self.noise.set_state(state["noise"])

@@ -1,8 +1,9 @@
 """The algorithms the trainer runs, one entry each: its roles, its checks, the options it reads,
 where it runs.
 
-Adding an algorithm is writing its package (its roles, each built from a RoleContext, and its
-`validate`) and one line in ALGORITHMS; docs/design.md shows how.
+Adding an algorithm is writing its package (its server's Training, which the one training loop
+runs, and its worker role, each built from a RoleContext; its `validate`) and one line in
+ALGORITHMS; docs/design.md shows how.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from mdgan_dist.algorithms.mdgan import checks as mdgan_checks
 from mdgan_dist.algorithms.mdgan.server import Server
 from mdgan_dist.algorithms.mdgan.worker import Worker
 from mdgan_dist.algorithms.role import Role, RoleContext
-from mdgan_dist.algorithms.standalone import StandaloneGAN
+from mdgan_dist.algorithms.standalone import DISCRIMINATOR_RANK, StandaloneGAN
+from mdgan_dist.algorithms.training import Training
 from mdgan_dist.config import Config, require_choice, validate_fields
 from mdgan_dist.fault_plan import FaultPlan, parse_faults
 from mdgan_dist.job import DataPlan, plan_data
 
 RoleFactory = Callable[[RoleContext], Role]
+TrainingFactory = Callable[[RoleContext], Training]
 
 
 def no_data_checks(cfg: Config, plan: DataPlan) -> None:
@@ -35,9 +38,20 @@ def one_per_process(_cfg: Config, world_size: int) -> int:
     return world_size - 1
 
 
+def worker_processes(world_size: int) -> tuple[int, int]:
+    """fault.* names the worker processes, and those write checkpoint files besides the server."""
+    return world_size - 1, world_size - 1
+
+
+def standalone_fault_ranks(_world_size: int) -> tuple[int, int]:
+    """The one discriminator is named as in MD-GAN's run with one worker, rank 1
+    (fault.nan_worker=1@I); the one process writes the only checkpoint file, as the server."""
+    return DISCRIMINATOR_RANK, 0
+
+
 @dataclass(frozen=True)
 class Algorithm:
-    server: RoleFactory  # rank 0; the whole algorithm when it runs in one process
+    server: TrainingFactory  # rank 0, in the training loop; the whole algorithm when it runs in one process
     worker: RoleFactory | None  # ranks 1..N; None: the algorithm runs in one process
     validate: Callable[[Config, int], None]  # (config, world size): raises ConfigError
     # The options it reads beyond those every algorithm reads (checks.COMMON_SECTIONS): whole
@@ -46,6 +60,8 @@ class Algorithm:
     reads: tuple[str, ...] = ()
     check_plan: Callable[[Config, DataPlan], None] = no_data_checks  # once the data is known
     workers: Callable[[Config, int], int] = one_per_process  # (config, world size): N, one data shard each
+    # (world size): the highest rank fault.* may name, and fault.checkpoint_error's
+    fault_ranks: Callable[[int], tuple[int, int]] = worker_processes
 
     @property
     def single_process(self) -> bool:
@@ -61,14 +77,15 @@ ALGORITHMS: dict[str, Algorithm] = {
         check_plan=mdgan_checks.check_plan,
         workers=mdgan_checks.num_workers,
     ),
-    # FL-GAN drops lost workers and kills them on schedule; the other fault.* are MD-GAN's.
-    "flgan": Algorithm(
-        FLGANServer,
-        FLGANWorker,
-        flgan_checks.validate,
-        reads=("flgan", "fault.tolerate_worker_loss", "fault.kill_worker"),
+    "flgan": Algorithm(FLGANServer, FLGANWorker, flgan_checks.validate, reads=("flgan", "fault")),
+    # One process: no worker to lose, kill or slow down.
+    "standalone": Algorithm(
+        StandaloneGAN,
+        None,
+        require_one_process,
+        reads=("fault.nan_worker", "fault.checkpoint_error"),
+        fault_ranks=standalone_fault_ranks,
     ),
-    "standalone": Algorithm(StandaloneGAN, None, require_one_process),
 }
 
 
@@ -80,12 +97,12 @@ def algorithm_of(cfg: Config) -> Algorithm:
 def validate(cfg: Config, world_size: int) -> tuple[Algorithm, FaultPlan]:
     """Every check that needs neither data nor peers, for a job of `world_size` processes;
     raises ConfigError saying what to do. Returns the algorithm's entry and the fault plan, the
-    one parse of fault.* (its ranks are the worker processes)."""
+    one parse of fault.*."""
     algorithm = algorithm_of(cfg)
     refuse_unread_options(cfg, algorithm.reads)
     algorithm.validate(cfg, world_size)
     validate_fields(cfg)
-    return algorithm, parse_faults(cfg.fault, world_size - 1)
+    return algorithm, parse_faults(cfg.fault, *algorithm.fault_ranks(world_size))
 
 
 def plan(cfg: Config, world_size: int) -> DataPlan:

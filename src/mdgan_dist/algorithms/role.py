@@ -56,6 +56,6 @@ class RoleContext:
 
 
 class Role(Protocol):
-    """A server, a worker, or a whole single-process algorithm, built from its RoleContext."""
+    """A worker, built from its RoleContext; or the training loop around a server (loop.py)."""
 
     def run(self) -> None: ...

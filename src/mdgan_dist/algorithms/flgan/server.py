@@ -11,38 +11,40 @@ silent is dropped, and the averages are taken over the workers left, weighted by
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
 from mdgan_dist.algorithms.components import make_discriminator, make_generator
-from mdgan_dist.algorithms.ema import average_of, final_generator
+from mdgan_dist.algorithms.ema import average_of
 from mdgan_dist.algorithms.epochs import iterations_per_epochs
+from mdgan_dist.algorithms.finite import all_finite
 from mdgan_dist.algorithms.flat_state import unflatten_into
 from mdgan_dist.algorithms.flgan.averaging import model_tensors, weighted_average
-from mdgan_dist.algorithms.handshake import greet_workers
 from mdgan_dist.algorithms.membership import Membership
 from mdgan_dist.algorithms.role import RoleContext
-from mdgan_dist.algorithms.scoring import Scoring
-from mdgan_dist.distributed.protocol import Feedback, Message, Stop, Sync, Train
-from mdgan_dist.distributed.transport import Transfer
-from mdgan_dist.errors import PeerError
-from mdgan_dist.resources import write_peer_stats
-from mdgan_dist.run_logging import WORKERS_FILE, RunLogger
+from mdgan_dist.algorithms.training import Report, Schedule
+from mdgan_dist.algorithms.workers import Workers
+from mdgan_dist.distributed.protocol import Feedback, Message, Sync, Train
+from mdgan_dist.errors import NonFiniteError, PeerError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
 
 
 class FLGANServer:
+    """FL-GAN's server in the training loop (algorithms/loop.py); its state is the averaged G and
+    D, the moving average of G and the count of averagings. The workers keep their own."""
+
+    name = "FL-GAN"
+    role = "flgan server"
+
     def __init__(self, ctx: RoleContext) -> None:
         self.ctx = ctx
         self.cfg = cfg = ctx.cfg
         self.transport = ctx.transport
-        self.members = Membership(ctx.num_workers, cfg.fault.tolerate_worker_loss)
-        workers = self.members.live
+        self.workers = Workers(self.transport, Membership(ctx.num_workers, cfg.fault.tolerate_worker_loss))
         # The global models: built as every worker builds its own, so all start equal.
         self.generator = make_generator(cfg, ctx.image_shape, ctx.num_classes).to(ctx.device)
         self.discriminator = make_discriminator(cfg, ctx.image_shape, ctx.num_classes, 0).to(ctx.device)
@@ -50,82 +52,61 @@ class FLGANServer:
         self.average = average_of(self.generator, cfg.gan.ema_halflife)
         self.tensors = model_tensors(self.generator, self.discriminator)
         size = sum(tensor.numel() for tensor in self.tensors)
-        self.models = {rank: torch.empty(size, device=ctx.device) for rank in workers}
-        self.replies = {rank: self.transport.empty_header() for rank in workers}
-        self.sync_bytes_sent = self.sync_bytes_recv = 0
+        self.models = {rank: torch.empty(size, device=ctx.device) for rank in self.workers.live}
+        self.shard_sizes: dict[int, int] = {}
+        self.period = 1  # iterations between averagings, once the shards are known
+        self.syncs = self.sync_bytes_sent = self.sync_bytes_recv = 0
 
-    def run(self) -> None:
-        cfg, run_dir = self.cfg, self.ctx.run_dir
-        shard_sizes = greet_workers(self.ctx, 0, self.members.live)
-        self.shard_sizes = dict(zip(self.members.live, shard_sizes, strict=True))
-        period = iterations_per_epochs(shard_sizes, cfg.train.batch_size, cfg.flgan.sync_every_epochs)
+    def start(self, shard_sizes: list[int]) -> None:
+        self.shard_sizes = dict(zip(self.workers.live, shard_sizes, strict=True))
+        self.period = iterations_per_epochs(shard_sizes, self.cfg.train.batch_size, self.cfg.flgan.sync_every_epochs)
         log.info(
-            "%d workers, shard sizes %s, average G and D every %d iterations", len(shard_sizes), shard_sizes, period
+            "%d workers, shard sizes %s, average G and D every %d iterations",
+            len(shard_sizes),
+            shard_sizes,
+            self.period,
         )
-        scoring = Scoring(cfg, self.ctx.num_classes, self.ctx.device)
-        iterations, syncs, bytes_trained = cfg.train.iterations, 0, 0
-        with RunLogger(run_dir, cfg.log.progress, 0, "FL-GAN") as logger:
-            for iteration in logger.progress(range(iterations), iterations):
-                started, sent, received = time.perf_counter(), self.transport.bytes_sent, self.transport.bytes_recv
-                d_losses, g_losses = self.train_iteration(iteration)
-                done, last = iteration + 1, iteration + 1 == iterations
-                if done % period == 0 or last:  # the scored G is always the average of the latest models
-                    self.synchronise(done)
-                    syncs += 1
-                if self.average is not None:
-                    self.average.update(self.generator, done)
-                bytes_trained += self.transport.bytes_sent - sent + self.transport.bytes_recv - received
-                if done % cfg.log.every == 0 or last:
-                    logger.scalars(
-                        done,
-                        g_loss=sum(g_losses) / len(g_losses),
-                        d_loss=sum(d_losses) / len(d_losses),
-                        d_loss_per_worker=d_losses,
-                        server_bytes_sent=self.transport.bytes_sent - sent,
-                        server_bytes_recv=self.transport.bytes_recv - received,
-                        server_bytes_total=bytes_trained,  # every iteration's, averagings included
-                        iteration_seconds=time.perf_counter() - started,
-                        syncs=syncs,
-                    )
-                scoring.after(done, last, self.generator, self.average, logger)
-        stop = self.transport.header(Stop(iterations, finished=True))
-        self.exchange("stop", sends=[(rank, stop) for rank in self.members.live])
-        self.members.write_summary(run_dir / WORKERS_FILE)
-        write_peer_stats(
-            run_dir,
-            "flgan server",
-            self.transport,
-            syncs=syncs,
-            sync_bytes_sent=self.sync_bytes_sent,
-            sync_bytes_recv=self.sync_bytes_recv,
-        )
-        torch.save(final_generator(self.generator, self.average, iterations), run_dir / "generator.pt")
-        torch.save({"discriminator": self.discriminator.state_dict()}, run_dir / "discriminator.pt")
 
-    def train_iteration(self, iteration: int) -> tuple[list[float], list[float]]:
-        """Every live worker runs one local iteration; returns their D and G losses."""
+    def step(self, iteration: int, _schedule: Schedule) -> Report:
+        """Every live worker runs one local iteration; every period, the averaging."""
         order = self.transport.header(Train(iteration))
         stage = f"local iteration {iteration}"
-        live = self.members.live
-        self.exchange(
-            stage, sends=[(rank, order) for rank in live], recvs=[(rank, self.replies[rank]) for rank in live]
+        live = self.workers.live
+        replies = self.workers.replies
+        self.workers.exchange(
+            stage, sends=[(rank, order) for rank in live], recvs=[(rank, replies[rank]) for rank in live]
         )
-        answers = self.answers(stage, Feedback, iteration, dict.fromkeys(self.members.live, 0))
-        return [answer.d_loss for answer in answers.values()], [answer.g_loss for answer in answers.values()]
+        answers = self.answers(stage, Feedback, iteration, dict.fromkeys(live, 0)).values()
+        done = iteration + 1
+        if done % self.period == 0:
+            self.synchronise(done)
+        if self.average is not None:
+            self.average.update(self.generator, done)
+        d_losses, g_losses = [answer.d_loss for answer in answers], [answer.g_loss for answer in answers]
+        return Report(d_losses, g_losses, {"syncs": self.syncs})
+
+    def conclude(self, done: int) -> None:
+        """A run ends with an averaging, so that the final G is the average of the newest models
+        and every rank ends with it. After the last checkpoint: a longer run, or this one resumed
+        and extended, does not average there unless the period says so."""
+        if done % self.period:
+            self.synchronise(done)
 
     def synchronise(self, done: int) -> None:
         """Collects every live worker's G and D, averages them by shard size, and sends the average back."""
         stage = f"model averaging after iteration {done}"
         sent, received = self.transport.bytes_sent, self.transport.bytes_recv
         order = self.transport.header(Sync(done))
-        live = self.members.live  # the members' own list: a worker dropped below leaves it
-        recvs = [transfer for rank in live for transfer in ((rank, self.replies[rank]), (rank, self.models[rank]))]
-        self.exchange(stage, sends=[(rank, order) for rank in live], recvs=recvs)
+        live, replies = self.workers.live, self.workers.replies  # the live list: a worker dropped below leaves it
+        recvs = [transfer for rank in live for transfer in ((rank, replies[rank]), (rank, self.models[rank]))]
+        self.workers.exchange(stage, sends=[(rank, order) for rank in live], recvs=recvs)
         self.answers(stage, Sync, done, {rank: self.models[rank].numel() for rank in live})
+        self.require_finite_models(done)
         average = weighted_average([self.models[rank] for rank in live], [self.shard_sizes[rank] for rank in live])
         unflatten_into(self.tensors, average)
         reply = self.transport.header(Sync(done, average.numel()))
-        self.exchange(stage, sends=[transfer for rank in live for transfer in ((rank, reply), (rank, average))])
+        self.workers.exchange(stage, sends=[transfer for rank in live for transfer in ((rank, reply), (rank, average))])
+        self.syncs += 1
         self.sync_bytes_sent += self.transport.bytes_sent - sent
         self.sync_bytes_recv += self.transport.bytes_recv - received
 
@@ -137,16 +118,42 @@ class FLGANServer:
         for rank, numel in sizes.items():
             try:
                 found[rank] = self.transport.expect(
-                    self.replies[rank], rank, stage, kind, iteration=iteration, numel=numel
+                    self.workers.replies[rank], rank, stage, kind, iteration=iteration, numel=numel
                 )
             except PeerError as error:
-                if not self.members.tolerant:
+                if not self.workers.members.tolerant:
                     raise
                 failures[rank] = error
-        self.members.drop(failures)
+        self.workers.members.drop(failures)
         return found
 
-    def exchange(self, stage: str, sends: Sequence[Transfer] = (), recvs: Sequence[Transfer] = ()) -> None:
-        """The transport's exchange; a worker that fails is dropped if fault.tolerate_worker_loss."""
-        posted = self.transport.post(stage, sends, recvs)
-        self.members.drop(self.transport.wait(posted, tolerate=self.members.tolerant))
+    def require_finite_models(self, done: int) -> None:
+        """The non-finite guard, server side: no worker's model that is not finite enters the
+        average. Such a worker ends the run (NonFiniteError), or with fault.tolerate_worker_loss
+        is dropped."""
+        members, stage = self.workers.members, f"model averaging after iteration {done}"
+        spoiled = [rank for rank in members.live if not all_finite([self.models[rank]])]
+        if spoiled and not members.tolerant:
+            raise NonFiniteError(0, done - 1, f"the models of worker rank {spoiled[0]}")
+        members.drop({rank: PeerError(0, rank, stage, "its models are not finite") for rank in spoiled})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "average": None if self.average is None else self.average.state_dict(),
+            "syncs": self.syncs,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
+        self.syncs = state["syncs"]
+
+    def stats(self) -> dict[str, float | int | None]:
+        return {"syncs": self.syncs, "sync_bytes_sent": self.sync_bytes_sent, "sync_bytes_recv": self.sync_bytes_recv}
+
+    def save_final(self, run_dir: Path) -> None:
+        torch.save({"discriminator": self.discriminator.state_dict()}, run_dir / "discriminator.pt")

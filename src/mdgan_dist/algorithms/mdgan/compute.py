@@ -20,7 +20,7 @@ from mdgan_dist.algorithms.components import (
     make_sampler,
 )
 from mdgan_dist.algorithms.ema import average_of
-from mdgan_dist.algorithms.finite import all_finite
+from mdgan_dist.algorithms.finite import gradient_check
 from mdgan_dist.algorithms.mdgan.stack import DiscriminatorStack
 from mdgan_dist.algorithms.steps import (
     Batch,
@@ -37,7 +37,6 @@ from mdgan_dist.algorithms.steps import (
     verdict,
 )
 from mdgan_dist.config import Config
-from mdgan_dist.errors import NonFiniteError
 from mdgan_dist.seeding import generator
 
 TRAINING, FEEDBACK = 0, 1  # a worker's two batches: X_d (its D trains against it), X_g (feedback on it)
@@ -83,14 +82,24 @@ class GeneratorCompute:
         gradient of the k batches, then the moving average's update; `done` iterations are then
         complete."""
         upstream = aggregate(self.cfg.mdgan.aggregate, judged)
-
-        def check(gradients: list[torch.Tensor]) -> None:
-            if not all_finite(gradients):
-                raise NonFiniteError(0, done - 1, "G's gradient")
-
-        generator_step(self.optimizer, generated.batches, upstream, generated.snapshot, check)
+        generator_step(self.optimizer, generated.batches, upstream, generated.snapshot, gradient_check(0, done - 1))
         if self.average is not None:
             self.average.update(self.generator, done)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "average": None if self.average is None else self.average.state_dict(),
+            "noise": self.noise.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
+        self.noise.set_state(state["noise"])
 
 
 @dataclass

@@ -3,25 +3,23 @@ to r x W - 1, each with its own shard and D; trains them and answers with their 
 
 from __future__ import annotations
 
-import errno
 import logging
 import time
-from pathlib import Path
+from typing import Any
 
 import torch
 
 from mdgan_dist.algorithms.aggregation import AGGREGATIONS
 from mdgan_dist.algorithms.components import label_classes
-from mdgan_dist.algorithms.fault import crash_if_scheduled
-from mdgan_dist.algorithms.finite import require_finite, require_finite_state
+from mdgan_dist.algorithms.fault import crash_if_scheduled, diverge_if_scheduled, straggle_if_scheduled
+from mdgan_dist.algorithms.finite import require_finite
 from mdgan_dist.algorithms.handshake import answer_server
 from mdgan_dist.algorithms.mdgan.class_sets import present, send_class_sets
 from mdgan_dist.algorithms.mdgan.compute import DiscriminatorCompute
 from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, Framing, wire_dtype
 from mdgan_dist.algorithms.mdgan.swap import swap_discriminators
 from mdgan_dist.algorithms.role import RoleContext
-from mdgan_dist.checkpoint import atomic_save, checkpoint_dir, find_worker_file, resume_directory, worker_file
-from mdgan_dist.checkpoint import load as load_checkpoint
+from mdgan_dist.algorithms.worker_checkpoint import WorkerCheckpoints
 from mdgan_dist.distributed.protocol import Checkpoint, Feedback, PairGreeting, Stop, SwapOrder, Train
 from mdgan_dist.errors import NonFiniteError, PeerError
 from mdgan_dist.resources import ComputeClock, write_peer_stats
@@ -55,7 +53,7 @@ class Worker:
         self.kill_at = faults.kills.get(transport.rank)
         self.slow = faults.slow.get(transport.rank)
         self.nan_at = faults.nans.get(transport.rank)
-        self.disk_full_at = faults.checkpoint_errors.get(transport.rank)
+        self.checkpoints = WorkerCheckpoints(ctx, self)
         self.first = first
         self.swaps = self.swap_bytes_sent = self.swap_bytes_recv = self.iterations_trained = 0
         self.compute_clock = ComputeClock()  # the D steps and feedback: the worker's training compute
@@ -68,8 +66,7 @@ class Worker:
         start = answer_server(self.ctx, self.shard_size)
         if self.rule.class_sets:
             send_class_sets(self.transport, self.class_sets)
-        if start > 0:
-            self.load(find_worker_file(resume_directory(self.cfg, run_dir, start), self.transport.rank))
+        self.checkpoints.resume(start)
         if self.cfg.mdgan.swap_every_epochs:
             self.warm_up_swap_pairs()
         framing, instruction = Framing(), self.transport.empty_header()
@@ -83,7 +80,7 @@ class Worker:
                 self.swap(order)
             else:
                 assert isinstance(order, Checkpoint)
-                self.checkpoint(order.iteration)
+                self.checkpoints.write(order.iteration, self.holds)
         write_peer_stats(
             run_dir,
             "mdgan worker",
@@ -161,36 +158,19 @@ class Worker:
             if not finite:
                 raise NonFiniteError(rank, iteration, f"the discriminator of worker {self.first + slot}")
 
-    def checkpoint(self, iteration: int) -> None:
-        """Writes this worker's state, then tells the server, which writes the manifest last."""
-        rank = self.transport.rank
-        state = {"iteration": iteration, "holds": self.holds, **self.compute.state_dict(), "rng": torch.get_rng_state()}
-        require_finite_state(state, rank, iteration, "the worker's checkpoint")
-        path = worker_file(checkpoint_dir(self.ctx.run_dir, iteration), rank, self.holds)
-        try:
-            if self.disk_full_at == iteration:
-                raise OSError(errno.ENOSPC, "No space left on device (fault.checkpoint_error)", str(path))
-            atomic_save(state, path)
-            failed = False
-        except OSError as error:  # the server decides what follows (checkpoint.on_error)
-            log.error("rank %d could not write its checkpoint of iteration %d: %s", rank, iteration, error)
-            failed = True
-        answer = self.transport.header(Checkpoint(iteration, failed))
-        self.transport.exchange(f"checkpoint at iteration {iteration}", sends=[(0, answer)])
+    def state_dict(self) -> dict[str, Any]:
+        """What this process's checkpoint file holds (WorkerCheckpoints adds the RNG state)."""
+        return {"holds": self.holds, **self.compute.state_dict()}
 
-    def load(self, path: Path) -> None:
-        state = load_checkpoint(path, self.ctx.device)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.holds = state["holds"]
         self.compute.load_state_dict(state)
-        torch.set_rng_state(state["rng"])
 
     def train_iteration(self, iteration: int) -> None:
         """The D steps and the feedback on the batches that arrived in self.batches; the reply
         carries the feedback, the losses and the seconds spent on each part."""
         crash_if_scheduled(self.kill_at, self.transport.rank, iteration)
-        if self.nan_at == iteration:
-            log.warning("fault.nan_worker: rank %d turns its D NaN at iteration %d", self.transport.rank, iteration)
-            self.compute.poison(0)
+        diverge_if_scheduled(self.nan_at, self.transport.rank, iteration, lambda: self.compute.poison(0))
         message = self.batches
         started = time.perf_counter()
         if self.samples is not message.images:
@@ -207,8 +187,7 @@ class Worker:
         # The header carries one D and one G loss: the means over this process's workers.
         d_loss, g_loss = (sum(losses) / len(losses) for losses in (outcome.d_losses, outcome.g_losses))
         self.iterations_trained += 1
-        if self.slow is not None:
-            time.sleep(self.slow)  # fault.slow_worker: a straggler (slow feedback), for tests and demos
+        straggle_if_scheduled(self.slow)
         d_seconds = prepared - started + outcome.d_seconds
         Feedback(
             iteration,
