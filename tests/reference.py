@@ -51,9 +51,10 @@ from multiproc import one_intra_op_thread
 
 def reference_run(
     cfg: Config, num_workers: int, iterations: int, schedule: list[tuple[list[int], list[int]]] | None = None
-) -> tuple[dict, list[dict], int]:
+) -> tuple[dict, list[dict], int, list[list[float]]]:
     """Single-process MD-GAN: returns what generator.pt holds (G and its moving average), every
-    worker's final D state and the swap count.
+    worker's final D state, the swap count, and per iteration the D loss of each worker whose
+    feedback G's step used (its last D step's), in worker order.
 
     schedule (mdgan.quorum): per iteration, the ranks that got its batches and the ranks whose
     feedback G's step used; by default every worker, both. Runs with one intra-op thread, as the
@@ -64,7 +65,7 @@ def reference_run(
 
 def _reference_run(
     cfg: Config, num_workers: int, iterations: int, schedule: list[tuple[list[int], list[int]]] | None
-) -> tuple[dict, list[dict], int]:
+) -> tuple[dict, list[dict], int, list[list[float]]]:
     plan = plan_data(cfg, num_workers)
     shape, batch, k = plan.image_shape, cfg.train.batch_size, resolved_k(cfg.mdgan, num_workers)
     classes = plan.num_classes
@@ -83,7 +84,7 @@ def _reference_run(
     noise = generator(cfg.train.seed, "noise")
     period = swap_period(plan.shard_sizes, batch, cfg.mdgan.swap_every_epochs)
     wire = wire_dtype(cfg.comm.dtype)
-    swaps = 0
+    swaps, d_losses = 0, []
 
     def make_batches(stale: bool) -> tuple[torch.Tensor, torch.Tensor | None, dict | None]:
         z, labels = sample_latent(noise, k * batch, cfg.model.z_dim, label_classes(cfg, classes))
@@ -103,7 +104,7 @@ def _reference_run(
             return None if labels is None else labels[index]  # noqa: B023 -- called in this iteration
 
         sent, used = schedule[iteration] if schedule else (range(1, num_workers + 1), range(1, num_workers + 1))
-        feedbacks, verdicts, answered = [], [], []
+        feedbacks, verdicts, answered, losses = [], [], [], []
         for n in range(num_workers):
             if n + 1 not in sent:
                 continue
@@ -113,13 +114,15 @@ def _reference_run(
                     images, real_classes = samplers[n].next_batch()
                     real = (images, real_classes if conditional else None)
                 fake = (received[training_batch(n, k)], labels_of(training_batch(n, k)))
-                discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan, augments[n])
+                loss = discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan, augments[n])
             fb = feedback_batch(n, k)
             judged = generator_feedback(discs[n], received[fb], cfg.gan, labels_of(fb), augments[n])
             if n + 1 in used:  # a late feedback is computed, and discarded
                 feedbacks.append(judged.feedback.to(wire).float())
                 verdicts.append(judged.verdicts.to(wire).float())
                 answered.append(n)
+                losses.append(loss)
+        d_losses.append(losses)
         judgements = Judgements(
             feedbacks,
             [feedback_batch(n, k) for n in answered],
@@ -141,7 +144,7 @@ def _reference_run(
                 if cfg.mdgan.swap_optimizer_state:
                     disc_opts[target].load_state_dict(opt_states[n])
             swaps += 1
-    return final_generator(gen, average, iterations), [d.state_dict() for d in discs], swaps
+    return final_generator(gen, average, iterations), [d.state_dict() for d in discs], swaps, d_losses
 
 
 def final_discriminators(run_dir: Path) -> list[dict]:

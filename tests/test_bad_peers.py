@@ -30,6 +30,7 @@ AT_THE_SERVER = {
     "short": r"peer rank 1 failed during feedback of iteration 0: the message ended before the packet's \d+ bytes",
     "twice": r"peer rank 1 failed during feedback of iteration 1: out of step: message of iteration 0",
     "nan": r"rank 0: the feedback of worker rank 1 at iteration 0 is not finite",
+    "nan-loss": r"rank 0: the losses reported by worker rank 1 at iteration 0 is not finite",
 }
 AT_THE_WORKER = {
     "kind": r"peer rank 0 failed during waiting for the server's next instruction: .*FEEDBACK",

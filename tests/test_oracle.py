@@ -20,12 +20,14 @@ from reference import assert_same_discriminators, assert_same_generators, refere
 def test_distributed_round_equals_single_process(finished_run: tuple[Path, int]) -> None:
     run_dir, num_workers = finished_run
     cfg = load_config(run_dir)
-    expected_g, expected_ds, expected_swaps = reference_run(cfg, num_workers, ITERATIONS)
+    expected_g, expected_ds, expected_swaps, expected_d_losses = reference_run(cfg, num_workers, ITERATIONS)
     assert_same_generators(run_dir, expected_g)
     assert_same_discriminators(run_dir, expected_ds)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     assert [r["iteration"] for r in records] == list(range(1, ITERATIONS + 1))
     assert records[-1]["swaps"] == expected_swaps
+    # Each worker's own D loss, also with several workers per process (mdgan.workers_per_rank).
+    torch.testing.assert_close([r["d_loss_per_worker"] for r in records], expected_d_losses, rtol=1e-5, atol=1e-6)
     # The parameters must have moved, and the average must differ from the raw G, or the
     # comparisons above prove nothing.
     initial = make_generator(cfg, (1, 28, 28), 10).state_dict()
@@ -42,14 +44,15 @@ def test_distributed_round_equals_single_process(finished_run: tuple[Path, int])
 
 def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, int]) -> None:
     """3*b*d*N float32 values per iteration (plus the 2*b*N labels of the generated batches for
-    ACGAN), in one packet per worker process and direction, each with its 64-byte header; a swap
+    ACGAN), in one packet per worker process and direction, each with its 64-byte header, the
+    feedback with each worker's statistics (two float64 losses); a swap
     order adds one header per worker, and the TRAIN after it (or after the handshake) one bare
     header more per process."""
     run_dir, num_workers = finished_run
     cfg = load_config(run_dir)
     processes = num_workers // cfg.mdgan.workers_per_rank
     value = torch.empty((), dtype=wire_dtype(cfg.comm.dtype)).element_size()
-    b, d, header = cfg.train.batch_size, 28 * 28, 8 * 8
+    b, d, header, statistics = cfg.train.batch_size, 28 * 28, 8 * 8, 2 * 8
     labels = 2 * b * value if cfg.model.conditional else 0
     verdicts = b * value if AGGREGATIONS[cfg.mdgan.aggregate].verdicts else 0  # D's logit of each sample judged
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
@@ -61,8 +64,8 @@ def test_server_bytes_per_iteration_match_the_paper(finished_run: tuple[Path, in
         swaps_before, control_before = record["swaps"], swapped
         expected_sent = num_workers * (2 * b * d * value + labels) + processes * header + swap_orders + announcements
         assert record["server_bytes_sent"] == expected_sent
-        assert record["server_bytes_recv"] == num_workers * (b * d * value + verdicts) + processes * header
-        overhead = swap_orders + announcements + 2 * processes * header
+        assert record["server_bytes_recv"] == num_workers * (b * d * value + verdicts + statistics) + processes * header
+        overhead = swap_orders + announcements + 2 * processes * header + num_workers * statistics
         payload = record["server_bytes_sent"] + record["server_bytes_recv"] - overhead
         assert payload == 3 * b * d * num_workers * value + num_workers * (labels + verdicts)
         # One packet per worker process and direction, plus the bare headers above.

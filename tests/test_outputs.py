@@ -18,13 +18,12 @@ def test_run_directory_holds_config_metrics_samples_and_tensorboard(finished_run
     run_dir, num_workers = finished_run
     cfg = load_config(run_dir)
     assert cfg.run.dir == str(run_dir) and cfg.train.iterations == ITERATIONS
-    processes = num_workers // cfg.mdgan.workers_per_rank  # a loss per process: the mean over its workers
 
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     for record in records:
         assert METRIC_KEYS <= record.keys()
-        assert len(record["d_loss_per_worker"]) == processes
-        assert abs(record["d_loss"] - sum(record["d_loss_per_worker"]) / processes) < 1e-9
+        assert len(record["d_loss_per_worker"]) == num_workers  # each worker's, also W of them per process
+        assert abs(record["d_loss"] - sum(record["d_loss_per_worker"]) / num_workers) < 1e-9
         assert record["iteration_seconds"] > 0
         # Where the iteration's time went, and whose feedback G used.
         assert TIMINGS <= record.keys() and all(record[key] >= 0 for key in TIMINGS)
@@ -42,7 +41,7 @@ def test_run_directory_holds_config_metrics_samples_and_tensorboard(finished_run
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert METRIC_KEYS - {"iteration"} <= scalars
-    assert {f"d_loss_worker/{n}" for n in range(processes)} <= scalars
+    assert {f"d_loss_worker/{n}" for n in range(num_workers)} <= scalars
     assert [event.step for event in events.Scalars("g_loss")] == list(range(1, ITERATIONS + 1))
     assert events.Tags()["images"] == ["samples"]
 

@@ -9,17 +9,22 @@ import torch
 from mdgan_dist.distributed.protocol import (
     HEADER_LEN,
     Abort,
+    AveragedModels,
     Checkpoint,
+    ClassSets,
     DiscriminatorState,
     Feedback,
     Go,
     Kind,
+    LocalLosses,
+    LocalModels,
     Message,
     PairGreeting,
+    Refusal,
     ServerHello,
     Stop,
     SwapOrder,
-    Sync,
+    SyncOrder,
     Train,
     WorkerHello,
 )
@@ -30,16 +35,26 @@ MESSAGES: list[Message] = [
     ServerHello(config_digest=2**62 + 5, start=40, shapes_numel=4),
     WorkerHello(shard_size=1250),
     Go(),
+    Refusal(),
     PairGreeting(rank=3),
     Abort(rank=2),
     Train(iteration=7, control_follows=True, numel=100_352),
-    Feedback(7, d_loss=0.6931, g_loss=-1.25, d_seconds=0.012345, feedback_seconds=0.000678, numel=50_176),
+    Feedback(7, d_seconds=0.012345, feedback_seconds=0.000678, numel=50_176),
+    LocalLosses(7, d_loss=0.6931, g_loss=-1.25),
     SwapOrder(iteration=9, send_to=2, receive_from=4),
     DiscriminatorState(iteration=9, born_on=1, numel=1_000),
     Stop(iteration=10, finished=False),
     Checkpoint(iteration=10),
-    Sync(iteration=12, numel=3_000),
+    SyncOrder(iteration=12),
+    LocalModels(iteration=12, numel=3_000),
+    AveragedModels(iteration=12, numel=3_000),
+    ClassSets(numel=40),
 ]
+
+
+def test_each_kind_has_exactly_one_message_type() -> None:
+    """A receiver never has to guess which type a header is: every kind is read as one type."""
+    assert sorted(type(message).KIND for message in MESSAGES) == sorted(Kind)
 
 
 def wire(values: list[int | float]) -> torch.Tensor:
@@ -58,21 +73,27 @@ def test_a_message_reads_back_what_it_wrote(message: Message) -> None:
 
 
 def test_the_named_fields_sit_where_the_layout_puts_them() -> None:
-    feedback = Feedback(7, d_loss=0.5, g_loss=-1.25, d_seconds=0.012345, feedback_seconds=0.000678, numel=96)
-    expected = wire([Kind.FEEDBACK, 7, 12345, 678, 96, 0.5, -1.25])
+    feedback = Feedback(7, d_seconds=0.012345, feedback_seconds=0.000678, numel=96)
+    expected = wire([Kind.FEEDBACK, 7, 12345, 678, 96, 0, 0])
     assert torch.equal(feedback.encode(torch.zeros(HEADER_LEN, dtype=torch.int64)), expected)
     order = SwapOrder(iteration=9, send_to=2, receive_from=4)
     assert torch.equal(order.encode(torch.zeros(HEADER_LEN, dtype=torch.int64)), wire([Kind.SWAP, 9, 2, 4, 0, 0, 0]))
     hello = ServerHello(config_digest=123, start=40, shapes_numel=4)
     assert torch.equal(
-        hello.encode(torch.zeros(HEADER_LEN, dtype=torch.int64)), wire([Kind.HELLO, 0, 123, 40, 4, 0, 0])
+        hello.encode(torch.zeros(HEADER_LEN, dtype=torch.int64)), wire([Kind.SERVER_HELLO, 0, 123, 40, 4, 0, 0])
+    )
+    losses = LocalLosses(3, d_loss=0.5, g_loss=-1.25)
+    assert torch.equal(
+        losses.encode(torch.zeros(HEADER_LEN, dtype=torch.int64)), wire([Kind.LOCAL_LOSSES, 3, 0, 0, 0, 0.5, -1.25])
     )
 
 
-def test_one_kind_is_read_as_the_type_the_receiver_expects() -> None:
+def test_a_message_of_another_kind_is_refused_even_when_its_layout_fits() -> None:
+    """A pair greeting has a WorkerHello's layout (one int): its kind alone tells them apart."""
     header = PairGreeting(rank=3).encode(torch.zeros(HEADER_LEN, dtype=torch.int64))
     transport = Transport(0, 1.0, torch.device("cpu"))
-    assert transport.expect(header, 3, "a test", WorkerHello, Abort) == WorkerHello(shard_size=3)
+    with pytest.raises(PeerError, match="expected a WorkerHello or Abort message, got a PAIR_GREETING header"):
+        transport.expect(header, 3, "a test", WorkerHello, Abort)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +110,11 @@ def test_one_kind_is_read_as_the_type_the_receiver_expects() -> None:
             {"types": (Feedback,), "numel": 96},
             "announced 95 payload values, expected 96",
         ),
-        (Sync(3, numel=10), {"types": (Sync,), "numel": 12}, "announced 10 payload values, expected 12"),
+        (
+            LocalModels(3, numel=10),
+            {"types": (LocalModels,), "numel": 12},
+            "announced 10 payload values, expected 12",
+        ),
         (None, {"types": (Checkpoint,)}, "malformed header"),
     ],
     ids=["kind", "iteration", "size", "model-size", "malformed"],

@@ -8,6 +8,7 @@ import torch
 
 from mdgan_dist.algorithms.components import make_discriminator, make_generator
 from mdgan_dist.algorithms.flgan.averaging import model_tensors
+from mdgan_dist.algorithms.mdgan.message import STATISTIC_BYTES, WORKER_STATISTICS
 from mdgan_dist.config import Config
 from mdgan_dist.data import open_dataset
 from mdgan_dist.distributed.protocol import HEADER_LEN
@@ -24,12 +25,13 @@ def data_shape(cfg: Config) -> tuple[tuple[int, int, int], int]:
 def analytic_iteration_bytes(cfg: Config, workers: int) -> int:
     """The paper's Table III, 3*b*d*N values of the wire dtype per iteration at the server (X_d and
     X_g out, F_n back, to and from every worker), plus ACGAN's 2*b labels per worker in the same
-    dtype and one 64-byte header per packet: 2N headers."""
+    dtype, one 64-byte header per packet (2N headers), and each worker's statistics in float64."""
     shape, _ = data_shape(cfg)
     value = getattr(torch, cfg.comm.dtype).itemsize  # comm.dtype names a torch dtype
     b, d = cfg.train.batch_size, math.prod(shape)
     labels = 2 * b * value if cfg.model.conditional else 0
-    return workers * (3 * b * d * value + labels + 2 * HEADER_BYTES)
+    statistics = len(WORKER_STATISTICS) * STATISTIC_BYTES
+    return workers * (3 * b * d * value + labels + 2 * HEADER_BYTES + statistics)
 
 
 def analytic_swap_bytes(cfg: Config) -> int:

@@ -58,20 +58,22 @@ def fake_worker(ctx: RoleContext, mode: str) -> None:
     batches = BatchMessage(1, batch, ctx.image_shape, classes, torch.float32, CPU)
     reply = FeedbackMessage(1, batch, ctx.image_shape, torch.float32, CPU)
     order = Framing().receive(transport, batches, transport.empty_header(), (Train,), 2)
-    feedback = Feedback(order.iteration, 0.5, 0.7, d_seconds=0.0, feedback_seconds=0.0, numel=reply.payload.numel())
+    feedback = Feedback(order.iteration, d_seconds=0.0, feedback_seconds=0.0, numel=reply.payload.numel())
     buffer = reply.buffer
     if mode == "kind":
         Checkpoint(order.iteration).encode(reply.header)
     elif mode == "iteration":
-        Feedback(order.iteration + 1, 0.5, 0.7, 0.0, 0.0, reply.payload.numel()).encode(reply.header)
+        Feedback(order.iteration + 1, 0.0, 0.0, reply.payload.numel()).encode(reply.header)
     elif mode == "numel":
-        Feedback(order.iteration, 0.5, 0.7, 0.0, 0.0, reply.payload.numel() - 1).encode(reply.header)
+        Feedback(order.iteration, 0.0, 0.0, reply.payload.numel() - 1).encode(reply.header)
     elif mode == "garbage":
         garbage(reply.header)
     else:
         feedback.encode(reply.header)
         if mode == "nan":
             reply.payload[0] = float("nan")  # whole, but not finite
+        elif mode == "nan-loss":
+            reply.report(d_loss=[float("nan")], g_loss=[0.7])  # a worker's statistics
         elif mode == "short":
             buffer = reply.buffer[: len(reply.buffer) // 2]
         elif mode == "long":
@@ -90,7 +92,7 @@ def fake_server(ctx: RoleContext, mode: str) -> None:
     order = transport.header(Train(0, False, numel))
     sends = [(1, order), (1, packet.buffer)]  # after the handshake a TRAIN comes as a bare header first
     if mode == "kind":
-        sends = [(1, transport.header(Feedback(0, 0.0, 0.0, 0.0, 0.0, 0)))]
+        sends = [(1, transport.header(Feedback(0, 0.0, 0.0, 0)))]
     elif mode == "garbage":
         garbage(order)
         sends = [(1, order)]

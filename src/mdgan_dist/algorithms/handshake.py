@@ -7,11 +7,10 @@ import torch
 
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.config import digest
-from mdgan_dist.distributed.protocol import Abort, Go, ServerHello, WorkerHello
+from mdgan_dist.distributed.protocol import Abort, Go, Refusal, ServerHello, WorkerHello
 from mdgan_dist.errors import ConfigError
 
 STAGE = "start-up handshake"
-REFUSED = -1  # start iteration that tells the workers the server cannot start (its log says why)
 
 
 def message_shapes(ctx: RoleContext) -> torch.Tensor:
@@ -27,8 +26,8 @@ def mismatch_message(rank: int) -> str:
 
 
 def greet_workers(ctx: RoleContext, start: int, workers: list[int]) -> list[int]:
-    """Server side: sends digest, start iteration (0, a checkpoint's, or REFUSED) and message
-    shapes; returns each worker's shard size."""
+    """Server side: sends digest, start iteration (0 or a checkpoint's) and message shapes;
+    returns each worker's shard size."""
     transport = ctx.transport
     replies = {rank: transport.empty_header() for rank in workers}
     transport.exchange(STAGE, sends=_hellos(ctx, digest(ctx.cfg), start, workers), recvs=list(replies.items()))
@@ -44,7 +43,8 @@ def greet_workers(ctx: RoleContext, start: int, workers: list[int]) -> list[int]
 
 def refuse_workers(ctx: RoleContext, workers: list[int]) -> None:
     """Server side, when it cannot start: every worker stops with a message instead of a timeout."""
-    ctx.transport.exchange(STAGE, sends=_hellos(ctx, 0, REFUSED, workers))
+    refusal = ctx.transport.header(Refusal())
+    ctx.transport.exchange(STAGE, sends=[(rank, refusal) for rank in workers])
 
 
 def _hellos(ctx: RoleContext, config_digest: int, start: int, workers: list[int]) -> list[tuple[int, torch.Tensor]]:
@@ -58,10 +58,11 @@ def answer_server(ctx: RoleContext, shard_size: int) -> int:
     size, waits for the server's verdict on all workers, and returns the iteration to start from."""
     transport, shapes = ctx.transport, message_shapes(ctx)
     hello_buffer, server_shapes = transport.empty_header(), torch.empty_like(shapes)
-    transport.exchange(STAGE, recvs=[(0, hello_buffer), (0, server_shapes)])
-    hello = transport.expect(hello_buffer, 0, STAGE, ServerHello, numel=shapes.numel())
-    if hello.start == REFUSED:
+    transport.exchange(STAGE, recvs=[(0, hello_buffer)])
+    if isinstance(transport.expect(hello_buffer, 0, STAGE, ServerHello, Refusal), Refusal):
         raise ConfigError("the server refused to start (its log, rank 0, says why)")
+    hello = transport.expect(hello_buffer, 0, STAGE, ServerHello, numel=shapes.numel())
+    transport.exchange(STAGE, recvs=[(0, server_shapes)])
     agrees = hello.config_digest == digest(ctx.cfg) and torch.equal(server_shapes, shapes)
     reply = WorkerHello(shard_size) if agrees else Abort(transport.rank)
     transport.exchange(STAGE, sends=[(0, transport.header(reply))])

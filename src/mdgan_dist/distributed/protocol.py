@@ -1,12 +1,14 @@
-"""The wire protocol: one small type per message, all carried by the same header tensor.
+"""The wire protocol: one small type per message kind, all carried by the same header tensor.
 
 Every message starts with one int64 header of HEADER_LEN values, laid out as
 [kind, iteration, arg0, arg1, numel, value0, value1, 0] (Slots); value0 and value1 carry float64
-statistics (a worker's losses) bit-cast into int64, so one header tensor suffices. The message
-types below give those slots their names, kind by kind: they are built from and written into the
-same tensor, so the bytes on the wire are the layout's whatever type carries them. `numel` is
-the number of payload values that follow the header (in the same packet, or as the next
-message), 0 for a bare header.
+values (an FL-GAN worker's losses) bit-cast into int64, so one header tensor suffices. Each kind
+has exactly one message type, which gives those slots their names: it is built from and written
+into the same tensor, so the bytes on the wire are the layout's whatever type carries them. No
+slot has a value with a special meaning: what differs is a kind of its own. `numel` is the number
+of payload values that follow the header (in the same packet, or as the next message), 0 for a
+bare header. MD-GAN's per-worker figures travel in its feedback packet (mdgan/message.py:
+WORKER_STATISTICS), not in the header.
 """
 
 from __future__ import annotations
@@ -26,16 +28,25 @@ MICROSECONDS = 1e6  # the workers' compute times travel as integer microseconds
 
 
 class Kind(IntEnum):
-    HELLO = 1  # start-up: ServerHello, WorkerHello, Go, PairGreeting
+    """One per message type (the type named beside it)."""
+
+    SERVER_HELLO = 1  # ServerHello
     TRAIN = 2  # Train
-    FEEDBACK = 3  # Feedback
+    FEEDBACK = 3  # Feedback (MD-GAN)
     SWAP = 4  # SwapOrder
     DISCRIMINATOR = 5  # DiscriminatorState
     STOP = 6  # Stop
     ABORT = 7  # Abort
     CHECKPOINT = 8  # Checkpoint
-    SYNC = 9  # Sync (FL-GAN)
+    SYNC = 9  # SyncOrder (FL-GAN)
     CLASSES = 10  # ClassSets (MD-GAN, when mdgan.aggregate needs them)
+    WORKER_HELLO = 11  # WorkerHello
+    GO = 12  # Go
+    PAIR_GREETING = 13  # PairGreeting (MD-GAN)
+    REFUSAL = 14  # Refusal
+    LOCAL_MODELS = 15  # LocalModels (FL-GAN)
+    AVERAGED_MODELS = 16  # AveragedModels (FL-GAN)
+    LOCAL_LOSSES = 17  # LocalLosses (FL-GAN)
 
 
 @dataclass(frozen=True)
@@ -89,9 +100,9 @@ M = TypeVar("M", bound=Message)
 class ServerHello(Message):
     """server -> worker, first of the handshake; the message shapes [b, C, H, W] follow."""
 
-    KIND = Kind.HELLO
+    KIND = Kind.SERVER_HELLO
     config_digest: int
-    start: int  # the iteration to start from; handshake.REFUSED when the server cannot start
+    start: int  # the iteration to start from
     shapes_numel: int
 
     def slots(self) -> Slots:
@@ -106,7 +117,7 @@ class ServerHello(Message):
 class WorkerHello(Message):
     """worker -> server: it runs the server's config; its shard size."""
 
-    KIND = Kind.HELLO
+    KIND = Kind.WORKER_HELLO
     shard_size: int
 
     def slots(self) -> Slots:
@@ -121,7 +132,7 @@ class WorkerHello(Message):
 class Go(Message):
     """server -> worker, the handshake's verdict when every worker agreed: start."""
 
-    KIND = Kind.HELLO
+    KIND = Kind.GO
 
     def slots(self) -> Slots:
         return Slots(self.KIND)
@@ -135,7 +146,7 @@ class Go(Message):
 class PairGreeting(Message):
     """worker -> worker, once at start: the sender's rank (MD-GAN's swap pairs connect)."""
 
-    KIND = Kind.HELLO
+    KIND = Kind.PAIR_GREETING
     rank: int
 
     def slots(self) -> Slots:
@@ -144,6 +155,20 @@ class PairGreeting(Message):
     @classmethod
     def from_slots(cls, slots: Slots) -> PairGreeting:
         return cls(slots.arg0)
+
+
+@dataclass(frozen=True)
+class Refusal(Message):
+    """server -> worker, in place of its ServerHello: the server cannot start (its log says why)."""
+
+    KIND = Kind.REFUSAL
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> Refusal:  # noqa: ARG003 -- Message's signature; a Refusal has no fields
+        return cls()
 
 
 @dataclass(frozen=True)
@@ -181,16 +206,14 @@ class Train(Message):
 
 @dataclass(frozen=True)
 class Feedback(Message):
-    """worker -> server: one iteration's losses, the seconds spent on the D steps and on the
-    feedback (MD-GAN), and the error feedback F_n when numel > 0."""
+    """MD-GAN, worker process -> server: the seconds it spent on the D steps and on the feedback;
+    its packet (numel payload values) holds each worker's statistics and error feedback F_n."""
 
     KIND = Kind.FEEDBACK
     iteration: int
-    d_loss: float
-    g_loss: float
-    d_seconds: float = 0.0
-    feedback_seconds: float = 0.0
-    numel: int = 0
+    d_seconds: float
+    feedback_seconds: float
+    numel: int
 
     def slots(self) -> Slots:
         return Slots(
@@ -199,20 +222,28 @@ class Feedback(Message):
             arg0=round(self.d_seconds * MICROSECONDS),
             arg1=round(self.feedback_seconds * MICROSECONDS),
             numel=self.numel,
-            value0=self.d_loss,
-            value1=self.g_loss,
         )
 
     @classmethod
     def from_slots(cls, slots: Slots) -> Feedback:
-        return cls(
-            slots.iteration,
-            d_loss=slots.value0,
-            g_loss=slots.value1,
-            d_seconds=slots.arg0 / MICROSECONDS,
-            feedback_seconds=slots.arg1 / MICROSECONDS,
-            numel=slots.numel,
-        )
+        return cls(slots.iteration, slots.arg0 / MICROSECONDS, slots.arg1 / MICROSECONDS, slots.numel)
+
+
+@dataclass(frozen=True)
+class LocalLosses(Message):
+    """FL-GAN, worker -> server: one local iteration done, with its D and G loss."""
+
+    KIND = Kind.LOCAL_LOSSES
+    iteration: int
+    d_loss: float
+    g_loss: float
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, self.iteration, value0=self.d_loss, value1=self.g_loss)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> LocalLosses:
+        return cls(slots.iteration, slots.value0, slots.value1)
 
 
 @dataclass(frozen=True)
@@ -286,19 +317,49 @@ class Checkpoint(Message):
 
 
 @dataclass(frozen=True)
-class Sync(Message):
-    """FL-GAN: server -> worker, the order to send G and D (numel 0); worker -> server, its G and D
-    follow; server -> worker, their average follows."""
+class SyncOrder(Message):
+    """FL-GAN, server -> worker: send your G and D for the averaging after this iteration."""
 
     KIND = Kind.SYNC
     iteration: int
-    numel: int = 0
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, self.iteration)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> SyncOrder:
+        return cls(slots.iteration)
+
+
+@dataclass(frozen=True)
+class LocalModels(Message):
+    """FL-GAN, worker -> server: its flat G and D state follows (numel values)."""
+
+    KIND = Kind.LOCAL_MODELS
+    iteration: int
+    numel: int
 
     def slots(self) -> Slots:
         return Slots(self.KIND, self.iteration, numel=self.numel)
 
     @classmethod
-    def from_slots(cls, slots: Slots) -> Sync:
+    def from_slots(cls, slots: Slots) -> LocalModels:
+        return cls(slots.iteration, slots.numel)
+
+
+@dataclass(frozen=True)
+class AveragedModels(Message):
+    """FL-GAN, server -> worker: the weighted average of every worker's G and D follows."""
+
+    KIND = Kind.AVERAGED_MODELS
+    iteration: int
+    numel: int
+
+    def slots(self) -> Slots:
+        return Slots(self.KIND, self.iteration, numel=self.numel)
+
+    @classmethod
+    def from_slots(cls, slots: Slots) -> AveragedModels:
         return cls(slots.iteration, slots.numel)
 
 

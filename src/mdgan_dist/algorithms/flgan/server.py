@@ -26,7 +26,7 @@ from mdgan_dist.algorithms.membership import Membership
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.training import Report, Schedule
 from mdgan_dist.algorithms.workers import Workers
-from mdgan_dist.distributed.protocol import Feedback, Message, Sync, Train
+from mdgan_dist.distributed.protocol import AveragedModels, LocalLosses, LocalModels, Message, SyncOrder, Train
 from mdgan_dist.errors import NonFiniteError, PeerError
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class FLGANServer:
         self.workers.exchange(
             stage, sends=[(rank, order) for rank in live], recvs=[(rank, replies[rank]) for rank in live]
         )
-        answers = self.answers(stage, Feedback, iteration, dict.fromkeys(live, 0)).values()
+        answers = self.answers(stage, LocalLosses, iteration, dict.fromkeys(live, 0)).values()
         done = iteration + 1
         if done % self.period == 0:
             self.synchronise(done)
@@ -96,15 +96,15 @@ class FLGANServer:
         """Collects every live worker's G and D, averages them by shard size, and sends the average back."""
         stage = f"model averaging after iteration {done}"
         sent, received = self.transport.bytes_sent, self.transport.bytes_recv
-        order = self.transport.header(Sync(done))
+        order = self.transport.header(SyncOrder(done))
         live, replies = self.workers.live, self.workers.replies  # the live list: a worker dropped below leaves it
         recvs = [transfer for rank in live for transfer in ((rank, replies[rank]), (rank, self.models[rank]))]
         self.workers.exchange(stage, sends=[(rank, order) for rank in live], recvs=recvs)
-        self.answers(stage, Sync, done, {rank: self.models[rank].numel() for rank in live})
+        self.answers(stage, LocalModels, done, {rank: self.models[rank].numel() for rank in live})
         self.require_finite_models(done)
         average = weighted_average([self.models[rank] for rank in live], [self.shard_sizes[rank] for rank in live])
         unflatten_into(self.tensors, average)
-        reply = self.transport.header(Sync(done, average.numel()))
+        reply = self.transport.header(AveragedModels(done, average.numel()))
         self.workers.exchange(stage, sends=[transfer for rank in live for transfer in ((rank, reply), (rank, average))])
         self.syncs += 1
         self.sync_bytes_sent += self.transport.bytes_sent - sent

@@ -11,7 +11,16 @@ from mdgan_dist.algorithms.handshake import answer_server
 from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.worker_checkpoint import WorkerCheckpoints
-from mdgan_dist.distributed.protocol import Checkpoint, Feedback, Message, Stop, Sync, Train
+from mdgan_dist.distributed.protocol import (
+    AveragedModels,
+    Checkpoint,
+    LocalLosses,
+    LocalModels,
+    Message,
+    Stop,
+    SyncOrder,
+    Train,
+)
 from mdgan_dist.resources import ComputeClock, write_peer_stats
 from mdgan_dist.seeding import generator
 
@@ -42,7 +51,7 @@ class FLGANWorker:
         while not isinstance(order := self.next_order(instruction), Stop):
             if isinstance(order, Train):
                 self.train_iteration(order.iteration)
-            elif isinstance(order, Sync):
+            elif isinstance(order, SyncOrder):
                 self.synchronise(order.iteration)
             else:
                 assert isinstance(order, Checkpoint)
@@ -62,7 +71,7 @@ class FLGANWorker:
         stage = "waiting for the server's next instruction"
         # The server may be waiting for a slower worker's local iteration or model first.
         self.transport.exchange(stage, recvs=[(0, instruction)], patience=2)
-        return self.transport.expect(instruction, 0, stage, Train, Sync, Checkpoint, Stop, numel=0)
+        return self.transport.expect(instruction, 0, stage, Train, SyncOrder, Checkpoint, Stop, numel=0)
 
     def train_iteration(self, iteration: int) -> None:
         """One local iteration, reported to the server with its losses."""
@@ -72,17 +81,17 @@ class FLGANWorker:
         with self.compute_clock:
             d_loss, g_loss = self.gan.iteration(iteration)
         straggle_if_scheduled(self.slow)
-        done = self.transport.header(Feedback(iteration, d_loss, g_loss))
+        done = self.transport.header(LocalLosses(iteration, d_loss, g_loss))
         self.transport.exchange(f"reporting iteration {iteration}", sends=[(0, done)])
 
     def synchronise(self, iteration: int) -> None:
         """Sends G and D, and takes the server's weighted average in their place."""
         outgoing = flatten(self.tensors, self.transport.device)
-        header_out = self.transport.header(Sync(iteration, outgoing.numel()))
+        header_out = self.transport.header(LocalModels(iteration, outgoing.numel()))
         header_in = self.transport.empty_header()
         stage = f"model averaging after iteration {iteration}"
         self.transport.exchange(
             stage, sends=[(0, header_out), (0, outgoing)], recvs=[(0, header_in), (0, self.average)], patience=2
         )
-        self.transport.expect(header_in, 0, stage, Sync, iteration=iteration, numel=self.average.numel())
+        self.transport.expect(header_in, 0, stage, AveragedModels, iteration=iteration, numel=self.average.numel())
         unflatten_into(self.tensors, self.average)

@@ -1,9 +1,7 @@
 """The server's check of the workers' answers before G's step: each packet arrived whole, and its
-losses and feedback are finite (the non-finite guard, server side)."""
+statistics (the losses) and feedback are finite (the non-finite guard, server side)."""
 
 from __future__ import annotations
-
-import math
 
 from mdgan_dist.algorithms.finite import all_finite
 from mdgan_dist.algorithms.mdgan.message import FeedbackMessage
@@ -21,8 +19,7 @@ def usable_answers(
     with fault.tolerate_worker_loss is dropped and its feedback left out."""
     answered, kept = list(messages), []
     # The usual case in one check: finite payloads also hold no mark of a short message.
-    losses = [loss for answer in answers for loss in (answer.d_loss, answer.g_loss)]
-    if all(map(math.isfinite, losses)) and all_finite([message.payload for message in messages.values()]):
+    if all_finite([part for message in messages.values() for part in (message.statistics, message.payload)]):
         return answered, answers
     stage = f"feedback of iteration {iteration}"
     for (rank, message), answer in zip(messages.items(), answers, strict=True):
@@ -34,7 +31,7 @@ def usable_answers(
             roster.drop({rank: error})
             continue
         quantity = None
-        if not all(math.isfinite(loss) for loss in (answer.d_loss, answer.g_loss)):
+        if not all_finite([message.statistics]):
             quantity = f"the losses reported by worker rank {rank}"
         elif not all_finite([message.payload]):  # the feedback and any verdicts
             quantity = f"the feedback of worker rank {rank}"

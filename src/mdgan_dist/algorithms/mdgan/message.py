@@ -1,7 +1,7 @@
 """The packed messages of an MD-GAN iteration: one buffer per peer and direction, header included.
 
-A packet is one flat byte buffer: the 64-byte protocol header, then the payload in the wire dtype
-(comm.dtype). It is allocated once on the wire device and reused every iteration, so an
+A packet is one flat byte buffer: the 64-byte protocol header, float64 statistics when the packet
+has them (a FEEDBACK's per-worker losses), then the payload in the wire dtype (comm.dtype). It is allocated once on the wire device and reused every iteration, so an
 iteration moves exactly one message each way between the server and a worker, with no pickling
 and no allocation on the hot path.
 """
@@ -25,16 +25,24 @@ def wire_dtype(name: WireDtype) -> torch.dtype:
 
 
 HEADER_BYTES = HEADER_LEN * 8
+# What each worker reports besides its feedback: one float64 row per worker in the FEEDBACK packet
+# (FeedbackMessage.statistics), exact whatever the wire dtype. A new statistic is a new name here;
+# the header and the message types stay as they are.
+WORKER_STATISTICS = ("d_loss", "g_loss")
+STATISTIC_BYTES = 8
 
 
 class Packet:
-    """Header (int64 x HEADER_LEN) and payload (`numel` values of `dtype`) in one byte buffer."""
+    """Header (int64 x HEADER_LEN), `statistics` float64 values, and payload (`numel` values of
+    `dtype`) in one byte buffer."""
 
-    def __init__(self, numel: int, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(self, numel: int, dtype: torch.dtype, device: torch.device, statistics: int = 0) -> None:
         item = torch.empty((), dtype=dtype).element_size()
-        self.buffer = torch.zeros(HEADER_BYTES + numel * item, dtype=torch.uint8, device=device)
+        payload_start = HEADER_BYTES + statistics * STATISTIC_BYTES
+        self.buffer = torch.zeros(payload_start + numel * item, dtype=torch.uint8, device=device)
         self.header = self.buffer[:HEADER_BYTES].view(torch.int64)
-        self.payload = self.buffer[HEADER_BYTES:].view(dtype)
+        self.statistics = self.buffer[HEADER_BYTES:payload_start].view(torch.float64)
+        self.payload = self.buffer[payload_start:].view(dtype)
 
     def arm(self) -> None:
         """Marks the packet before it receives: gloo accepts a message shorter than the buffer
@@ -83,9 +91,9 @@ class BatchMessage(Packet):
 
 
 class FeedbackMessage(Packet):
-    """worker process -> server: the error feedback F_n of each of its W workers (W x b x C x H x W),
-    then, when mdgan.aggregate asks for them, each worker's verdicts on its samples (W x b: its D's
-    real/fake logits)."""
+    """worker process -> server: each of its W workers' statistics (W x WORKER_STATISTICS, float64),
+    their error feedback F_n (W x b x C x H x W), then, when mdgan.aggregate asks for them, each
+    worker's verdicts on its samples (W x b: its D's real/fake logits)."""
 
     def __init__(
         self,
@@ -97,9 +105,21 @@ class FeedbackMessage(Packet):
         verdicts: bool = False,
     ) -> None:
         feedback_values = slots * batch * math.prod(image_shape)
-        super().__init__(feedback_values + (slots * batch if verdicts else 0), dtype, device)
+        statistics = slots * len(WORKER_STATISTICS)
+        super().__init__(feedback_values + (slots * batch if verdicts else 0), dtype, device, statistics)
+        self.worker_statistics = self.statistics.view(slots, len(WORKER_STATISTICS))
         self.feedback = self.payload[:feedback_values].view(slots, batch, *image_shape)
         self.verdicts = self.payload[feedback_values:].view(slots, batch) if verdicts else None
+
+    def report(self, **per_worker: list[float]) -> None:
+        """Worker side: one list per name of WORKER_STATISTICS, a value per worker."""
+        assert per_worker.keys() == set(WORKER_STATISTICS), f"report {WORKER_STATISTICS}"
+        values = [per_worker[name] for name in WORKER_STATISTICS]
+        self.worker_statistics.copy_(torch.tensor(values, dtype=torch.float64).T)
+
+    def statistic(self, name: str) -> list[float]:
+        """Server side: one statistic of every worker of the process, in slot order."""
+        return self.worker_statistics[:, WORKER_STATISTICS.index(name)].tolist()
 
 
 class Framing:

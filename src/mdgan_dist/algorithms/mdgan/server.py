@@ -189,7 +189,8 @@ class Server:
     def finish(self, batches: Round) -> tuple[list[float], list[float], dict[str, float]]:
         """Waits for the feedback (all of it, or mdgan.quorum answers), aggregates it, steps G.
 
-        Returns the answering workers' D and G losses, and where the iteration's time went."""
+        Returns the answering workers' D and G losses (each worker's, in rank then slot order), and
+        where the iteration's time went."""
         assert batches.posted is not None
         started = time.perf_counter()
         if self.quorum < len(batches.assignment):
@@ -231,7 +232,10 @@ class Server:
             "feedbacks_used": len(answered) * self.roster.per_rank,
         }
         batches.answered = answered
-        return [answer.d_loss for answer in answers], [answer.g_loss for answer in answers], timings
+        used = [messages[rank] for rank in answered]
+        d_losses = [loss for message in used for loss in message.statistic("d_loss")]
+        g_losses = [loss for message in used for loss in message.statistic("g_loss")]
+        return d_losses, g_losses, timings
 
     def judgements(self, batches: Round, answered: list[int]) -> Judgements:
         """What the answering workers sent, judge by judge (rank, then slot), in float32 on the

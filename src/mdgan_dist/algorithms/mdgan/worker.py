@@ -181,18 +181,15 @@ class Worker:
             outcome = self.compute.iteration(self.samples, labels)
         self.require_finite(iteration, outcome.d_losses)
         self.reply.feedback.copy_(outcome.feedback)
+        self.reply.report(d_loss=outcome.d_losses, g_loss=outcome.g_losses)
         if self.reply.verdicts is not None:
             assert outcome.verdicts is not None
             self.reply.verdicts.copy_(outcome.verdicts)
-        # The header carries one D and one G loss: the means over this process's workers.
-        d_loss, g_loss = (sum(losses) / len(losses) for losses in (outcome.d_losses, outcome.g_losses))
         self.iterations_trained += 1
         straggle_if_scheduled(self.slow)
         d_seconds = prepared - started + outcome.d_seconds
         Feedback(
             iteration,
-            d_loss,
-            g_loss,
             d_seconds=d_seconds,
             feedback_seconds=time.perf_counter() - started - d_seconds,
             numel=self.reply.payload.numel(),
