@@ -332,10 +332,9 @@ class SyncOrder(Message):
 
 
 @dataclass(frozen=True)
-class LocalModels(Message):
-    """FL-GAN, worker -> server: its flat G and D state follows (numel values)."""
+class _Models(Message):
+    """FL-GAN's flat G and D state follows (numel values), for the averaging after `iteration`."""
 
-    KIND = Kind.LOCAL_MODELS
     iteration: int
     numel: int
 
@@ -343,24 +342,25 @@ class LocalModels(Message):
         return Slots(self.KIND, self.iteration, numel=self.numel)
 
     @classmethod
-    def from_slots(cls, slots: Slots) -> LocalModels:
+    def from_slots(cls: type[ModelsMessage], slots: Slots) -> ModelsMessage:
         return cls(slots.iteration, slots.numel)
+
+
+ModelsMessage = TypeVar("ModelsMessage", bound=_Models)
 
 
 @dataclass(frozen=True)
-class AveragedModels(Message):
+class LocalModels(_Models):
+    """FL-GAN, worker -> server: its own G and D follow."""
+
+    KIND = Kind.LOCAL_MODELS
+
+
+@dataclass(frozen=True)
+class AveragedModels(_Models):
     """FL-GAN, server -> worker: the weighted average of every worker's G and D follows."""
 
     KIND = Kind.AVERAGED_MODELS
-    iteration: int
-    numel: int
-
-    def slots(self) -> Slots:
-        return Slots(self.KIND, self.iteration, numel=self.numel)
-
-    @classmethod
-    def from_slots(cls, slots: Slots) -> AveragedModels:
-        return cls(slots.iteration, slots.numel)
 
 
 @dataclass(frozen=True)
