@@ -402,6 +402,8 @@ def test_training_scores_its_generator_every_eval_every(
         run_dir, output = request.getfixturevalue("default_run")
     else:
         overrides = [*TINY, f"algorithm={algorithm}", f"eval.num_samples={NUM_SAMPLES}", "model.conditional=true"]
+        if algorithm == "flgan":  # averages every 2 iterations: the moving average of the server's G moves
+            overrides.append("flgan.sync_every_epochs=0.01")
         run_dir, output = scored_run(cfg, tmp_path, 3 if algorithm == "flgan" else 1, overrides)
     scores = [record for record in metrics(run_dir) if "classifier_score" in record]
     assert [record["iteration"] for record in scores] == [2, 4, 5]
