@@ -18,7 +18,8 @@ import torch
 
 from mdgan_dist.algorithms.components import label_classes
 from mdgan_dist.algorithms.handshake import answer_server, greet_workers
-from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, Framing
+from mdgan_dist.algorithms.mdgan.exchange import after_control, receive
+from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.compose import compose
 from mdgan_dist.distributed.env import LaunchEnv
@@ -57,7 +58,7 @@ def fake_worker(ctx: RoleContext, mode: str) -> None:
     batch, classes = cfg.train.batch_size, label_classes(cfg, ctx.num_classes)
     batches = BatchMessage(1, batch, ctx.image_shape, classes, torch.float32, CPU)
     reply = FeedbackMessage(1, batch, ctx.image_shape, torch.float32, CPU)
-    order = Framing().receive(transport, batches, transport.empty_header(), (Train,), 2)
+    order = receive(transport, after_control(0), batches, transport.empty_header(), (Train,), 2)
     feedback = Feedback(order.iteration, d_seconds=0.0, feedback_seconds=0.0, numel=reply.payload.numel())
     buffer = reply.buffer
     if mode == "kind":

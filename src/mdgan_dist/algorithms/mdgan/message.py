@@ -1,21 +1,22 @@
 """The packed messages of an MD-GAN iteration: one buffer per peer and direction, header included.
 
-A packet is one flat byte buffer: the 64-byte protocol header, float64 statistics when the packet
-has them (a FEEDBACK's per-worker losses), then the payload in the wire dtype (comm.dtype). It is allocated once on the wire device and reused every iteration, so an
+A packet is one flat byte buffer: the 64-byte protocol header, float64 statistics when the
+packet has them (a FEEDBACK's per-worker losses), then the payload in the wire dtype
+(comm.dtype). It is allocated once on the wire device and reused every iteration, so an
 iteration moves exactly one message each way between the server and a worker, with no pickling
-and no allocation on the hot path.
+and no allocation on the hot path. How a packet is framed (alone, or after a bare header) is
+exchange.py's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 
 from mdgan_dist.config import WireDtype
-from mdgan_dist.distributed.protocol import HEADER_LEN, UNWRITTEN, M, Train
-from mdgan_dist.distributed.transport import Transfer, Transport
+from mdgan_dist.distributed.protocol import HEADER_LEN, UNWRITTEN
+from mdgan_dist.distributed.transport import Transport
 from mdgan_dist.errors import PeerError
 
 
@@ -117,45 +118,7 @@ class FeedbackMessage(Packet):
         values = [per_worker[name] for name in WORKER_STATISTICS]
         self.worker_statistics.copy_(torch.tensor(values, dtype=torch.float64).T)
 
-    def statistic(self, name: str) -> list[float]:
-        """Server side: one statistic of every worker of the process, in slot order."""
-        return self.worker_statistics[:, WORKER_STATISTICS.index(name)].tolist()
-
-
-class Framing:
-    """Bare header, or header plus packet: how the next message between the server and one
-    worker travels. The rule lives here, for both sides.
-
-    A receive must know its size. A TRAIN travels as one packet, header included, when the TRAIN
-    before it said that no control message follows; otherwise (after the handshake, and after a
-    swap or checkpoint order) the worker waits for a message of any kind in a bare header, and the
-    TRAIN's packet comes after that header. Each side keeps one Framing per peer."""
-
-    def __init__(self) -> None:
-        self.packet_next = False
-
-    def send_train(self, peer: int, order: Train, packet: Packet, transport: Transport) -> list[Transfer]:
-        """Server side: the transfers that carry `order` and the batches in `packet`."""
-        order.encode(packet.header)
-        transfers = [] if self.packet_next else [(peer, transport.header(order))]
-        self.packet_next = not order.control_follows
-        return [*transfers, (peer, packet.buffer)]
-
-    def receive(
-        self, transport: Transport, packet: Packet, instruction: torch.Tensor, types: Sequence[type[M]], patience: int
-    ) -> M:
-        """Worker side: the server's next message, one of `types`; a TRAIN's batches are then in
-        `packet`, checked to be the iteration and the size the TRAIN announced."""
-        stage = "waiting for the server's next instruction"
-        buffer, header = (packet.buffer, packet.header) if self.packet_next else (instruction, instruction)
-        packet.arm()
-        transport.exchange(stage, recvs=[(0, buffer)], patience=patience)
-        message = transport.expect(header, 0, stage, *types)
-        if isinstance(message, Train):
-            stage = f"receiving the generated batches of iteration {message.iteration}"
-            if not self.packet_next:
-                transport.exchange(stage, recvs=[(0, packet.buffer)])
-            transport.expect(packet.header, 0, stage, Train, iteration=message.iteration, numel=packet.payload.numel())
-            packet.require_whole(transport, 0, stage)
-        self.packet_next = isinstance(message, Train) and not message.control_follows
-        return message
+    def reported(self) -> dict[str, list[float]]:
+        """Server side: each statistic of WORKER_STATISTICS, a value per worker of the process in
+        slot order."""
+        return dict(zip(WORKER_STATISTICS, self.worker_statistics.T.tolist(), strict=True))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 
 from mdgan_dist.algorithms.epochs import iterations_per_epochs
+from mdgan_dist.algorithms.mdgan.roster import Roster
+from mdgan_dist.distributed.protocol import SwapOrder
 from mdgan_dist.seeding import generator
 
 
@@ -37,6 +39,23 @@ def derangement(num_workers: int, seed: int, swap_index: int) -> list[int]:
         targets = torch.randperm(num_workers, generator=rng).tolist()
         if all(target != worker for worker, target in enumerate(targets)):
             return targets
+
+
+def swap_orders(roster: Roster, seed: int, swap_index: int, iteration: int) -> list[tuple[int, SwapOrder]]:
+    """Where every live worker sends its D after `iteration` and where its next one comes from, as
+    (rank, order): one per worker, a process's in slot order; none with fewer than 2 workers."""
+    if roster.workers < 2:
+        return []
+    targets = derangement(roster.workers, seed, swap_index)
+    sources = {target: worker for worker, target in enumerate(targets)}
+    return [
+        (
+            rank,
+            SwapOrder(iteration, send_to=roster.address(targets[worker]), receive_from=roster.address(sources[worker])),
+        )
+        for rank in roster.live
+        for worker in roster.positions(rank)
+    ]
 
 
 def control_follows(done: int, iterations: int, period: int | None, checkpoint_every: int) -> bool:

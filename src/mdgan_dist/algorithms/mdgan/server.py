@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,16 @@ from mdgan_dist.algorithms.components import label_classes
 from mdgan_dist.algorithms.ema import GeneratorAverage
 from mdgan_dist.algorithms.mdgan.answers import usable_answers
 from mdgan_dist.algorithms.mdgan.class_sets import post_class_sets, read_class_sets
-from mdgan_dist.algorithms.mdgan.compute import FEEDBACK, TRAINING, Generated, GeneratorCompute
-from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, Framing, wire_dtype
+from mdgan_dist.algorithms.mdgan.compute import FEEDBACK, TRAINING, GeneratorCompute
+from mdgan_dist.algorithms.mdgan.exchange import Act, Action, server_actions, train_transfers, worker_actions
+from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, wire_dtype
+from mdgan_dist.algorithms.mdgan.quorum import Quorum
 from mdgan_dist.algorithms.mdgan.roster import Roster
+from mdgan_dist.algorithms.mdgan.round import Round
 from mdgan_dist.algorithms.mdgan.schedule import (
     control_follows,
-    derangement,
     feedback_batch,
+    swap_orders,
     swap_period,
     training_batch,
 )
@@ -30,28 +32,15 @@ from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.training import Report, Schedule
 from mdgan_dist.algorithms.workers import Workers
 from mdgan_dist.config import resolved_k
-from mdgan_dist.distributed.protocol import Feedback, SwapOrder, Train
-from mdgan_dist.distributed.transport import Posted
+from mdgan_dist.distributed.protocol import Feedback, Train
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Round:
-    """One iteration's generated batches, from generation to the G step."""
-
-    iteration: int
-    generated: Generated  # the k batches with their graph (and, stale, the snapshot that made them)
-    control: bool  # a control message follows this iteration
-    generate_seconds: float
-    assignment: dict[int, list[int]] = field(default_factory=dict)  # rank -> per slot, the batch of its feedback
-    posted: Posted | None = None
-    answered: list[int] = field(default_factory=list)  # the ranks whose feedback G's step used
-
-
 class Server:
     """MD-GAN's server in the training loop (algorithms/loop.py): one step is one round of the
-    paper's Algorithm 1, server side; its state is G's (GeneratorCompute) and the swap count."""
+    paper's Algorithm 1, server side, carried out as the actions of exchange.server_actions; its
+    state is G's (GeneratorCompute) and the swap count."""
 
     name = "MD-GAN"
     role = "mdgan server"
@@ -85,13 +74,12 @@ class Server:
         }
         self.batch_numel = self.outgoing[workers[0]][0].payload.numel()
         self.feedback_numel = self.incoming[workers[0]][0].payload.numel()
-        self.framing = {rank: Framing() for rank in workers}
-        self.quorum = cfg.mdgan.quorum or len(workers)
-        self.late: dict[int, Posted] = {}  # mdgan.quorum: ranks whose feedback has not arrived yet
-        self.late_discarded = 0
+        # How each worker receives its next message (exchange.py): a bare header after the handshake.
+        self.expecting = dict.fromkeys(workers, Act.RECEIVE_ORDER)
+        self.quorum = Quorum(transport, self.roster, cfg.mdgan.quorum or len(workers))
         self.swaps = 0
         self.period: int | None = None  # iterations between swaps, once the shards are known
-        self.ahead: Round | None = None  # mdgan.overlap: the next iteration's batches, already sent
+        self.rounds: dict[int, Round] = {}  # generated and not yet stepped: this iteration's, the next one's
 
     @property
     def generator(self) -> nn.Module:
@@ -123,18 +111,65 @@ class Server:
         )
 
     def step(self, iteration: int, schedule: Schedule) -> Report:
-        late_before = self.late_discarded
-        current = self.ahead or self.send(self.generate(iteration, schedule))
-        self.ahead = None
-        if self.cfg.mdgan.overlap and not current.control:
-            # Sent while the workers compute on this iteration: made by G before this
-            # iteration's step, a one-step staleness.
-            self.ahead = self.send(self.generate(iteration + 1, schedule, stale=True))
-        d_losses, g_losses, timings = self.finish(current)
-        if self.period and (iteration + 1) % self.period == 0:
-            self.order_swap(iteration)
-        scalars = {"swaps": self.swaps, "feedbacks_late": self.late_discarded - late_before, **timings}
-        return Report(d_losses, g_losses, scalars, self.ranks_of(current))
+        late_before = self.quorum.discarded
+        ahead = self.rounds.get(iteration)  # sent during the last iteration (mdgan.overlap)
+        control = ahead.control if ahead else self.control_after(iteration, schedule)
+        overlap = self.cfg.mdgan.overlap
+        actions = server_actions(
+            iteration,
+            sent_ahead=ahead is not None,
+            control=control,
+            next_control=overlap and not control and self.control_after(iteration + 1, schedule),
+            overlap=overlap,
+            quorum=bool(self.cfg.mdgan.quorum),
+            swap=bool(self.period and (iteration + 1) % self.period == 0),
+        )
+        for action in actions:
+            self.perform(action, schedule)
+        done = self.rounds.pop(iteration)
+        reported = [self.incoming[rank][iteration % 2].reported() for rank in done.answered]
+        scalars = {
+            "swaps": self.swaps,
+            "feedbacks_late": self.quorum.discarded - late_before,
+            **done.timings(self.roster.per_rank),
+        }
+        return Report(
+            d_losses=[loss for worker in reported for loss in worker["d_loss"]],
+            g_losses=[loss for worker in reported for loss in worker["g_loss"]],
+            scalars=scalars,
+            lists=self.ranks_of(done),
+        )
+
+    def perform(self, action: Action, schedule: Schedule) -> None:
+        """One action of the server's schedule (exchange.Act says what each does)."""
+        iteration = action.iteration
+        match action.act:
+            case Act.GENERATE:
+                self.rounds[iteration] = self.generate(iteration, self.control_after(iteration, schedule), action.stale)
+            case Act.COLLECT_LATE:
+                self.quorum.collect_late(everyone=action.everyone)
+            case Act.SEND_BATCHES:
+                self.send_batches(self.rounds[iteration])
+            case Act.AWAIT_FEEDBACK:
+                self.await_feedback(self.rounds[iteration])
+            case Act.AWAIT_QUORUM:
+                self.await_quorum(self.rounds[iteration])
+            case Act.CHECK_FEEDBACK:
+                self.check_feedback(self.rounds[iteration])
+            case Act.STEP_GENERATOR:
+                self.step_generator(self.rounds[iteration])
+            case Act.ORDER_SWAP:
+                self.order_swap(iteration)
+            case _:
+                raise ValueError(f"{action} is not a server action")
+
+    def control_after(self, iteration: int, schedule: Schedule) -> bool:
+        """Whether a control message follows this iteration; asked as the iteration is generated,
+        so the workers learn it with the batches (Schedule.stops_after remembers the answer)."""
+        cfg = self.cfg
+        return schedule.stops_after(iteration) or control_follows(
+            iteration + 1, cfg.train.iterations, self.period, cfg.checkpoint.every
+        )
 
     def conclude(self, done: int) -> None:
         """Nothing: MD-GAN's last iteration ends as any other."""
@@ -147,16 +182,16 @@ class Server:
         self.swaps = state["swaps"]
 
     def stats(self) -> dict[str, float | int | None]:
-        return {"swaps": self.swaps, "feedbacks_late": self.late_discarded}
+        return {"swaps": self.swaps, "feedbacks_late": self.quorum.discarded}
 
     def save_final(self, run_dir: Path) -> None:
         """Nothing besides generator.pt: each worker writes its discriminators."""
 
-    def generate(self, iteration: int, schedule: Schedule, stale: bool = False) -> Round:
-        """G's k batches of one iteration, copied into every worker's packet; stale: made through
-        a copy of G's parameters (mdgan.overlap, GeneratorCompute.generate)."""
+    def generate(self, iteration: int, control: bool, stale: bool) -> Round:
+        """GENERATE: G's k batches of one iteration, copied into every worker's packet; stale: made
+        through a copy of G's parameters (mdgan.overlap, GeneratorCompute.generate)."""
         started = time.perf_counter()
-        cfg, k = self.cfg, self.roster.k
+        k = self.roster.k
         generated = self.compute.generate(stale)
         samples, labels = generated.batches.detach(), generated.labels
         for rank in self.roster.live:
@@ -164,43 +199,47 @@ class Server:
             for slot, worker in enumerate(self.roster.positions(rank)):
                 for row, index in ((TRAINING, training_batch(worker, k)), (FEEDBACK, feedback_batch(worker, k))):
                     message.put(slot, row, samples[index], None if labels is None else labels[index])
-        # Asked as the iteration is sent: the workers learn from it whether a control message follows.
-        control = schedule.stops_after(iteration) or control_follows(
-            iteration + 1, cfg.train.iterations, self.period, cfg.checkpoint.every
-        )
         return Round(iteration, generated, control, time.perf_counter() - started)
 
-    def send(self, batches: Round) -> Round:
-        """Posts the batches to every worker that is not late, and the receives of their feedback."""
-        self.take_late_feedback(everyone=batches.control)
+    def send_batches(self, batches: Round) -> None:
+        """SEND_BATCHES: the TRAIN to every worker that is not late, and the receives of their
+        feedback, posted."""
         k, parity = self.roster.k, batches.iteration % 2
         train = Train(batches.iteration, batches.control, self.batch_numel)
         sends, recvs = [], []
         for rank in self.roster.live:
-            if rank in self.late:
+            if rank in self.quorum.late:
                 continue
-            sends += self.framing[rank].send_train(rank, train, self.outgoing[rank][parity], self.transport)
+            packet = self.outgoing[rank][parity]
+            sends += train_transfers(rank, train, packet, self.expecting[rank], self.transport)
+            self.expecting[rank] = worker_actions(train)[-1].act
             self.incoming[rank][parity].arm()
             recvs.append((rank, self.incoming[rank][parity].buffer))
             batches.assignment[rank] = [feedback_batch(worker, k) for worker in self.roster.positions(rank)]
         batches.posted = self.transport.post(f"training iteration {batches.iteration}", sends, recvs)
-        return batches
 
-    def finish(self, batches: Round) -> tuple[list[float], list[float], dict[str, float]]:
-        """Waits for the feedback (all of it, or mdgan.quorum answers), aggregates it, steps G.
-
-        Returns the answering workers' D and G losses (each worker's, in rank then slot order), and
-        where the iteration's time went."""
+    def await_feedback(self, batches: Round) -> None:
+        """AWAIT_FEEDBACK: every worker's answer (one that fails is dropped with
+        fault.tolerate_worker_loss)."""
         assert batches.posted is not None
         started = time.perf_counter()
-        if self.quorum < len(batches.assignment):
-            answered = self.transport.wait_any(batches.posted, self.quorum)
-            for rank in batches.posted.open:
-                self.late[rank] = batches.posted
-        else:
-            self.workers.wait(batches.posted)
-            answered = [rank for rank in self.roster.live if rank in batches.assignment]
-        waited = time.perf_counter() - started
+        self.workers.wait(batches.posted)
+        batches.answered = [rank for rank in self.roster.live if rank in batches.assignment]
+        batches.wait_seconds = time.perf_counter() - started
+
+    def await_quorum(self, batches: Round) -> None:
+        """AWAIT_QUORUM: the first mdgan.quorum answers; the workers still computing become late."""
+        assert batches.posted is not None
+        if self.quorum.size >= len(batches.assignment):  # no more were free: every one of them
+            self.await_feedback(batches)
+            return
+        started = time.perf_counter()
+        batches.answered = self.quorum.await_first(batches.posted)
+        batches.wait_seconds = time.perf_counter() - started
+
+    def check_feedback(self, batches: Round) -> None:
+        """CHECK_FEEDBACK: each answer is a FEEDBACK of this iteration and of the size held, whole
+        and finite (answers.usable_answers: a worker whose answer is not is dropped or ends the run)."""
         stage, parity = f"feedback of iteration {batches.iteration}", batches.iteration % 2
         answers = [
             self.transport.expect(
@@ -211,31 +250,18 @@ class Server:
                 iteration=batches.iteration,
                 numel=self.feedback_numel,
             )
-            for rank in answered
+            for rank in batches.answered
         ]
-        messages = {rank: self.incoming[rank][parity] for rank in answered}
-        answered, answers = usable_answers(self.transport, self.roster, batches.iteration, messages, answers)
+        messages = {rank: self.incoming[rank][parity] for rank in batches.answered}
+        batches.answered, batches.answers = usable_answers(
+            self.transport, self.roster, batches.iteration, messages, answers
+        )
+
+    def step_generator(self, batches: Round) -> None:
+        """STEP_GENERATOR: the used feedback aggregated by mdgan.aggregate, G's backward and step."""
         started = time.perf_counter()
-        self.compute.step(batches.generated, self.judgements(batches, answered), batches.iteration + 1)
-        backward = time.perf_counter() - started
-        if batches.control:  # the late feedback is in before the control message goes out
-            self.take_late_feedback(everyone=True)
-        worker_d = [answer.d_seconds for answer in answers]
-        worker_feedback = [answer.feedback_seconds for answer in answers]
-        timings = {
-            "time_generate": batches.generate_seconds,
-            "time_wait": waited,
-            "time_backward": backward,
-            "time_worker_d": sum(worker_d) / len(answers),
-            "time_worker_feedback": sum(worker_feedback) / len(answers),
-            "time_worker_max": max(d + f for d, f in zip(worker_d, worker_feedback, strict=True)),
-            "feedbacks_used": len(answered) * self.roster.per_rank,
-        }
-        batches.answered = answered
-        used = [messages[rank] for rank in answered]
-        d_losses = [loss for message in used for loss in message.statistic("d_loss")]
-        g_losses = [loss for message in used for loss in message.statistic("g_loss")]
-        return d_losses, g_losses, timings
+        self.compute.step(batches.generated, self.judgements(batches, batches.answered), batches.iteration + 1)
+        batches.backward_seconds = time.perf_counter() - started
 
     def judgements(self, batches: Round, answered: list[int]) -> Judgements:
         """What the answering workers sent, judge by judge (rank, then slot), in float32 on the
@@ -256,42 +282,14 @@ class Server:
 
     def ranks_of(self, batches: Round) -> dict[str, list[int]] | None:
         """mdgan.quorum below N: who got this iteration's batches, and whose feedback was used."""
-        if self.quorum == len(self.outgoing):
+        if self.quorum.size == len(self.outgoing):
             return None
         return {"sent_ranks": sorted(batches.assignment), "feedback_ranks": sorted(batches.answered)}
 
-    def take_late_feedback(self, everyone: bool) -> None:
-        """mdgan.quorum: receives, and discards, the feedback that arrived after its iteration's
-        quorum; waits for it when fewer than a quorum of workers are free, or when everyone must be
-        (a control message follows)."""
-        for posted in {id(posted): posted for posted in self.late.values()}.values():
-            self.forget_late(self.transport.ready(posted))
-        free = len(self.roster.live) - len(self.late)
-        for rank, posted in list(self.late.items()):
-            if not everyone and free >= self.quorum:
-                break
-            self.forget_late(self.transport.wait_any(posted, 1, peers=[rank]))
-            free += 1
-
-    def forget_late(self, ranks: list[int]) -> None:
-        for rank in ranks:
-            del self.late[rank]
-            self.late_discarded += 1
-
     def order_swap(self, iteration: int) -> None:
-        """Tells every live worker where to send its D and where the next one comes from: one order
-        per worker, a process's in slot order."""
-        roster = self.roster
-        if roster.workers < 2:
-            return
-        targets = derangement(roster.workers, self.cfg.train.seed, self.swaps)
-        sources = {target: worker for worker, target in enumerate(targets)}
-        sends = []
-        for rank in roster.live:
-            for worker in roster.positions(rank):
-                order = SwapOrder(
-                    iteration, send_to=roster.address(targets[worker]), receive_from=roster.address(sources[worker])
-                )
-                sends.append((rank, self.transport.header(order)))
-        self.workers.exchange(f"swap order after iteration {iteration}", sends=sends)
-        self.swaps += 1
+        """ORDER_SWAP: every live worker told where its D goes and where the next one comes from."""
+        orders = swap_orders(self.roster, self.cfg.train.seed, self.swaps, iteration)
+        if orders:
+            sends = [(rank, self.transport.header(order)) for rank, order in orders]
+            self.workers.exchange(f"swap order after iteration {iteration}", sends=sends)
+            self.swaps += 1

@@ -16,7 +16,8 @@ from mdgan_dist.algorithms.finite import require_finite
 from mdgan_dist.algorithms.handshake import answer_server
 from mdgan_dist.algorithms.mdgan.class_sets import present, send_class_sets
 from mdgan_dist.algorithms.mdgan.compute import DiscriminatorCompute
-from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, Framing, wire_dtype
+from mdgan_dist.algorithms.mdgan.exchange import Act, Action, after_control, receive, worker_actions
+from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, wire_dtype
 from mdgan_dist.algorithms.mdgan.swap import swap_discriminators
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.worker_checkpoint import WorkerCheckpoints
@@ -69,18 +70,22 @@ class Worker:
         self.checkpoints.resume(start)
         if self.cfg.mdgan.swap_every_epochs:
             self.warm_up_swap_pairs()
-        framing, instruction = Framing(), self.transport.empty_header()
+        instruction, receiving = self.transport.empty_header(), after_control(start)
         orders = (Train, SwapOrder, Checkpoint, Stop)
         while not isinstance(
-            order := framing.receive(self.transport, self.batches, instruction, orders, self.server_patience), Stop
+            order := receive(self.transport, receiving, self.batches, instruction, orders, self.server_patience), Stop
         ):
             if isinstance(order, Train):
-                self.train_iteration(order.iteration)
-            elif isinstance(order, SwapOrder):
+                *actions, receiving = worker_actions(order)
+                for action in actions:
+                    self.perform(action)
+            elif isinstance(order, SwapOrder):  # of the iteration before the next one
                 self.swap(order)
+                receiving = after_control(order.iteration + 1)
             else:
-                assert isinstance(order, Checkpoint)
+                assert isinstance(order, Checkpoint)  # after `iteration` iterations
                 self.checkpoints.write(order.iteration, self.holds)
+                receiving = after_control(order.iteration)
         write_peer_stats(
             run_dir,
             "mdgan worker",
@@ -166,9 +171,22 @@ class Worker:
         self.holds = state["holds"]
         self.compute.load_state_dict(state)
 
-    def train_iteration(self, iteration: int) -> None:
-        """The D steps and the feedback on the batches that arrived in self.batches; the reply
-        carries the feedback, the losses and the seconds spent on each part."""
+    def perform(self, action: Action) -> None:
+        """One action of the worker's schedule (exchange.Act says what each does)."""
+        match action.act:
+            case Act.TRAIN_DISCRIMINATORS:
+                self.train_discriminators(action.iteration)
+            case Act.SEND_FEEDBACK:
+                self.transport.exchange(
+                    f"sending the feedback of iteration {action.iteration}", sends=[(0, self.reply.buffer)]
+                )
+            case _:
+                raise ValueError(f"{action} is not a worker action carried out after a TRAIN")
+
+    def train_discriminators(self, iteration: int) -> None:
+        """TRAIN_DISCRIMINATORS: the D steps and the feedback on the batches that arrived in
+        self.batches; the reply then holds the feedback, the losses and the seconds spent on each
+        part."""
         crash_if_scheduled(self.kill_at, self.transport.rank, iteration)
         diverge_if_scheduled(self.nan_at, self.transport.rank, iteration, lambda: self.compute.poison(0))
         message = self.batches
@@ -194,4 +212,3 @@ class Worker:
             feedback_seconds=time.perf_counter() - started - d_seconds,
             numel=self.reply.payload.numel(),
         ).encode(self.reply.header)
-        self.transport.exchange(f"sending the feedback of iteration {iteration}", sends=[(0, self.reply.buffer)])
