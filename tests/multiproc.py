@@ -1,7 +1,8 @@
 """Start real jobs for tests: one OS process per rank, each with the environment torchrun gives it.
 
 Starting the ranks directly (no torchrun agent) lets a test see every rank's own exit code and
-output, and kill or stop one rank precisely. Each job gets a free port of its own.
+output, and kill or stop one rank precisely. Each job gets a free port of its own. The ranks are
+forked from an interpreter that imported the trainer once (forked.py); Torchrun starts fresh ones.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+import forked
 from mdgan_dist.experiments import launcher
 from mdgan_dist.experiments.launcher import free_port
 
@@ -48,7 +50,7 @@ def rank_environment(rank: int, world_size: int, port: int) -> dict[str, str]:
 @dataclass
 class Rank:
     rank: int
-    process: subprocess.Popen
+    process: forked.ForkedProcess | subprocess.Popen
     log_path: Path
 
     @property
@@ -71,14 +73,8 @@ class Job:
         self.ranks: list[Rank] = []
         for rank in range(world_size):
             log_path = tmp / f"rank{rank}.log"
-            with open(log_path, "wb") as log:
-                process = subprocess.Popen(
-                    [*command, *args, *(rank_args or {}).get(rank, [])],
-                    env=rank_environment(rank, world_size, port),
-                    cwd=tmp,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            argv = [*command, *args, *(rank_args or {}).get(rank, [])]
+            process = forked.start(argv, rank_environment(rank, world_size, port), tmp, log_path)
             self.ranks.append(Rank(rank, process, log_path))
 
     def wait(self, timeout_s: float) -> list[int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import runpy
 import sys
 from pathlib import Path
 
@@ -112,8 +113,10 @@ def fake_server(ctx: RoleContext, mode: str) -> None:
 def main() -> None:
     role, mode, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
     fake_rank = 0 if role == "server" else 1
-    if int(os.environ["RANK"]) != fake_rank:
-        os.execv(sys.executable, [sys.executable, "-m", "mdgan_dist.train", *overrides])
+    if int(os.environ["RANK"]) != fake_rank:  # the real trainer, as `python -m mdgan_dist.train` runs it
+        sys.argv = ["mdgan_dist.train", *overrides]
+        runpy.run_module("mdgan_dist.train", run_name="__main__", alter_sys=True)
+        return
     ctx = context(overrides)
     if role == "server":
         fake_server(ctx, mode)
