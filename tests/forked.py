@@ -81,6 +81,8 @@ def run_as_main(arguments: list[str], env: dict[str, str], cwd: Path, log_path: 
     os.chdir(cwd)
     if arguments[0] == "-m":
         sys.argv = [arguments[1], *arguments[2:]]  # run_module puts the module's path first, as -m does
+        # As in a fresh interpreter, the module runs as __main__ only; its imports stay preloaded.
+        sys.modules.pop(arguments[1], None)
         runpy.run_module(arguments[1], run_name="__main__", alter_sys=True)
     else:
         sys.argv = arguments

@@ -115,6 +115,7 @@ def main() -> None:
     fake_rank = 0 if role == "server" else 1
     if int(os.environ["RANK"]) != fake_rank:  # the real trainer, as `python -m mdgan_dist.train` runs it
         sys.argv = ["mdgan_dist.train", *overrides]
+        sys.modules.pop("mdgan_dist.train", None)  # imported above: it runs as __main__ alone, as under -m
         runpy.run_module("mdgan_dist.train", run_name="__main__", alter_sys=True)
         return
     ctx = context(overrides)
