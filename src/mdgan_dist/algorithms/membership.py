@@ -47,5 +47,5 @@ class Membership:
     def write_summary(self, path: Path) -> None:
         if self.dropped:
             summary = ", ".join(f"rank {d.rank} during {d.stage}" for d in self.dropped)
-            log.warning("finished with %d workers; dropped: %s", len(self.live), summary)
+            log.warning("finished with %d workers; dropped: %s", self.workers, summary)
         path.write_text(json.dumps({"live": self.live, "dropped": [asdict(d) for d in self.dropped]}, indent=2))
