@@ -119,6 +119,42 @@ CASES = {
         6,
         ["mdgan.workers_per_rank=3", "mdgan.aggregate=forgiving", "mdgan.k=3", "mdgan.swap_every_epochs=0.04"],
     ),
+    # Lying workers (fault.byzantine_worker) and the robust rules: every judge judges every sample
+    # (k = 1). The median of 5 judges, 2 of them lying: one negates its feedback, one sends noise.
+    "N5-k1-median-negate-noise-swaps": (
+        5,
+        [
+            "mdgan.aggregate=median",
+            "mdgan.k=1",
+            "fault.byzantine_worker=[2@negate,4@noise]",
+            "mdgan.swap_every_epochs=0.03",
+        ],
+    ),
+    # The trimmed mean of 6 judges (2 dropped at each end) with 2 workers per process: those of rank
+    # 1 amplify their feedback, those of rank 3 are free-riders whose D, swapped away, moves untrained.
+    "N6-W2-k1-trimmed-amplify-lazy-swaps": (
+        6,
+        [
+            "mdgan.workers_per_rank=2",
+            "mdgan.aggregate=trimmed_mean",
+            "mdgan.trim=2",
+            "mdgan.k=1",
+            "fault.byzantine_worker=[1@amplify,3@lazy]",
+            "mdgan.swap_every_epochs=0.04",
+        ],
+    ),
+    # Norm clipping against a free-rider that answers with a fresh D of its own (through its own
+    # augmentation stream, as an honest D).
+    "N4-k1-clipped-untrained-augment-swaps": (
+        4,
+        [
+            "mdgan.aggregate=clipped",
+            "mdgan.k=1",
+            "fault.byzantine_worker=3@untrained",
+            "gan.augment=translation",
+            "mdgan.swap_every_epochs=0.03",
+        ],
+    ),
     # The R1 penalty on the real images, after the augmentation: a double backward. (With several
     # workers per process, vmap's rounding of it, which Adam turns into visible steps of weights
     # whose gradient is near zero, is beyond the oracle's tolerance; test_stack checks that path

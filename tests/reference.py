@@ -24,6 +24,7 @@ from mdgan_dist.algorithms.components import (
 )
 from mdgan_dist.algorithms.ema import average_of, final_generator
 from mdgan_dist.algorithms.mdgan.class_sets import as_sets, present
+from mdgan_dist.algorithms.mdgan.lies import FREE_RIDERS, falsified
 from mdgan_dist.algorithms.mdgan.message import wire_dtype
 from mdgan_dist.algorithms.mdgan.schedule import (
     control_follows,
@@ -42,8 +43,9 @@ from mdgan_dist.algorithms.steps import (
     sample_latent,
     snapshot_parameters,
 )
-from mdgan_dist.config import Config, resolved_k
+from mdgan_dist.config import Config, Lie, resolved_k
 from mdgan_dist.data import load_shard
+from mdgan_dist.fault_plan import parse_faults
 from mdgan_dist.job import plan_data
 from mdgan_dist.seeding import generator
 from multiproc import one_intra_op_thread
@@ -74,13 +76,21 @@ def _reference_run(
     gen_opt = generator_adam(gen, cfg.optim)
     average = average_of(gen, cfg.gan.ema_halflife)
     discs = [make_discriminator(cfg, shape, classes, n) for n in range(num_workers)]
-    disc_opts = [discriminator_adam(d, cfg.optim) for d in discs]
     shards = [load_shard(plan.train, plan.shards[n]) for n in range(num_workers)]
     samplers = [make_sampler(cfg, *shards[n], n) for n in range(num_workers)]
     # What the workers tell the server under class_aware: the classes of each shard.
     holds = as_sets(torch.stack([present(labels, classes) for _, labels in shards]))
     rule = AGGREGATIONS[cfg.mdgan.aggregate]
     augments = [make_augment(cfg, n) for n in range(num_workers)]  # a worker's, like its sampler
+    # fault.byzantine_worker names processes; every worker a lying process hosts lies its way.
+    per_rank = cfg.mdgan.workers_per_rank
+    lies = [parse_faults(cfg.fault, num_workers // per_rank).lies.get(n // per_rank + 1) for n in range(num_workers)]
+    untrained = {
+        n: make_discriminator(cfg, shape, classes, n, "untrained")
+        for n in range(num_workers)
+        if lies[n] == Lie.untrained
+    }
+    disc_opts = [discriminator_adam(d, cfg.optim, frozen=lies[n] in FREE_RIDERS) for n, d in enumerate(discs)]
     noise = generator(cfg.train.seed, "noise")
     period = swap_period(plan.shard_sizes, batch, cfg.mdgan.swap_every_epochs)
     wire = wire_dtype(cfg.comm.dtype)
@@ -108,7 +118,7 @@ def _reference_run(
         for n in range(num_workers):
             if n + 1 not in sent:
                 continue
-            real = None
+            real, lie = None, lies[n]
             for _ in range(cfg.gan.disc_steps):
                 if real is None or not cfg.gan.reuse_real_batch:
                     images, real_classes = samplers[n].next_batch()
@@ -116,9 +126,13 @@ def _reference_run(
                 fake = (received[training_batch(n, k)], labels_of(training_batch(n, k)))
                 loss = discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan, augments[n])
             fb = feedback_batch(n, k)
-            judged = generator_feedback(discs[n], received[fb], cfg.gan, labels_of(fb), augments[n])
+            judge = untrained.get(n, discs[n])
+            judged = generator_feedback(judge, received[fb], cfg.gan, labels_of(fb), augments[n])
+            feedback = judged.feedback
+            if lie is not None and lie not in FREE_RIDERS:
+                feedback = falsified(lie, feedback, cfg.train.seed, n, iteration)
             if n + 1 in used:  # a late feedback is computed, and discarded
-                feedbacks.append(judged.feedback.to(wire).float())
+                feedbacks.append(feedback.to(wire).float())
                 verdicts.append(judged.verdicts.to(wire).float())
                 answered.append(n)
                 losses.append(loss)
@@ -130,6 +144,7 @@ def _reference_run(
             labels,
             verdicts if rule.verdicts else None,
             [holds[n] for n in answered] if rule.class_sets else None,
+            cfg.mdgan.trim,
         )
         upstream = aggregate(cfg.mdgan.aggregate, judgements)
         generator_step(gen_opt, generated, upstream, snapshot)
@@ -141,8 +156,9 @@ def _reference_run(
             opt_states = [copy.deepcopy(o.state_dict()) for o in disc_opts]
             for n, target in enumerate(targets):
                 discs[target].load_state_dict(states[n])
-                if cfg.mdgan.swap_optimizer_state:
-                    disc_opts[target].load_state_dict(opt_states[n])
+                if cfg.mdgan.swap_optimizer_state:  # Adam's state moves; its settings (a free-rider's lr 0) stay
+                    groups = disc_opts[target].state_dict()["param_groups"]
+                    disc_opts[target].load_state_dict({"state": opt_states[n]["state"], "param_groups": groups})
             swaps += 1
     return final_generator(gen, average, iterations), [d.state_dict() for d in discs], swaps, d_losses
 

@@ -187,8 +187,9 @@ CASES = {
     ),
     "unknown aggregation rule": (
         {"WORLD_SIZE": "3"},
-        ["mdgan.aggregate=median"],
-        "Invalid value 'median', expected one of [mean, class_aware, forgiving]\n    full_key: mdgan.aggregate",
+        ["mdgan.aggregate=krum"],
+        "Invalid value 'krum', expected one of [mean, class_aware, forgiving, median, trimmed_mean, clipped]\n"
+        "    full_key: mdgan.aggregate",
     ),
     "a rule that needs labels, unconditional": (
         {"WORLD_SIZE": "3"},
@@ -199,7 +200,50 @@ CASES = {
     "a rule that needs judges, one per sample": (
         {"WORLD_SIZE": "4"},
         ["mdgan.aggregate=forgiving", "mdgan.k=2"],
-        "needs 2 of them, but with N=3 workers and mdgan.k=2 a sample has 1: set mdgan.k to at most 1",
+        "needs 2 judges per sample, but with N=3 workers and mdgan.k=2 a sample has 1: set mdgan.k to at most 1",
+    ),
+    "a robust rule with two judges per sample": (
+        {"WORLD_SIZE": "5"},
+        ["mdgan.aggregate=median", "mdgan.k=2"],
+        "mdgan.aggregate=median compares the judges of each generated sample and needs 3 judges per sample, but "
+        "with N=4 workers and mdgan.k=2 a sample has 2: set mdgan.k to at most 1",
+    ),
+    "a trimmed mean that trims every judge": (
+        {"WORLD_SIZE": "5"},
+        ["mdgan.aggregate=trimmed_mean", "mdgan.k=1", "mdgan.trim=2"],
+        "needs 5 judges per sample, but with N=4 workers and mdgan.k=1 a sample has 4: use at least 5 workers",
+    ),
+    "trim with another rule": (
+        {"WORLD_SIZE": "5"},
+        ["mdgan.trim=2"],
+        "mdgan.trim=2 applies to mdgan.aggregate=trimmed_mean only, not mean: remove it",
+    ),
+    "an outlier watch with two judges per sample": (
+        {"WORLD_SIZE": "5"},
+        ["mdgan.outlier_iterations=5"],
+        "mdgan.outlier_iterations compares each judge with the median of a sample's and needs 3 judges per "
+        "sample, but with N=4 workers and mdgan.k=2 a sample has 2: set mdgan.k to at most 1",
+    ),
+    "a negative outlier streak": (
+        {"WORLD_SIZE": "5"},
+        ["mdgan.outlier_iterations=-1", "mdgan.k=1"],
+        "mdgan.outlier_iterations=-1: must be >= 0",
+    ),
+    "a lie of unknown kind": (
+        {"WORLD_SIZE": "3"},
+        ["fault.byzantine_worker=1@lie"],
+        "fault.byzantine_worker=1@lie: expected RANK@MODE with a worker rank in 1..2 and a mode among noise, "
+        "negate, amplify, lazy, untrained, e.g. fault.byzantine_worker=[2@negate,3@lazy]",
+    ),
+    "a liar named twice": (
+        {"WORLD_SIZE": "3"},
+        ["fault.byzantine_worker=[1@negate,1@lazy]"],
+        "rank 1 is named twice; a worker lies one way",
+    ),
+    "lying workers for flgan": (
+        {"WORLD_SIZE": "3"},
+        ["algorithm=flgan", "fault.byzantine_worker=1@negate"],
+        "fault.byzantine_worker=1@negate with algorithm=flgan: flgan does not read fault.byzantine_worker",
     ),
     "a class no judge of a batch holds": (
         {"WORLD_SIZE": "11"},

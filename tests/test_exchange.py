@@ -10,8 +10,8 @@ import torch
 from mdgan_dist.algorithms.mdgan.exchange import (
     Act,
     after_control,
+    framed,
     server_actions,
-    train_transfers,
     worker_actions,
 )
 from mdgan_dist.algorithms.mdgan.message import BatchMessage
@@ -61,6 +61,8 @@ def test_the_server_actions_read_as_documented() -> None:
         "step G 4",
     ]
     assert listed(4, quorum=True, control=True)[-1] == "collect late feedback 4 (everyone)"
+    # mdgan.outlier_iterations: the watch sees the checked feedback before G's step uses it.
+    assert listed(4, watch=True)[-3:] == ["check feedback 4", "watch outliers 4", "step G 4"]
 
 
 def test_a_worker_receives_a_packet_alone_only_when_no_control_message_follows() -> None:
@@ -134,7 +136,7 @@ def replay(
         ):
             if action.act == Act.SEND_BATCHES:
                 train = Train(action.iteration, control(action.iteration), packet.payload.numel())
-                for _, tensor in train_transfers(1, train, packet, expecting, transport):
+                for _, tensor in framed(1, train, packet, expecting, transport):
                     wire.append(tensor.clone())
                 expecting = worker_actions(train)[-1].act
                 sent.add(action.iteration)

@@ -36,6 +36,10 @@ def test_distributed_round_equals_single_process(finished_run: tuple[Path, int])
     assert any(not torch.equal(initial[name], raw[name]) for name in initial)
     if cfg.gan.ema_halflife:
         assert any(not torch.equal(actual["generator"][name], raw[name]) for name in initial)
+    if cfg.fault.byzantine_worker:  # the lies changed G's steps: the honest reference differs
+        cfg.fault.byzantine_worker = None
+        honest = reference_run(cfg, num_workers, ITERATIONS)[0].get("raw_generator")
+        assert honest is not None and any(not torch.allclose(honest[name], raw[name]) for name in raw)
     if cfg.mdgan.aggregate != "mean":  # the rule changed G's steps: the mean's reference differs
         cfg.mdgan.aggregate = "mean"
         under_mean = reference_run(cfg, num_workers, ITERATIONS)[0].get("raw_generator")

@@ -45,7 +45,7 @@ def test_stacked_discriminators_step_as_each_one_alone(overrides: list[str]) -> 
         for _ in range(ITERATIONS):
             samples = torch.rand(WORKERS, 2, batch, *shape, generator=generated) * 2 - 1
             labels = torch.randint(classes, (WORKERS, 2, batch), generator=generated) if conditional else None
-            outcome = stacked.iteration(samples, labels)
+            outcome = stacked.iteration(samples, labels, 0)
             for n in range(WORKERS):
 
                 def of(row: int) -> torch.Tensor | None:

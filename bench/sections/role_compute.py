@@ -78,6 +78,6 @@ def worker_step(
     labels = None if received.labels is None else received.labels.expand(per_rank, *received.labels.shape).contiguous()
 
     def step() -> None:
-        worker.iteration(samples, labels)
+        worker.iteration(samples, labels, 0)
 
     return step

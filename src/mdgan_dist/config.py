@@ -56,6 +56,19 @@ class Aggregate(Choice):
     mean = enum.auto()  # the paper's
     class_aware = enum.auto()  # a sample follows only the judges whose shard holds its class (conditional models)
     forgiving = enum.auto()  # F2U: a sample follows the judge that finds it the most real
+    median = enum.auto()  # each value of a sample's gradient: the median of its judges' (robust to liars)
+    trimmed_mean = enum.auto()  # each value: the mean of its judges' without the mdgan.trim lowest and highest
+    clipped = enum.auto()  # the mean after each judge's feedback of a sample is clipped to the judges' median norm
+
+
+class Lie(Choice):
+    """How a lying worker (fault.byzantine_worker) answers: algorithms/mdgan/lies.py."""
+
+    noise = enum.auto()  # Gaussian noise, each sample's with the norm of its honest feedback
+    negate = enum.auto()  # -F_n
+    amplify = enum.auto()  # 100 x F_n
+    lazy = enum.auto()  # a free-rider: never trains the D it holds, answers with that D's feedback
+    untrained = enum.auto()  # a free-rider: never trains, answers with a fresh, untrained D's feedback
 
 
 class Device(Choice):
@@ -148,6 +161,10 @@ class MDGANConfig:
     # N = W x (processes - 1). 1: one worker per process, the paper's layout.
     workers_per_rank: int = 1
     aggregate: Aggregate = Aggregate.mean  # how the workers' feedback becomes G's gradient
+    trim: int = 1  # aggregate=trimmed_mean: the judges' values dropped at each end, per value
+    # Name a worker whose feedback lies far from its batch's other judges' for this many
+    # iterations in a row (algorithms/mdgan/outliers.py), and drop it with fault.tolerate_worker_loss; 0: never
+    outlier_iterations: int = 0
 
 
 @dataclass
@@ -211,6 +228,9 @@ class FaultConfig:
     nan_worker: str | None = None  # "RANK@ITERATION": that worker's D turns NaN there (a diverged D), for tests
     # "RANK@ITERATION": that rank's checkpoint file of that iteration fails as on a full disk (0: the server)
     checkpoint_error: str | None = None
+    # "RANK@MODE" or a list of them ([2@negate,5@lazy]): every worker of that process lies in its
+    # feedback (config.Lie), for robustness studies and tests. MD-GAN only.
+    byzantine_worker: Any = None
 
 
 @dataclass

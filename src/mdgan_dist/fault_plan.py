@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mdgan_dist.config import FaultConfig
+from mdgan_dist.config import FaultConfig, Lie
 from mdgan_dist.errors import ConfigError
 
 
@@ -23,6 +23,7 @@ class FaultPlan:
     nans: Mapping[int, int] = field(default_factory=dict)  # fault.nan_worker: iteration its D turns NaN
     # fault.checkpoint_error: iteration whose checkpoint file of this rank fails as on a full disk
     checkpoint_errors: Mapping[int, int] = field(default_factory=dict)
+    lies: Mapping[int, Lie] = field(default_factory=dict)  # fault.byzantine_worker: how its workers lie
 
 
 def parse_faults(cfg: FaultConfig, worker_ranks: int, writing_ranks: int | None = None) -> FaultPlan:
@@ -37,7 +38,25 @@ def parse_faults(cfg: FaultConfig, worker_ranks: int, writing_ranks: int | None 
         slow={} if slow is None else {slow[0]: float(slow[1])},
         nans=_iteration_point(cfg.nan_worker, "fault.nan_worker", worker_ranks),
         checkpoint_errors=_iteration_point(cfg.checkpoint_error, "fault.checkpoint_error", writers, lowest=0),
+        lies=_lies(cfg.byzantine_worker, worker_ranks),
     )
+
+
+def _lies(spec: object, worker_ranks: int) -> dict[int, Lie]:
+    """fault.byzantine_worker: one "RANK@MODE" or a list of them, each rank once."""
+    modes = ", ".join(lie.value for lie in Lie)
+    lies: dict[int, Lie] = {}
+    for entry in [] if spec is None else spec if isinstance(spec, list | tuple) else [spec]:
+        rank, _, mode = str(entry).partition("@")
+        if not (rank.isdigit() and 1 <= int(rank) <= worker_ranks and mode in Lie.__members__):
+            raise ConfigError(
+                f"fault.byzantine_worker={spec}: expected RANK@MODE with a worker rank in 1..{worker_ranks} "
+                f"and a mode among {modes}, e.g. fault.byzantine_worker=[2@negate,3@lazy]"
+            )
+        if int(rank) in lies:
+            raise ConfigError(f"fault.byzantine_worker={spec}: rank {rank} is named twice; a worker lies one way")
+        lies[int(rank)] = Lie[mode]
+    return lies
 
 
 def _kill_schedule(spec: object, worker_ranks: int) -> dict[int, int]:

@@ -11,6 +11,8 @@ The weighted rules give each sample x of batch j the gradient
     (|J_j| / N) * sum over the judges n in J_j of w_n(x) * F_n(x),    weights summing to 1 over J_j,
 
 with J_j the judges of batch j and N all judges of the iteration: with equal weights, the mean.
+The robust rules (median, trimmed_mean, clipped: workers that may lie) replace the weighted sum
+over a batch's judges by a robust center of their feedback, (|J_j| / N) * center(F_n, n in J_j).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Judgements:
     labels: Tensor | None = None  # [k, b]: the class each sample was generated for (conditional models)
     verdicts: Sequence[Tensor] | None = None  # per judge, D_n's real/fake logit of each sample: [b]
     holds: Sequence[frozenset[int]] | None = None  # per judge, the classes its shard holds
+    trim: int = 1  # mdgan.trim: the values trimmed_mean drops at each end of a sample's judges'
 
 
 @dataclass(frozen=True)
@@ -109,11 +112,57 @@ def forgiving(judged: Judgements) -> Tensor:
     return weighted(judged, weights)
 
 
+def judges_by_batch(judged: Judgements) -> dict[int, list[int]]:
+    """Each judged batch's judges, as positions in judged.feedbacks."""
+    by_batch: dict[int, list[int]] = {}
+    for judge, batch in enumerate(judged.batch_of):
+        by_batch.setdefault(batch, []).append(judge)
+    return by_batch
+
+
+def per_batch(judged: Judgements, center: Callable[[Tensor, Judgements], Tensor]) -> Tensor:
+    """The robust rules: batch j's gradient is (|J_j| / N) x center(its judges' feedback stacked,
+    [|J_j|, b, C, H, W]), where the mean's would be (|J_j| / N) x their average."""
+    upstream = _zeros(judged)
+    for batch, judges in judges_by_batch(judged).items():
+        stacked = torch.stack([judged.feedbacks[judge] for judge in judges])
+        upstream[batch] = center(stacked, judged) * (len(judges) / len(judged.feedbacks))
+    return upstream
+
+
+def coordinate_median(stacked: Tensor, _judged: Judgements) -> Tensor:
+    """Each value: the median of the judges' (the mean of the two middle ones for an even count).
+    Fewer than half the judges lying cannot move it outside the honest judges' range."""
+    values, count = stacked.sort(0).values, stacked.shape[0]
+    return (values[(count - 1) // 2] + values[count // 2]) / 2
+
+
+def coordinate_trimmed_mean(stacked: Tensor, judged: Judgements) -> Tensor:
+    """Each value: the mean of the judges' without the `trim` lowest and `trim` highest (Yin et
+    al. 2018, arXiv 1803.01498): robust to up to `trim` liars."""
+    values, trim = stacked.sort(0).values, judged.trim
+    return values[trim : stacked.shape[0] - trim].mean(0)
+
+
+def norm_clipped_mean(stacked: Tensor, _judged: Judgements) -> Tensor:
+    """The mean after each judge's feedback of a sample is clipped to the median of the judges'
+    norms for that sample: one judge's gradient cannot outweigh the others' by its size (it can
+    still point elsewhere, which the median and the trimmed mean catch)."""
+    norms = stacked.flatten(2).norm(dim=2)  # judge x sample
+    bound = norms.median(0).values  # torch's median: the lower middle one for an even count
+    scale = (bound / norms.clamp(min=torch.finfo(norms.dtype).tiny)).clamp(max=1.0)
+    return (stacked * scale.view(*scale.shape, *[1] * (stacked.dim() - 2))).mean(0)
+
+
 # Keyed by the choices of mdgan.aggregate: tests/test_aggregation.py checks that each has its rule.
 AGGREGATIONS: dict[Aggregate, Rule] = {
     Aggregate.mean: Rule(mean),
     Aggregate.class_aware: Rule(class_aware, class_sets=True, labels=True),
     Aggregate.forgiving: Rule(forgiving, verdicts=True, min_judges=2),
+    # Three judges per sample at least, so that one liar is outvoted (trimmed_mean: 2 x mdgan.trim + 1).
+    Aggregate.median: Rule(lambda judged: per_batch(judged, coordinate_median), min_judges=3),
+    Aggregate.trimmed_mean: Rule(lambda judged: per_batch(judged, coordinate_trimmed_mean), min_judges=3),
+    Aggregate.clipped: Rule(lambda judged: per_batch(judged, norm_clipped_mean), min_judges=3),
 }
 
 

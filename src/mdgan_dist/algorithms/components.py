@@ -26,8 +26,11 @@ def make_generator(cfg: Config, image_shape: tuple[int, int, int], num_classes: 
     return prepare_model(model, cfg.train)
 
 
-def make_discriminator(cfg: Config, image_shape: tuple[int, int, int], num_classes: int, worker: int) -> nn.Module:
-    with seeded(cfg.train.seed, "discriminator", worker):
+def make_discriminator(
+    cfg: Config, image_shape: tuple[int, int, int], num_classes: int, worker: int, stream: str = "discriminator"
+) -> nn.Module:
+    """Worker `worker`'s D, initialised from its stream ("untrained": a liar's second D, lies.py)."""
+    with seeded(cfg.train.seed, stream, worker):
         model = build_discriminator(cfg.model, image_shape, num_classes)
     return prepare_model(model, cfg.train)
 

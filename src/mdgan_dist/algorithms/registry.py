@@ -26,6 +26,7 @@ from mdgan_dist.fault_plan import FaultPlan, parse_faults
 from mdgan_dist.job import DataPlan, plan_data
 
 RoleFactory = Callable[[RoleContext], Role]
+MODEL_ANSWER_FAULTS = ("tolerate_worker_loss", "kill_worker", "slow_worker", "nan_worker", "checkpoint_error")
 TrainingFactory = Callable[[RoleContext], Training]
 
 
@@ -77,7 +78,13 @@ ALGORITHMS: dict[str, Algorithm] = {
         check_plan=mdgan_checks.check_plan,
         workers=mdgan_checks.num_workers,
     ),
-    "flgan": Algorithm(FLGANServer, FLGANWorker, flgan_checks.validate, reads=("flgan", "fault")),
+    # Its workers answer with models, not feedback: they cannot lie as MD-GAN's do (fault.byzantine_worker).
+    "flgan": Algorithm(
+        FLGANServer,
+        FLGANWorker,
+        flgan_checks.validate,
+        reads=("flgan", *(f"fault.{name}" for name in MODEL_ANSWER_FAULTS)),
+    ),
     # One process: no worker to lose, kill or slow down.
     "standalone": Algorithm(
         StandaloneGAN,

@@ -9,7 +9,7 @@ from mdgan_dist.algorithms.aggregation import AGGREGATIONS
 from mdgan_dist.algorithms.checks import require_workers
 from mdgan_dist.algorithms.mdgan.class_sets import present
 from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
-from mdgan_dist.config import Config, require, resolved_k, validate_wire_labels
+from mdgan_dist.config import Aggregate, Config, require, resolved_k, validate_wire_labels
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.job import DataPlan
 
@@ -47,12 +47,28 @@ def validate_aggregation(cfg: Config, workers: int, k: int) -> None:
         "unconditional: set model.conditional=true, or use "
         + " or ".join(other for other, entry in AGGREGATIONS.items() if not entry.labels),
     )
-    judges = workers // k  # worker n judges batch n mod k: the fewest judges a sample has
+    trim = cfg.mdgan.trim
     require(
-        judges >= rule.min_judges,
-        f"mdgan.aggregate={name} compares the judges of each generated sample and needs {rule.min_judges} of "
-        f"them, but with N={workers} workers and mdgan.k={k} a sample has {judges}: set mdgan.k to at most "
-        f"{max(1, workers // rule.min_judges)}",
+        trim == 1 or name == Aggregate.trimmed_mean,
+        f"mdgan.trim={trim} applies to mdgan.aggregate=trimmed_mean only, not {name}: remove it",
+    )
+    require(trim >= 1, f"mdgan.trim={trim}: trimmed_mean drops at least 1 value at each end")
+    needed = 2 * trim + 1 if name == Aggregate.trimmed_mean else rule.min_judges
+    require_judges(workers, k, needed, f"mdgan.aggregate={name} compares the judges of each generated sample")
+    outliers = cfg.mdgan.outlier_iterations
+    require(outliers >= 0, f"mdgan.outlier_iterations={outliers}: must be >= 0 (0: never name a worker)")
+    if outliers:
+        require_judges(workers, k, 3, "mdgan.outlier_iterations compares each judge with the median of a sample's")
+
+
+def require_judges(workers: int, k: int, needed: int, why: str) -> None:
+    """Worker n judges batch n mod k: a sample has at least N // k judges."""
+    judges = workers // k
+    fix = f"set mdgan.k to at most {workers // needed}" if workers >= needed else f"use at least {needed} workers"
+    require(
+        judges >= needed,
+        f"{why} and needs {needed} judges per sample, but with N={workers} workers and mdgan.k={k} a sample has "
+        f"{judges}: {fix}",
     )
 
 

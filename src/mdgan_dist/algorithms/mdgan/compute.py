@@ -21,6 +21,7 @@ from mdgan_dist.algorithms.components import (
 )
 from mdgan_dist.algorithms.ema import average_of
 from mdgan_dist.algorithms.finite import gradient_check
+from mdgan_dist.algorithms.mdgan.lies import FREE_RIDERS, falsified
 from mdgan_dist.algorithms.mdgan.stack import DiscriminatorStack
 from mdgan_dist.algorithms.steps import (
     Batch,
@@ -36,7 +37,7 @@ from mdgan_dist.algorithms.steps import (
     snapshot_parameters,
     verdict,
 )
-from mdgan_dist.config import Config
+from mdgan_dist.config import Config, Lie
 from mdgan_dist.seeding import generator
 
 TRAINING, FEEDBACK = 0, 1  # a worker's two batches: X_d (its D trains against it), X_g (feedback on it)
@@ -126,9 +127,12 @@ class DiscriminatorCompute:
         shards: list[tuple[torch.Tensor, torch.Tensor]],
         workers: list[int],
         device: torch.device,
+        lie: Lie | None = None,
     ) -> None:
-        """shards: the images and labels of each worker in `workers` (0-based worker indices)."""
+        """shards: the images and labels of each worker in `workers` (0-based worker indices); lie:
+        how they lie (fault.byzantine_worker, lies.py), None: they do not."""
         self.gan = cfg.gan
+        self.seed, self.workers, self.lie = cfg.train.seed, workers, lie
         self.verdicts = AGGREGATIONS[cfg.mdgan.aggregate].verdicts
         self.samplers = [
             make_sampler(cfg, images.to(device), labels.to(device), worker)
@@ -139,19 +143,31 @@ class DiscriminatorCompute:
         self.stack = DiscriminatorStack(
             [make_discriminator(cfg, image_shape, num_classes, worker).to(device) for worker in workers]
         )
-        self.optimizer = discriminator_adam(self.stack, cfg.optim)
+        self.optimizer = discriminator_adam(self.stack, cfg.optim, frozen=lie in FREE_RIDERS)
+        # Lie.untrained: the fresh discriminators whose feedback it sends; never trained, never swapped.
+        self.untrained = None
+        if lie == Lie.untrained:
+            fresh = [make_discriminator(cfg, image_shape, num_classes, worker, "untrained") for worker in workers]
+            self.untrained = DiscriminatorStack([module.to(device) for module in fresh])
 
-    def iteration(self, samples: torch.Tensor, labels: torch.Tensor | None) -> WorkerOutcome:
+    def iteration(self, samples: torch.Tensor, labels: torch.Tensor | None, iteration: int) -> WorkerOutcome:
         """Paper's Algorithm 1, worker side, for every slot at once: L discriminator steps against
         samples[:, TRAINING], then the feedback of the updated D on samples[:, FEEDBACK]
-        (W x 2 x b x C x H x W; labels W x 2 x b)."""
+        (W x 2 x b x C x H x W; labels W x 2 x b); a liar's instead (lies.py)."""
         started = time.perf_counter()
         fake = (samples[:, TRAINING], None if labels is None else labels[:, TRAINING])
         d_losses = discriminator_steps(self.step, self.real_batches(conditional=labels is not None), fake, self.gan)
         trained = time.perf_counter()
         feedback, verdicts, g_losses = self.feedback(
-            samples[:, FEEDBACK], None if labels is None else labels[:, FEEDBACK]
+            samples[:, FEEDBACK], None if labels is None else labels[:, FEEDBACK], self.untrained or self.stack
         )
+        if self.lie is not None and self.lie not in FREE_RIDERS:
+            feedback = torch.stack(
+                [
+                    falsified(self.lie, rows, self.seed, n, iteration)
+                    for rows, n in zip(feedback, self.workers, strict=True)
+                ]
+            )
         return WorkerOutcome(feedback, verdicts, d_losses, g_losses, trained - started, time.perf_counter() - trained)
 
     def real_batches(self, conditional: bool) -> Callable[[], Batch]:
@@ -188,11 +204,11 @@ class DiscriminatorCompute:
         return losses.tolist()
 
     def feedback(
-        self, samples: torch.Tensor, classes: torch.Tensor | None
+        self, samples: torch.Tensor, classes: torch.Tensor | None, stack: DiscriminatorStack
     ) -> tuple[torch.Tensor, torch.Tensor | None, list[float]]:
-        """Every slot's F_n (steps.generator_feedback, batched over the slots), its verdicts when
-        mdgan.aggregate asks for them, and G's loss."""
-        gan, stack = self.gan, self.stack
+        """Every slot's F_n by the stack's D (steps.generator_feedback, batched over the slots), its
+        verdicts when mdgan.aggregate asks for them, and G's loss."""
+        gan = self.gan
         samples = samples.detach().requires_grad_(True)
 
         def loss(output: torch.Tensor, classes: Tensor | None) -> Tensor:

@@ -7,7 +7,7 @@ worker's schedule: its last action says how it receives the next message. RECEIV
 a receive of a whole TRAIN packet (header and batches in one message); RECEIVE_ORDER posts one of
 a bare header of any kind (after the handshake, and after a TRAIN that announced a control
 message), so the server sends a TRAIN to such a worker as a bare header and then its packet
-(`train_transfers`).
+(`framed`).
 
 The options are variations of the server's list:
 - mdgan.overlap: the next iteration's batches, drawn by G before this iteration's step
@@ -17,6 +17,8 @@ The options are variations of the server's list:
   COLLECT_LATE receives and drops the late ones before the next batches go out (all of them
   when a control message follows that iteration, so that every worker is told), and again after
   G's step when a control message comes next;
+- mdgan.outlier_iterations: WATCH_OUTLIERS between the check of the feedback and G's step
+  (outliers.py); a worker it drops is sent a STOP in the framing it expects, and leaves;
 - fault.tolerate_worker_loss does not change the lists but whom they address: every action
   addresses the live workers, and a worker that fails in one (silent, dead, a short or
   non-finite answer) is dropped from the roster there, so the following actions skip it.
@@ -31,7 +33,7 @@ from enum import Enum
 import torch
 
 from mdgan_dist.algorithms.mdgan.message import Packet
-from mdgan_dist.distributed.protocol import M, Train
+from mdgan_dist.distributed.protocol import M, Stop, Train
 from mdgan_dist.distributed.transport import Transfer, Transport
 
 
@@ -43,6 +45,7 @@ class Act(Enum):
     AWAIT_FEEDBACK = "await feedback"  # every worker's answer
     AWAIT_QUORUM = "await quorum"  # mdgan.quorum: the first answers; the others become late
     CHECK_FEEDBACK = "check feedback"  # each answer whole, of the iteration, finite
+    WATCH_OUTLIERS = "watch outliers"  # mdgan.outlier_iterations: name (and drop) a worker that keeps lying far off
     STEP_GENERATOR = "step G"  # aggregate the used feedback (mdgan.aggregate), backward through G, Adam
     ORDER_SWAP = "order swap"  # every worker told where its D goes and where the next one comes from
     # A worker process's actions.
@@ -73,18 +76,21 @@ def server_actions(
     overlap: bool,
     quorum: bool,
     swap: bool,
+    watch: bool = False,
 ) -> list[Action]:
     """The server's actions in one iteration.
 
     sent_ahead: this iteration's batches went out during the last one (overlap); control and
     next_control: a control message (swap, checkpoint or stop order) follows this iteration, the
-    next one; quorum: mdgan.quorum is below the live workers; swap: a swap is due after it."""
+    next one; quorum: mdgan.quorum is set; swap: a swap is due after it; watch:
+    mdgan.outlier_iterations is set."""
     actions = [] if sent_ahead else hand_out(iteration, stale=False, control=control, quorum=quorum)
     if overlap and not control:
         actions += hand_out(iteration + 1, stale=True, control=next_control, quorum=quorum)
     actions += [
         Action(Act.AWAIT_QUORUM if quorum else Act.AWAIT_FEEDBACK, iteration),
         Action(Act.CHECK_FEEDBACK, iteration),
+        *([Action(Act.WATCH_OUTLIERS, iteration)] if watch else []),
         Action(Act.STEP_GENERATOR, iteration),
     ]
     if quorum and control:  # every late answer is in before the control message goes out
@@ -115,12 +121,16 @@ def after_control(iteration: int) -> Action:
     return Action(Act.RECEIVE_ORDER, iteration)
 
 
-def train_transfers(peer: int, order: Train, packet: Packet, expecting: Act, transport: Transport) -> list[Transfer]:
-    """Server side: the messages that carry `order` and the batches in `packet` to a worker whose
-    pending receive is `expecting`."""
+def framed(peer: int, order: Train | Stop, packet: Packet, expecting: Act, transport: Transport) -> list[Transfer]:
+    """Server side: the messages that carry `order` (a TRAIN and the batches in `packet`, or a
+    STOP that dismisses the worker) to a worker whose pending receive is `expecting`: the packet
+    alone, its header holding the order, to a worker that waits for one; else a bare header first
+    (a STOP needs no more)."""
     order.encode(packet.header)
-    header_first = [] if expecting == Act.RECEIVE_BATCHES else [(peer, transport.header(order))]
-    return [*header_first, (peer, packet.buffer)]
+    if expecting == Act.RECEIVE_BATCHES:
+        return [(peer, packet.buffer)]
+    header = [(peer, transport.header(order))]
+    return header if isinstance(order, Stop) else [*header, (peer, packet.buffer)]
 
 
 def receive(

@@ -38,3 +38,7 @@ class Round:
             "time_worker_max": max(d + f for d, f in zip(worker_d, worker_feedback, strict=True)),
             "feedbacks_used": len(self.answered) * per_rank,
         }
+
+    def ranks(self) -> dict[str, list[int]]:
+        """mdgan.quorum below N: who got this iteration's batches, and whose feedback G's step used."""
+        return {"sent_ranks": sorted(self.assignment), "feedback_ranks": sorted(self.answered)}

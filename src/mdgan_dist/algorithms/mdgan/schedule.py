@@ -6,6 +6,8 @@ import torch
 
 from mdgan_dist.algorithms.epochs import iterations_per_epochs
 from mdgan_dist.algorithms.mdgan.roster import Roster
+from mdgan_dist.algorithms.training import Schedule
+from mdgan_dist.config import Config
 from mdgan_dist.distributed.protocol import SwapOrder
 from mdgan_dist.seeding import generator
 
@@ -66,4 +68,13 @@ def control_follows(done: int, iterations: int, period: int | None, checkpoint_e
         done == iterations
         or bool(period and done % period == 0)
         or bool(checkpoint_every and done % checkpoint_every == 0)
+    )
+
+
+def control_after(iteration: int, schedule: Schedule, cfg: Config, period: int | None) -> bool:
+    """The server's control_follows for iteration `iteration` (0-based), a stop request included:
+    asked as the iteration is generated, so the workers learn it with the batches
+    (Schedule.stops_after remembers the answer)."""
+    return schedule.stops_after(iteration) or control_follows(
+        iteration + 1, cfg.train.iterations, period, cfg.checkpoint.every
     )

@@ -16,23 +16,19 @@ from mdgan_dist.algorithms.ema import GeneratorAverage
 from mdgan_dist.algorithms.mdgan.answers import usable_answers
 from mdgan_dist.algorithms.mdgan.class_sets import post_class_sets, read_class_sets
 from mdgan_dist.algorithms.mdgan.compute import FEEDBACK, TRAINING, GeneratorCompute
-from mdgan_dist.algorithms.mdgan.exchange import Act, Action, server_actions, train_transfers, worker_actions
+from mdgan_dist.algorithms.mdgan.exchange import Act, Action, framed, server_actions, worker_actions
 from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, wire_dtype
+from mdgan_dist.algorithms.mdgan.outliers import OutlierWatch
 from mdgan_dist.algorithms.mdgan.quorum import Quorum
 from mdgan_dist.algorithms.mdgan.roster import Roster
 from mdgan_dist.algorithms.mdgan.round import Round
-from mdgan_dist.algorithms.mdgan.schedule import (
-    control_follows,
-    feedback_batch,
-    swap_orders,
-    swap_period,
-    training_batch,
-)
+from mdgan_dist.algorithms.mdgan.schedule import control_after, feedback_batch, swap_orders, swap_period, training_batch
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.training import Report, Schedule
 from mdgan_dist.algorithms.workers import Workers
 from mdgan_dist.config import resolved_k
-from mdgan_dist.distributed.protocol import Feedback, Train
+from mdgan_dist.distributed.protocol import Feedback, Stop, Train
+from mdgan_dist.errors import PeerError
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +75,7 @@ class Server:
         self.quorum = Quorum(transport, self.roster, cfg.mdgan.quorum or len(workers))
         self.swaps = 0
         self.period: int | None = None  # iterations between swaps, once the shards are known
+        self.watch = OutlierWatch(cfg.mdgan.outlier_iterations) if cfg.mdgan.outlier_iterations else None
         self.rounds: dict[int, Round] = {}  # generated and not yet stepped: this iteration's, the next one's
 
     @property
@@ -113,16 +110,17 @@ class Server:
     def step(self, iteration: int, schedule: Schedule) -> Report:
         late_before = self.quorum.discarded
         ahead = self.rounds.get(iteration)  # sent during the last iteration (mdgan.overlap)
-        control = ahead.control if ahead else self.control_after(iteration, schedule)
+        control = ahead.control if ahead else control_after(iteration, schedule, self.cfg, self.period)
         overlap = self.cfg.mdgan.overlap
         actions = server_actions(
             iteration,
             sent_ahead=ahead is not None,
             control=control,
-            next_control=overlap and not control and self.control_after(iteration + 1, schedule),
+            next_control=overlap and not control and control_after(iteration + 1, schedule, self.cfg, self.period),
             overlap=overlap,
             quorum=bool(self.cfg.mdgan.quorum),
             swap=bool(self.period and (iteration + 1) % self.period == 0),
+            watch=self.watch is not None,
         )
         for action in actions:
             self.perform(action, schedule)
@@ -131,13 +129,14 @@ class Server:
         scalars = {
             "swaps": self.swaps,
             "feedbacks_late": self.quorum.discarded - late_before,
+            **({} if self.watch is None else {"workers_named": len(self.watch.named)}),
             **done.timings(self.roster.per_rank),
         }
         return Report(
             d_losses=[loss for worker in reported for loss in worker["d_loss"]],
             g_losses=[loss for worker in reported for loss in worker["g_loss"]],
             scalars=scalars,
-            lists=self.ranks_of(done),
+            lists=done.ranks() if self.quorum.size < len(self.outgoing) else None,
         )
 
     def perform(self, action: Action, schedule: Schedule) -> None:
@@ -145,7 +144,9 @@ class Server:
         iteration = action.iteration
         match action.act:
             case Act.GENERATE:
-                self.rounds[iteration] = self.generate(iteration, self.control_after(iteration, schedule), action.stale)
+                self.rounds[iteration] = self.generate(
+                    iteration, control_after(iteration, schedule, self.cfg, self.period), action.stale
+                )
             case Act.COLLECT_LATE:
                 self.quorum.collect_late(everyone=action.everyone)
             case Act.SEND_BATCHES:
@@ -156,20 +157,14 @@ class Server:
                 self.await_quorum(self.rounds[iteration])
             case Act.CHECK_FEEDBACK:
                 self.check_feedback(self.rounds[iteration])
+            case Act.WATCH_OUTLIERS:
+                self.watch_outliers(self.rounds[iteration])
             case Act.STEP_GENERATOR:
                 self.step_generator(self.rounds[iteration])
             case Act.ORDER_SWAP:
                 self.order_swap(iteration)
             case _:
                 raise ValueError(f"{action} is not a server action")
-
-    def control_after(self, iteration: int, schedule: Schedule) -> bool:
-        """Whether a control message follows this iteration; asked as the iteration is generated,
-        so the workers learn it with the batches (Schedule.stops_after remembers the answer)."""
-        cfg = self.cfg
-        return schedule.stops_after(iteration) or control_follows(
-            iteration + 1, cfg.train.iterations, self.period, cfg.checkpoint.every
-        )
 
     def conclude(self, done: int) -> None:
         """Nothing: MD-GAN's last iteration ends as any other."""
@@ -182,7 +177,8 @@ class Server:
         self.swaps = state["swaps"]
 
     def stats(self) -> dict[str, float | int | None]:
-        return {"swaps": self.swaps, "feedbacks_late": self.quorum.discarded}
+        named = 0 if self.watch is None else len(self.watch.named)
+        return {"swaps": self.swaps, "feedbacks_late": self.quorum.discarded, "workers_named": named}
 
     def save_final(self, run_dir: Path) -> None:
         """Nothing besides generator.pt: each worker writes its discriminators."""
@@ -211,7 +207,7 @@ class Server:
             if rank in self.quorum.late:
                 continue
             packet = self.outgoing[rank][parity]
-            sends += train_transfers(rank, train, packet, self.expecting[rank], self.transport)
+            sends += framed(rank, train, packet, self.expecting[rank], self.transport)
             self.expecting[rank] = worker_actions(train)[-1].act
             self.incoming[rank][parity].arm()
             recvs.append((rank, self.incoming[rank][parity].buffer))
@@ -240,22 +236,34 @@ class Server:
     def check_feedback(self, batches: Round) -> None:
         """CHECK_FEEDBACK: each answer is a FEEDBACK of this iteration and of the size held, whole
         and finite (answers.usable_answers: a worker whose answer is not is dropped or ends the run)."""
-        stage, parity = f"feedback of iteration {batches.iteration}", batches.iteration % 2
+        stage, iteration = f"feedback of iteration {batches.iteration}", batches.iteration
+        messages = {rank: self.incoming[rank][iteration % 2] for rank in batches.answered}
         answers = [
-            self.transport.expect(
-                self.incoming[rank][parity].header,
-                rank,
-                stage,
-                Feedback,
-                iteration=batches.iteration,
-                numel=self.feedback_numel,
-            )
-            for rank in batches.answered
+            self.transport.expect(message.header, rank, stage, Feedback, iteration=iteration, numel=self.feedback_numel)
+            for rank, message in messages.items()
         ]
-        messages = {rank: self.incoming[rank][parity] for rank in batches.answered}
-        batches.answered, batches.answers = usable_answers(
-            self.transport, self.roster, batches.iteration, messages, answers
+        batches.answered, batches.answers = usable_answers(self.transport, self.roster, iteration, messages, answers)
+
+    def watch_outliers(self, batches: Round) -> None:
+        """WATCH_OUTLIERS: names a worker whose feedback kept lying far off (outliers.py); with
+        fault.tolerate_worker_loss its process is dropped, told to stop, and its feedback left out."""
+        assert self.watch is not None
+        roster, iteration = self.roster, batches.iteration
+        judges = [(rank, slot) for rank in batches.answered for slot in range(roster.per_rank)]
+        named = self.watch.observe(
+            judges, self.judgements(batches, batches.answered), iteration, roster.per_rank, roster.tolerant
         )
+        if not (named and roster.tolerant):
+            return
+        stage = f"outlier watch at iteration {iteration}"
+        roster.drop({rank: PeerError(0, rank, stage, "its feedback kept lying far off") for rank in named})
+        batches.answered = [rank for rank in batches.answered if rank not in named]
+        stop = Stop(iteration + 1, finished=False)  # it ends as at a stop request, without final files
+        packets = {rank: self.outgoing[rank][(iteration + 1) % 2] for rank in named}
+        sends = [
+            item for rank in named for item in framed(rank, stop, packets[rank], self.expecting[rank], self.transport)
+        ]
+        self.transport.wait(self.transport.post(stage, sends), tolerate=True)
 
     def step_generator(self, batches: Round) -> None:
         """STEP_GENERATOR: the used feedback aggregated by mdgan.aggregate, G's backward and step."""
@@ -278,13 +286,8 @@ class Server:
             labels=batches.generated.labels,
             verdicts=per_judge([message.verdicts for message in messages]) if self.rule.verdicts else None,
             holds=[held for rank in answered for held in self.class_sets[rank]] if self.rule.class_sets else None,
+            trim=self.cfg.mdgan.trim,
         )
-
-    def ranks_of(self, batches: Round) -> dict[str, list[int]] | None:
-        """mdgan.quorum below N: who got this iteration's batches, and whose feedback was used."""
-        if self.quorum.size == len(self.outgoing):
-            return None
-        return {"sent_ranks": sorted(batches.assignment), "feedback_ranks": sorted(batches.answered)}
 
     def order_swap(self, iteration: int) -> None:
         """ORDER_SWAP: every live worker told where its D goes and where the next one comes from."""

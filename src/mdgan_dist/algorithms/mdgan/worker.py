@@ -40,7 +40,8 @@ class Worker:
         self.shard_size = sum(len(images) for images, _ in shards)
         self.rule = AGGREGATIONS[cfg.mdgan.aggregate]
         self.class_sets = torch.stack([present(labels, ctx.num_classes) for _, labels in shards])
-        self.compute = DiscriminatorCompute(cfg, ctx.image_shape, ctx.num_classes, shards, workers, ctx.device)
+        lie = ctx.faults.lies.get(transport.rank)
+        self.compute = DiscriminatorCompute(cfg, ctx.image_shape, ctx.num_classes, shards, workers, ctx.device, lie)
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
         classes = label_classes(cfg, ctx.num_classes)
         self.batches = BatchMessage(per_rank, batch, ctx.image_shape, classes, dtype, wire)
@@ -196,7 +197,7 @@ class Worker:
         labels = None if message.labels is None else message.labels.to(self.ctx.device).long()
         prepared = time.perf_counter()
         with self.compute_clock:
-            outcome = self.compute.iteration(self.samples, labels)
+            outcome = self.compute.iteration(self.samples, labels, iteration)
         self.require_finite(iteration, outcome.d_losses)
         self.reply.feedback.copy_(outcome.feedback)
         self.reply.report(d_loss=outcome.d_losses, g_loss=outcome.g_losses)

@@ -1,0 +1,76 @@
+"""mdgan.outlier_iterations: the server names a worker whose feedback lies far from that of the
+other judges of its batch for that many iterations in a row (exchange.py: WATCH_OUTLIERS), and,
+with fault.tolerate_worker_loss, drops its process.
+
+A judge is an outlier in an iteration when the distance of its feedback from the coordinate-wise
+median of its batch's judges' is more than OUTLIER_RATIO times the median of those distances:
+honest judges of a batch scatter about the median alike, while negated, amplified or noise
+feedback lands far beyond them. One far iteration proves nothing (a D just swapped in, a hard
+batch), so only a streak names a worker. A free-rider whose D judges like an honest one is not
+an outlier by this test: the robust rules, not the watch, bound what it can do.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from mdgan_dist.algorithms.aggregation import Judgements, coordinate_median, judges_by_batch
+
+log = logging.getLogger(__name__)
+
+OUTLIER_RATIO = 3.0
+FEWEST_JUDGES = 3  # a batch with fewer has no median to stray from
+
+
+def outlying(judged: Judgements) -> dict[int, float]:
+    """The judges (positions in judged.feedbacks) that are outliers in this iteration, each with
+    its distance to its batch's median feedback over the median judge's."""
+    far = {}
+    for judges in judges_by_batch(judged).values():
+        if len(judges) < FEWEST_JUDGES:
+            continue
+        stacked = torch.stack([judged.feedbacks[judge] for judge in judges])
+        distances = (stacked - coordinate_median(stacked, judged)).flatten(1).norm(dim=1)
+        scale = float(distances.median().clamp(min=torch.finfo(distances.dtype).tiny))
+        for judge, distance in zip(judges, distances.tolist(), strict=True):
+            if distance > OUTLIER_RATIO * scale:
+                far[judge] = distance / scale
+    return far
+
+
+class OutlierWatch:
+    """The streak of outlying iterations of each worker, named (rank, slot)."""
+
+    def __init__(self, iterations: int) -> None:
+        self.iterations = iterations
+        self.streaks: dict[tuple[int, int], int] = {}
+        self.named: list[tuple[int, int]] = []
+
+    def observe(
+        self, judges: list[tuple[int, int]], judged: Judgements, iteration: int, per_rank: int, dropping: bool
+    ) -> list[int]:
+        """judges: who sent each feedback of `judged`, as (rank, slot). Logs each worker named in
+        this iteration, why, and whether its process is dropped; returns their ranks."""
+        far = outlying(judged)
+        named = []
+        for position, worker in enumerate(judges):
+            self.streaks[worker] = self.streaks.get(worker, 0) + 1 if position in far else 0
+            if self.streaks[worker] < self.iterations or worker in self.named:
+                continue
+            self.named.append(worker)
+            named.append(worker[0])
+            rank, slot = worker
+            log.warning(
+                "worker %d (rank %d, slot %d) named at iteration %d: its feedback lay %.1f x the median judge's "
+                "distance from the median feedback of its batch, %d iterations in a row (mdgan.outlier_iterations)%s",
+                (rank - 1) * per_rank + slot,
+                rank,
+                slot,
+                iteration,
+                far[position],
+                self.iterations,
+                "; dropping its process" if dropping else "",
+            )
+        return sorted(set(named))
