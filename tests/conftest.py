@@ -130,16 +130,17 @@ CASES = {
             "mdgan.swap_every_epochs=0.03",
         ],
     ),
-    # The trimmed mean of 6 judges (2 dropped at each end) with 2 workers per process: those of rank
-    # 1 amplify their feedback, those of rank 3 are free-riders whose D, swapped away, moves untrained.
-    "N6-W2-k1-trimmed-amplify-lazy-swaps": (
+    # The trimmed mean of 6 judges (2 dropped at each end) with 2 workers per process, liars beside
+    # honest workers: slot 1 of rank 1 amplifies its feedback, slot 0 of rank 2 answers with a fresh
+    # D, and both workers of rank 3 are free-riders whose D, swapped away, moves untrained.
+    "N6-W2-k1-trimmed-amplify-untrained-lazy-swaps": (
         6,
         [
             "mdgan.workers_per_rank=2",
             "mdgan.aggregate=trimmed_mean",
             "mdgan.trim=2",
             "mdgan.k=1",
-            "fault.byzantine_worker=[1@amplify,3@lazy]",
+            "fault.byzantine_worker=[1:1@amplify,2:0@untrained,3@lazy]",
             "mdgan.swap_every_epochs=0.04",
         ],
     ),

@@ -82,15 +82,16 @@ def _reference_run(
     holds = as_sets(torch.stack([present(labels, classes) for _, labels in shards]))
     rule = AGGREGATIONS[cfg.mdgan.aggregate]
     augments = [make_augment(cfg, n) for n in range(num_workers)]  # a worker's, like its sampler
-    # fault.byzantine_worker names processes; every worker a lying process hosts lies its way.
+    # fault.byzantine_worker names workers by process and slot.
     per_rank = cfg.mdgan.workers_per_rank
-    lies = [parse_faults(cfg.fault, num_workers // per_rank).lies.get(n // per_rank + 1) for n in range(num_workers)]
+    faults = parse_faults(cfg.fault, num_workers // per_rank, slots=per_rank)
+    lies = [faults.lies.get((n // per_rank + 1, n % per_rank)) for n in range(num_workers)]
     untrained = {
         n: make_discriminator(cfg, shape, classes, n, "untrained")
         for n in range(num_workers)
         if lies[n] == Lie.untrained
     }
-    disc_opts = [discriminator_adam(d, cfg.optim, frozen=lies[n] in FREE_RIDERS) for n, d in enumerate(discs)]
+    disc_opts = [discriminator_adam(d, cfg.optim) for d in discs]
     noise = generator(cfg.train.seed, "noise")
     period = swap_period(plan.shard_sizes, batch, cfg.mdgan.swap_every_epochs)
     wire = wire_dtype(cfg.comm.dtype)
@@ -124,7 +125,11 @@ def _reference_run(
                     images, real_classes = samplers[n].next_batch()
                     real = (images, real_classes if conditional else None)
                 fake = (received[training_batch(n, k)], labels_of(training_batch(n, k)))
+                kept = [p.detach().clone() for p in discs[n].parameters()] if lie in FREE_RIDERS else []
                 loss = discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan, augments[n])
+                with torch.no_grad():  # a free-rider's D never changes; its Adam state moves
+                    for param, value in zip(discs[n].parameters(), kept, strict=False):
+                        param.copy_(value)
             fb = feedback_batch(n, k)
             judge = untrained.get(n, discs[n])
             judged = generator_feedback(judge, received[fb], cfg.gan, labels_of(fb), augments[n])
@@ -156,9 +161,8 @@ def _reference_run(
             opt_states = [copy.deepcopy(o.state_dict()) for o in disc_opts]
             for n, target in enumerate(targets):
                 discs[target].load_state_dict(states[n])
-                if cfg.mdgan.swap_optimizer_state:  # Adam's state moves; its settings (a free-rider's lr 0) stay
-                    groups = disc_opts[target].state_dict()["param_groups"]
-                    disc_opts[target].load_state_dict({"state": opt_states[n]["state"], "param_groups": groups})
+                if cfg.mdgan.swap_optimizer_state:
+                    disc_opts[target].load_state_dict(opt_states[n])
             swaps += 1
     return final_generator(gen, average, iterations), [d.state_dict() for d in discs], swaps, d_losses
 

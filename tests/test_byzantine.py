@@ -34,37 +34,37 @@ def named(server_log: str) -> list[tuple[int, int]]:
 
 
 @pytest.mark.parametrize(
-    "processes, layout",
+    "processes, layout, liar, slots",
     [
         # The liar's next message is a packet (no control message follows iteration 2).
-        (6, []),
-        # Two workers per process, both lying; a checkpoint after iteration 2, so the liar waits for a
-        # bare header, and its stop comes as one.
-        (4, ["mdgan.workers_per_rank=2", "checkpoint.every=3"]),
+        (6, [], "5", [0]),
+        # Two workers per process, the second of rank 3 lying beside an honest one: the server names
+        # it and drops its process, both workers. A checkpoint after iteration 2, so the process
+        # waits for a bare header, and its stop comes as one.
+        (4, ["mdgan.workers_per_rank=2", "checkpoint.every=3"], "3:1", [1]),
     ],
-    ids=["one-per-process", "two-per-process-checkpoint"],
+    ids=["one-per-process", "one-of-two-per-process-checkpoint"],
 )
 def test_a_lying_process_is_named_dropped_and_stopped_and_training_goes_on(
-    tmp_path: Path, processes: int, layout: list[str]
+    tmp_path: Path, processes: int, layout: list[str], liar: str, slots: list[int]
 ) -> None:
-    liar = processes - 1
     overrides = [*COMMON, *layout, "fault.tolerate_worker_loss=true", f"fault.byzantine_worker={liar}@amplify"]
     job = train_job(tmp_path, processes, overrides)
     assert job.wait(180) == [0] * processes, job.outputs()
     server = job.ranks[0].output
-    per_rank = 2 if layout else 1
-    assert named(server) == [(liar, slot) for slot in range(per_rank)], server
+    per_rank, liar = (2 if layout else 1), int(liar.split(":")[0])
+    assert named(server) == [(liar, slot) for slot in slots], server
     assert f"named at iteration {STREAK - 1}: its feedback lay" in server and "dropping its process" in server
     summary = json.loads((tmp_path / "run" / "workers.json").read_text())
     assert [d["rank"] for d in summary["dropped"]] == [liar]
     assert summary["dropped"][0]["stage"] == f"outlier watch at iteration {STREAK - 1}"
     run = metrics(tmp_path / "run")
     workers = (processes - 1) * per_rank
-    # The named iteration's step already leaves the liar's feedback out.
+    # The named iteration's step already leaves out the feedback of the liar's whole process.
     assert [r["feedbacks_used"] for r in run] == [workers] * (STREAK - 1) + [workers - per_rank] * (
         ITERATIONS - STREAK + 1
     )
-    assert [r["workers_named"] for r in run] == [0] * (STREAK - 1) + [per_rank] * (ITERATIONS - STREAK + 1)
+    assert [r["workers_named"] for r in run] == [0] * (STREAK - 1) + [len(slots)] * (ITERATIONS - STREAK + 1)
     # The liar stopped as at a stop request: its stats, no final discriminators; the others finished.
     stats = json.loads((tmp_path / "run" / f"stats_rank{liar}.json").read_text())
     assert stats["iterations_trained"] == STREAK

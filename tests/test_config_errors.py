@@ -232,13 +232,19 @@ CASES = {
     "a lie of unknown kind": (
         {"WORLD_SIZE": "3"},
         ["fault.byzantine_worker=1@lie"],
-        "fault.byzantine_worker=1@lie: expected RANK@MODE with a worker rank in 1..2 and a mode among noise, "
-        "negate, amplify, lazy, untrained, e.g. fault.byzantine_worker=[2@negate,3@lazy]",
+        "fault.byzantine_worker=1@lie: expected RANK@MODE (every worker of the process) or RANK:SLOT@MODE (one "
+        "of its 1 workers, slots from 0) with a worker rank in 1..2 and a mode among noise, negate, amplify, "
+        "lazy, untrained, e.g. fault.byzantine_worker=[2@negate,3@lazy]",
+    ),
+    "a liar in a slot its process does not have": (
+        {"WORLD_SIZE": "3"},
+        ["mdgan.workers_per_rank=2", "fault.byzantine_worker=2:2@negate"],
+        "RANK:SLOT@MODE (one of its 2 workers, slots from 0) with a worker rank in 1..2",
     ),
     "a liar named twice": (
         {"WORLD_SIZE": "3"},
-        ["fault.byzantine_worker=[1@negate,1@lazy]"],
-        "rank 1 is named twice; a worker lies one way",
+        ["mdgan.workers_per_rank=2", "fault.byzantine_worker=[1@negate,1:1@lazy]"],
+        "the worker in rank 1, slot 1 is named twice; a worker lies one way",
     ),
     "lying workers for flgan": (
         {"WORLD_SIZE": "3"},

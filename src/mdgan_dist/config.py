@@ -228,8 +228,9 @@ class FaultConfig:
     nan_worker: str | None = None  # "RANK@ITERATION": that worker's D turns NaN there (a diverged D), for tests
     # "RANK@ITERATION": that rank's checkpoint file of that iteration fails as on a full disk (0: the server)
     checkpoint_error: str | None = None
-    # "RANK@MODE" or a list of them ([2@negate,5@lazy]): every worker of that process lies in its
-    # feedback (config.Lie), for robustness studies and tests. MD-GAN only.
+    # "RANK@MODE" (every worker of that process), "RANK:SLOT@MODE" (one of its workers), or a list
+    # of them ([2@negate,1:0@lazy]): those workers lie in their feedback (config.Lie), for
+    # robustness studies and tests. MD-GAN only.
     byzantine_worker: Any = None
 
 

@@ -23,14 +23,15 @@ class FaultPlan:
     nans: Mapping[int, int] = field(default_factory=dict)  # fault.nan_worker: iteration its D turns NaN
     # fault.checkpoint_error: iteration whose checkpoint file of this rank fails as on a full disk
     checkpoint_errors: Mapping[int, int] = field(default_factory=dict)
-    lies: Mapping[int, Lie] = field(default_factory=dict)  # fault.byzantine_worker: how its workers lie
+    # fault.byzantine_worker: how the worker in (rank, slot) lies
+    lies: Mapping[tuple[int, int], Lie] = field(default_factory=dict)
 
 
-def parse_faults(cfg: FaultConfig, worker_ranks: int, writing_ranks: int | None = None) -> FaultPlan:
+def parse_faults(cfg: FaultConfig, worker_ranks: int, writing_ranks: int | None = None, slots: int = 1) -> FaultPlan:
     """The plan of fault.*, each rank checked against worker_ranks (the job's processes but the
     server), and fault.checkpoint_error's against writing_ranks (those that write a checkpoint
-    file besides the server; worker_ranks when not given); raises ConfigError naming the spec and
-    the form it takes."""
+    file besides the server; worker_ranks when not given); slots: the workers each worker process
+    hosts. Raises ConfigError naming the spec and the form it takes."""
     writers = worker_ranks if writing_ranks is None else writing_ranks
     slow = _worker_at(cfg.slow_worker, "fault.slow_worker", "SECONDS", "2@0.5", worker_ranks)
     return FaultPlan(
@@ -38,24 +39,32 @@ def parse_faults(cfg: FaultConfig, worker_ranks: int, writing_ranks: int | None 
         slow={} if slow is None else {slow[0]: float(slow[1])},
         nans=_iteration_point(cfg.nan_worker, "fault.nan_worker", worker_ranks),
         checkpoint_errors=_iteration_point(cfg.checkpoint_error, "fault.checkpoint_error", writers, lowest=0),
-        lies=_lies(cfg.byzantine_worker, worker_ranks),
+        lies=_lies(cfg.byzantine_worker, worker_ranks, slots),
     )
 
 
-def _lies(spec: object, worker_ranks: int) -> dict[int, Lie]:
-    """fault.byzantine_worker: one "RANK@MODE" or a list of them, each rank once."""
+def _lies(spec: object, worker_ranks: int, slots: int) -> dict[tuple[int, int], Lie]:
+    """fault.byzantine_worker: one "RANK@MODE" (every worker of the process) or "RANK:SLOT@MODE"
+    (the worker in that slot, 0-based, of mdgan.workers_per_rank), or a list of them; each worker once."""
     modes = ", ".join(lie.value for lie in Lie)
-    lies: dict[int, Lie] = {}
+    lies: dict[tuple[int, int], Lie] = {}
     for entry in [] if spec is None else spec if isinstance(spec, list | tuple) else [spec]:
-        rank, _, mode = str(entry).partition("@")
-        if not (rank.isdigit() and 1 <= int(rank) <= worker_ranks and mode in Lie.__members__):
+        worker, _, mode = str(entry).partition("@")
+        rank, colon, slot = worker.partition(":")
+        valid = rank.isdigit() and 1 <= int(rank) <= worker_ranks and mode in Lie.__members__
+        if not (valid and (not colon or (slot.isdigit() and int(slot) < slots))):
             raise ConfigError(
-                f"fault.byzantine_worker={spec}: expected RANK@MODE with a worker rank in 1..{worker_ranks} "
-                f"and a mode among {modes}, e.g. fault.byzantine_worker=[2@negate,3@lazy]"
+                f"fault.byzantine_worker={spec}: expected RANK@MODE (every worker of the process) or RANK:SLOT@MODE "
+                f"(one of its {slots} workers, slots from 0) with a worker rank in 1..{worker_ranks} and a mode "
+                f"among {modes}, e.g. fault.byzantine_worker=[2@negate,3@lazy]"
             )
-        if int(rank) in lies:
-            raise ConfigError(f"fault.byzantine_worker={spec}: rank {rank} is named twice; a worker lies one way")
-        lies[int(rank)] = Lie[mode]
+        for named in [int(slot)] if colon else range(slots):
+            if (int(rank), named) in lies:
+                raise ConfigError(
+                    f"fault.byzantine_worker={spec}: the worker in rank {rank}, slot {named} is named twice; "
+                    "a worker lies one way"
+                )
+            lies[int(rank), named] = Lie[mode]
     return lies
 
 

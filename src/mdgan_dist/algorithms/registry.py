@@ -109,7 +109,9 @@ def validate(cfg: Config, world_size: int) -> tuple[Algorithm, FaultPlan]:
     refuse_unread_options(cfg, algorithm.reads)
     algorithm.validate(cfg, world_size)
     validate_fields(cfg)
-    return algorithm, parse_faults(cfg.fault, *algorithm.fault_ranks(world_size))
+    worker_ranks, writing_ranks = algorithm.fault_ranks(world_size)
+    slots = max(1, algorithm.workers(cfg, world_size) // max(1, worker_ranks))  # mdgan.workers_per_rank
+    return algorithm, parse_faults(cfg.fault, worker_ranks, writing_ranks, slots)
 
 
 def plan(cfg: Config, world_size: int) -> DataPlan:

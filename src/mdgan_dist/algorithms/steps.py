@@ -248,7 +248,5 @@ def generator_adam(generator: nn.Module, cfg: OptimConfig) -> torch.optim.Adam:
     return adam(generator, cfg.g_lr, cfg.beta1, cfg.beta2, cfg.g_eps)
 
 
-def discriminator_adam(discriminator: Trainable, cfg: OptimConfig, frozen: bool = False) -> torch.optim.Adam:
-    """frozen: a learning rate of 0, for a free-rider (fault.byzantine_worker): its D never changes
-    while Adam's moments and step count move as they do in every other D's optimizer."""
-    return adam(discriminator, 0.0 if frozen else cfg.d_lr, cfg.beta1, cfg.beta2, cfg.d_eps)
+def discriminator_adam(discriminator: Trainable, cfg: OptimConfig) -> torch.optim.Adam:
+    return adam(discriminator, cfg.d_lr, cfg.beta1, cfg.beta2, cfg.d_eps)

@@ -127,12 +127,14 @@ class DiscriminatorCompute:
         shards: list[tuple[torch.Tensor, torch.Tensor]],
         workers: list[int],
         device: torch.device,
-        lie: Lie | None = None,
+        lies: list[Lie | None] | None = None,
     ) -> None:
-        """shards: the images and labels of each worker in `workers` (0-based worker indices); lie:
-        how they lie (fault.byzantine_worker, lies.py), None: they do not."""
+        """shards: the images and labels of each worker in `workers` (0-based worker indices); lies:
+        how each lies (fault.byzantine_worker, lies.py), None where it does not."""
         self.gan = cfg.gan
-        self.seed, self.workers, self.lie = cfg.train.seed, workers, lie
+        self.seed, self.workers = cfg.train.seed, workers
+        self.lies = lies or [None] * len(workers)
+        self.frozen = [slot for slot, lie in enumerate(self.lies) if lie in FREE_RIDERS]  # they never train
         self.verdicts = AGGREGATIONS[cfg.mdgan.aggregate].verdicts
         self.samplers = [
             make_sampler(cfg, images.to(device), labels.to(device), worker)
@@ -143,10 +145,11 @@ class DiscriminatorCompute:
         self.stack = DiscriminatorStack(
             [make_discriminator(cfg, image_shape, num_classes, worker).to(device) for worker in workers]
         )
-        self.optimizer = discriminator_adam(self.stack, cfg.optim, frozen=lie in FREE_RIDERS)
-        # Lie.untrained: the fresh discriminators whose feedback it sends; never trained, never swapped.
+        self.optimizer = discriminator_adam(self.stack, cfg.optim)
+        # Lie.untrained: the fresh discriminators whose feedback it sends (one per slot, to stack
+        # them; only the untrained slots' is used), never trained, never swapped.
         self.untrained = None
-        if lie == Lie.untrained:
+        if Lie.untrained in self.lies:
             fresh = [make_discriminator(cfg, image_shape, num_classes, worker, "untrained") for worker in workers]
             self.untrained = DiscriminatorStack([module.to(device) for module in fresh])
 
@@ -159,15 +162,11 @@ class DiscriminatorCompute:
         d_losses = discriminator_steps(self.step, self.real_batches(conditional=labels is not None), fake, self.gan)
         trained = time.perf_counter()
         feedback, verdicts, g_losses = self.feedback(
-            samples[:, FEEDBACK], None if labels is None else labels[:, FEEDBACK], self.untrained or self.stack
+            samples[:, FEEDBACK], None if labels is None else labels[:, FEEDBACK]
         )
-        if self.lie is not None and self.lie not in FREE_RIDERS:
-            feedback = torch.stack(
-                [
-                    falsified(self.lie, rows, self.seed, n, iteration)
-                    for rows, n in zip(feedback, self.workers, strict=True)
-                ]
-            )
+        for slot, lie in enumerate(self.lies):
+            if lie is not None and lie not in FREE_RIDERS:
+                feedback[slot] = falsified(lie, feedback[slot], self.seed, self.workers[slot], iteration)
         return WorkerOutcome(feedback, verdicts, d_losses, g_losses, trained - started, time.perf_counter() - trained)
 
     def real_batches(self, conditional: bool) -> Callable[[], Batch]:
@@ -200,21 +199,30 @@ class DiscriminatorCompute:
         if gan.r1 > 0:  # every slot's at once
             losses = losses + r1_penalty(self.verdicts_of(real_output, real_classes), seen, gan.r1)
         losses.sum().backward()  # each slot's loss depends on its own D only
+        kept = [[param[slot].detach().clone() for param in stack.parameters()] for slot in self.frozen]
         self.optimizer.step()
+        with torch.no_grad():  # a free-rider's D stays as it is; its Adam state moves as everyone's
+            for slot, values in zip(self.frozen, kept, strict=True):
+                for param, value in zip(stack.parameters(), values, strict=True):
+                    param[slot].copy_(value)
         return losses.tolist()
 
     def feedback(
-        self, samples: torch.Tensor, classes: torch.Tensor | None, stack: DiscriminatorStack
+        self, samples: torch.Tensor, classes: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None, list[float]]:
-        """Every slot's F_n by the stack's D (steps.generator_feedback, batched over the slots), its
-        verdicts when mdgan.aggregate asks for them, and G's loss."""
-        gan = self.gan
+        """Every slot's F_n (steps.generator_feedback, batched over the slots), its verdicts when
+        mdgan.aggregate asks for them, and G's loss; an untrained liar's by its fresh D."""
+        gan, stack = self.gan, self.stack
         samples = samples.detach().requires_grad_(True)
 
         def loss(output: torch.Tensor, classes: Tensor | None) -> Tensor:
             return generator_loss(output, gan.loss, classes, gan.conditioning)
 
-        outputs = stack.judge(self.seen(samples))
+        seen = self.seen(samples)  # once: the augmentation draws from the worker's stream
+        outputs = stack.judge(seen)
+        if self.untrained is not None:
+            untrained = torch.tensor([lie == Lie.untrained for lie in self.lies], device=outputs.device)
+            outputs = torch.where(untrained.view(-1, *[1] * (outputs.dim() - 1)), self.untrained.judge(seen), outputs)
         losses = stack.per_slot(loss, outputs, classes)
         (feedback,) = torch.autograd.grad(losses.sum(), samples)
         verdicts = self.verdicts_of(outputs.detach(), classes) if self.verdicts else None

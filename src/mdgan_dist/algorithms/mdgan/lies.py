@@ -2,11 +2,12 @@
 
 A lying worker follows the protocol like any other; only what it computes differs (config.Lie).
 noise, negate and amplify train their D as usual and falsify its feedback. The two free-riders
-never train a D: their D steps run with a learning rate of 0 (steps.discriminator_adam's
-frozen), so the D they hold never changes while its Adam moments and step count move as an
-honest worker's, and a D they pass on at a swap carries the state every process's stacked Adam
-expects. `lazy` answers with the feedback of the D it holds, `untrained` with that of a fresh D
-of its own that never trains and never moves. Every worker of a lying process lies the same way.
+never train a D: their D steps are computed and Adam steps, but their D's parameters are put
+back after each step (DiscriminatorCompute.step), so the D they hold never changes while Adam's
+moments and step count move as an honest worker's, and a D they pass on at a swap carries the
+state every process's stacked Adam expects (one step count for all its slots). `lazy` answers
+with the feedback of the D it holds, `untrained` with that of a fresh D of its own that never
+trains and never moves. A process may host liars and honest workers side by side.
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ class Worker:
         self.shard_size = sum(len(images) for images, _ in shards)
         self.rule = AGGREGATIONS[cfg.mdgan.aggregate]
         self.class_sets = torch.stack([present(labels, ctx.num_classes) for _, labels in shards])
-        lie = ctx.faults.lies.get(transport.rank)
-        self.compute = DiscriminatorCompute(cfg, ctx.image_shape, ctx.num_classes, shards, workers, ctx.device, lie)
+        lies = [ctx.faults.lies.get((transport.rank, slot)) for slot in range(per_rank)]
+        self.compute = DiscriminatorCompute(cfg, ctx.image_shape, ctx.num_classes, shards, workers, ctx.device, lies)
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
         classes = label_classes(cfg, ctx.num_classes)
         self.batches = BatchMessage(per_rank, batch, ctx.image_shape, classes, dtype, wire)
