@@ -16,7 +16,8 @@ from torch import nn
 from mdgan_dist.algorithms.acceleration import PLAIN, forward, policy_of
 from mdgan_dist.algorithms.components import make_discriminator, make_generator
 from mdgan_dist.algorithms.steps import adam, discriminator_step, generate, generator_feedback, sample_latent
-from mdgan_dist.config import Config, GANConfig, trajectory_settings
+from mdgan_dist.config import Config, GANConfig
+from mdgan_dist.trajectory import trajectory_settings
 from multiproc import TINY, TRAIN, Job
 
 SHAPE = (1, 28, 28)

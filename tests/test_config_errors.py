@@ -16,9 +16,10 @@ import pytest
 
 from mdgan_dist.algorithms.registry import ALGORITHMS, validate
 from mdgan_dist.compose import compose
-from mdgan_dist.config import CommConfig, Config, ModelConfig, validate_wire_labels
+from mdgan_dist.config import CommConfig, Config, ModelConfig
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.fault_plan import FaultPlan
+from mdgan_dist.validation import validate_wire_labels
 from multiproc import TINY, train_job
 from trainer_checks import checked_config
 

@@ -24,8 +24,9 @@ from mdgan_dist.checkpoint import (
     verify,
     write_manifest,
 )
-from mdgan_dist.config import Config, fingerprint, trajectory_settings
+from mdgan_dist.config import Config
 from mdgan_dist.errors import ConfigError
+from mdgan_dist.trajectory import fingerprint, trajectory_settings
 from multiproc import TINY, metrics, train_job
 
 TRAJECTORY = trajectory_settings(Config(), 1)

@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-from mdgan_dist.config import Config, fingerprint, trajectory_differences
+from mdgan_dist.config import Config
 from mdgan_dist.errors import ConfigError
+from mdgan_dist.trajectory import fingerprint, trajectory_differences
 
 MANIFEST = "MANIFEST.json"
 SERVER_FILE = "server.pt"
@@ -82,7 +83,7 @@ def file_sha256(path: Path) -> str:
 
 def write_manifest(directory: Path, iteration: int, trajectory: dict[str, Any]) -> None:
     """Marks the checkpoint complete: every file's size and hash, the iteration, the settings that
-    determine the trajectory (config.trajectory_settings)."""
+    determine the trajectory (trajectory.trajectory_settings)."""
     files = {
         path.name: {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
         for path in sorted(directory.glob("*.pt"))
@@ -128,7 +129,7 @@ class Checkpoint:
 
 def verify(directory: Path, trajectory: dict[str, Any], num_workers: int) -> Checkpoint:
     """Raises ConfigError saying why this checkpoint cannot be resumed from. trajectory: this run's
-    config.trajectory_settings."""
+    trajectory.trajectory_settings."""
     manifest_path = directory / MANIFEST
     if not manifest_path.exists():
         raise ConfigError(f"checkpoint {directory} is incomplete: no {MANIFEST} (the run stopped while writing it)")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mdgan_dist.augment import parse_policy
 from mdgan_dist.errors import ConfigError
 
 
@@ -122,8 +120,7 @@ class ModelConfig:
     name: str = "dcgan"  # mnist_mlp | mnist_cnn | cifar10_cnn (the paper's) | dcgan
     z_dim: int = 100
     width: float = 0.5  # scales hidden sizes and channels; 1.0 is the published architecture
-    # G takes class labels, D adds one logit per class (the paper's 11 outputs); how D uses them is
-    # gan.conditioning
+    # G takes class labels, D adds one logit per class (the paper's 11 outputs), used as gan.conditioning says
     conditional: bool = True
 
 
@@ -162,8 +159,8 @@ class MDGANConfig:
     workers_per_rank: int = 1
     aggregate: Aggregate = Aggregate.mean  # how the workers' feedback becomes G's gradient
     trim: int = 1  # aggregate=trimmed_mean: the judges' values dropped at each end, per value
-    # Name a worker whose feedback lies far from its batch's other judges' for this many
-    # iterations in a row (algorithms/mdgan/outliers.py), and drop it with fault.tolerate_worker_loss; 0: never
+    # Name a worker whose feedback lies far from its batch's other judges' this many iterations in a
+    # row, and drop it with fault.tolerate_worker_loss (algorithms/mdgan/outliers.py); 0: never
     outlier_iterations: int = 0
 
 
@@ -229,8 +226,7 @@ class FaultConfig:
     # "RANK@ITERATION": that rank's checkpoint file of that iteration fails as on a full disk (0: the server)
     checkpoint_error: str | None = None
     # "RANK@MODE" (every worker of that process), "RANK:SLOT@MODE" (one of its workers), or a list
-    # of them ([2@negate,1:0@lazy]): those workers lie in their feedback (config.Lie), for
-    # robustness studies and tests. MD-GAN only.
+    # ([2@negate,1:0@lazy]): they lie in their feedback (Lie), for studies and tests. MD-GAN only.
     byzantine_worker: Any = None
 
 
@@ -269,144 +265,11 @@ class Config:
     resume: str = "auto"  # auto: newest complete checkpoint in run.dir | never: fresh run only | a path
 
 
-# The largest integer each wire dtype holds exactly (2^(mantissa bits + 1)): ACGAN's class labels
-# travel with the batches as floats.
-EXACT_INTEGERS = {WireDtype.float32: 2**24, WireDtype.bfloat16: 2**8, WireDtype.float16: 2**11}
-
-
 def resolved_k(cfg: MDGANConfig, num_workers: int) -> int:
     """The number of generated batches per iteration: the configured k or ceil(log2 N), min 1."""
     if cfg.k is not None:
         return cfg.k
     return max(1, math.ceil(math.log2(num_workers))) if num_workers > 1 else 1
-
-
-def validate_fields(cfg: Config) -> None:
-    """Checks the values every algorithm reads, without data or peers; raises ConfigError saying
-    what to do. Each algorithm checks its own (algorithms/registry.py: validate)."""
-    require(cfg.eval.every >= 0, f"eval.every={cfg.eval.every}: must be >= 0 (0 disables scoring)")
-    require(cfg.eval.num_samples >= 2, f"eval.num_samples={cfg.eval.num_samples}: need at least 2 samples")
-    require(
-        cfg.data.classes_per_worker >= 1,
-        f"data.classes_per_worker={cfg.data.classes_per_worker}: each worker must hold at least one class",
-    )
-    require(cfg.gan.disc_steps >= 1, f"gan.disc_steps={cfg.gan.disc_steps}: must be >= 1")
-    require(
-        cfg.gan.ema_halflife >= 0,
-        f"gan.ema_halflife={cfg.gan.ema_halflife}: must be >= 0 iterations (0 turns the average of G off)",
-    )
-    try:
-        parse_policy(cfg.gan.augment)
-    except ValueError as error:
-        raise ConfigError(f"gan.augment={cfg.gan.augment!r}: {error}, comma-separated, or none") from error
-    require(0 < cfg.gan.real_label <= 1, f"gan.real_label={cfg.gan.real_label}: must be in (0, 1]")
-    require(cfg.gan.r1 >= 0, f"gan.r1={cfg.gan.r1}: the R1 penalty's gamma must be >= 0 (0 turns it off)")
-    require(
-        cfg.train.threads is None or cfg.train.threads >= 1,
-        f"train.threads={cfg.train.threads}: must be >= 1, or null for the node's cores shared among its ranks",
-    )
-    require(cfg.data.alpha > 0, f"data.alpha={cfg.data.alpha}: the Dirichlet concentration must be > 0")
-    require(cfg.train.iterations >= 1, f"train.iterations={cfg.train.iterations}: must be >= 1")
-    require(cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size}: must be >= 1")
-    require(cfg.model.z_dim >= 1, f"model.z_dim={cfg.model.z_dim}: must be >= 1")
-    require(cfg.model.width > 0, f"model.width={cfg.model.width}: must be > 0")
-    require(cfg.comm.timeout_s > 0, f"comm.timeout_s={cfg.comm.timeout_s}: must be > 0 seconds")
-    require(cfg.log.every >= 1, f"log.every={cfg.log.every}: must be >= 1")
-    require(cfg.log.sample_every >= 1, f"log.sample_every={cfg.log.sample_every}: must be >= 1")
-    require(cfg.checkpoint.every >= 0, f"checkpoint.every={cfg.checkpoint.every}: must be >= 0 (0 disables)")
-    require(
-        cfg.checkpoint.keep >= 2,
-        f"checkpoint.keep={cfg.checkpoint.keep}: keep at least 2, so a torn newest one has a fallback",
-    )
-    for name in ("g_lr", "d_lr", "g_eps", "d_eps"):
-        value = getattr(cfg.optim, name)
-        require(value > 0, f"optim.{name}={value}: must be > 0")
-    for name in ("beta1", "beta2"):
-        value = getattr(cfg.optim, name)
-        require(0 <= value < 1, f"optim.{name}={value}: must be in [0, 1)")
-
-
-def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
-    """A worker draws batches of b real samples from its shard: every shard must hold b of them."""
-    smallest = min(shard_sizes)
-    if cfg.train.batch_size > smallest:
-        worker = shard_sizes.index(smallest)
-        raise ConfigError(
-            f"train.batch_size={cfg.train.batch_size} is larger than the shard of worker {worker} "
-            f"({smallest} samples; shard sizes {shard_sizes}): lower train.batch_size, use fewer "
-            "workers, or a larger alpha with data.split=dirichlet"
-        )
-
-
-def validate_wire_labels(cfg: Config, num_classes: int) -> None:
-    """Labels that travel with the generated batches (MD-GAN) must be exact in comm.dtype."""
-    exact = EXACT_INTEGERS[cfg.comm.dtype]
-    require(
-        not (cfg.model.conditional and num_classes > exact),
-        f"comm.dtype={cfg.comm.dtype} holds class labels exactly only up to {exact}, the dataset has "
-        f"{num_classes} classes: use comm.dtype=float32 with model.conditional=true",
-    )
-
-
-def digest(cfg: Config) -> int:
-    """A 63-bit fingerprint of the whole config, compared in the start-up handshake."""
-    return fingerprint(to_dict(cfg))
-
-
-# What may change when a run is resumed: none of it changes what an iteration computes.
-RESUMABLE_CHANGES = ("resume", "run", "checkpoint", "log", "comm", "fault", "eval")
-
-
-def trajectory_settings(cfg: Config, num_workers: int) -> dict[str, Any]:
-    """Everything that determines the training trajectory, checked on resume: a checkpoint's
-    manifest keeps it, so that a refusal can name each setting that differs (trajectory_differences)."""
-    fields = {key: value for key, value in to_dict(cfg).items() if key not in RESUMABLE_CHANGES}
-    ignored = ("iterations", "device", "threads")
-    fields["train"] = {key: value for key, value in fields["train"].items() if key not in ignored}
-    # comm. may change on resume (backend, timeout), except the wire dtype, which rounds what travels.
-    return {**fields, "num_workers": num_workers, "wire_dtype": cfg.comm.dtype}
-
-
-def trajectory_differences(
-    saved: dict[str, Any], current: dict[str, Any], saved_in: str = "the checkpoint"
-) -> list[str]:
-    """Each setting on which a saved trajectory_settings (a checkpoint's, or that of a run's
-    config.yaml) and this run's differ, as "name: A in <saved_in>, B here". A setting the saved one
-    lacks (added to the config since) differs only if this run moves it off its default, which
-    reproduces the older code's behaviour."""
-    defaults, before, now = (
-        _flat(json.loads(json.dumps(s))) for s in (trajectory_settings(Config(), 1), saved, current)
-    )
-    missing = object()
-    differences = []
-    for name in sorted(before.keys() | now.keys()):
-        old, new = before.get(name, defaults.get(name, missing)), now.get(name, missing)
-        if old != new:
-            shown = ["(absent)" if value is missing else repr(value) for value in (old, new)]
-            differences.append(f"{name}: {shown[0]} in {saved_in}, {shown[1]} here")
-    return differences
-
-
-def changed_options(cfg: Config) -> dict[str, Any]:
-    """Every option cfg sets off the schema's default, by its dotted name, as a plain value."""
-    defaults = _flat(to_dict(Config()))
-    return {name: value for name, value in _flat(to_dict(cfg)).items() if value != defaults[name]}
-
-
-def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def fingerprint(value: object) -> int:
-    """63 bits of the SHA-256 of value's JSON, keys sorted."""
-    text = json.dumps(value, sort_keys=True)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import torch
 
-from mdgan_dist.config import Config, validate_shards
+from mdgan_dist.config import Config
 from mdgan_dist.data import ImageDataset, open_dataset, split_indices
 from mdgan_dist.models import check_image_shape
 from mdgan_dist.seeding import derive_seed
+from mdgan_dist.validation import validate_shards
 
 
 @dataclass

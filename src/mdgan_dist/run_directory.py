@@ -1,7 +1,7 @@
 """One run per run directory: nothing of an earlier run is written over.
 
 A run continues the run already in its run.dir when resume= allows it and the settings that
-determine the trajectory agree (config.trajectory_settings). Any other run there is refused on
+determine the trajectory agree (trajectory.trajectory_settings). Any other run there is refused on
 every rank before anything is written, or, with run.existing=move_aside, renamed aside by rank 0
 before the process group exists, so before any rank writes.
 """
@@ -14,10 +14,11 @@ from pathlib import Path
 from omegaconf.errors import OmegaConfBaseException
 
 from mdgan_dist.checkpoint import newest_manifest, settings_differences
-from mdgan_dist.config import Config, ExistingRun, trajectory_differences, trajectory_settings
+from mdgan_dist.config import Config, ExistingRun
 from mdgan_dist.config import load as load_config
 from mdgan_dist.distributed.env import job_id
 from mdgan_dist.errors import ConfigError
+from mdgan_dist.trajectory import trajectory_differences, trajectory_settings
 
 # What the trainer writes into a run directory; any of them means the directory holds a run.
 RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "checkpoints", "generator.pt")

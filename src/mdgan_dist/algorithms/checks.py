@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
-from mdgan_dist.config import Config, changed_options
+from mdgan_dist.config import Config
 from mdgan_dist.errors import ConfigError
+from mdgan_dist.trajectory import changed_options
 
 # The sections every algorithm reads (the training loop's checkpoint and resume among them). Of the
 # others (mdgan, flgan, fault) an algorithm reads what its registry entry names.

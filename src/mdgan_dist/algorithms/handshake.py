@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 
 from mdgan_dist.algorithms.role import RoleContext
-from mdgan_dist.config import digest
 from mdgan_dist.distributed.protocol import Abort, Go, Refusal, ServerHello, WorkerHello
 from mdgan_dist.errors import ConfigError
+from mdgan_dist.trajectory import digest
 
 STAGE = "start-up handshake"
 

@@ -33,10 +33,11 @@ from mdgan_dist.checkpoint import (
     write_manifest,
 )
 from mdgan_dist.checkpoint import load as load_checkpoint
-from mdgan_dist.config import OnError, to_dict, trajectory_settings
+from mdgan_dist.config import OnError, to_dict
 from mdgan_dist.errors import CheckpointError, ConfigError
 from mdgan_dist.resources import write_peer_stats, write_stats
 from mdgan_dist.run_logging import WORKERS_FILE, RunLogger
+from mdgan_dist.trajectory import trajectory_settings
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from mdgan_dist.algorithms.mdgan.worker import Worker
 from mdgan_dist.algorithms.role import Role, RoleContext
 from mdgan_dist.algorithms.standalone import DISCRIMINATOR_RANK, StandaloneGAN
 from mdgan_dist.algorithms.training import Training
-from mdgan_dist.config import Config, require_choice, validate_fields
+from mdgan_dist.config import Config, require_choice
 from mdgan_dist.fault_plan import FaultPlan, parse_faults
 from mdgan_dist.job import DataPlan, plan_data
+from mdgan_dist.validation import validate_fields
 
 RoleFactory = Callable[[RoleContext], Role]
 MODEL_ANSWER_FAULTS = ("tolerate_worker_loss", "kill_worker", "slow_worker", "nan_worker", "checkpoint_error")

@@ -37,7 +37,8 @@ from mdgan_dist.experiments.launcher import (
 )
 from mdgan_dist.experiments.paths import PRESET_DIR
 from mdgan_dist.experiments.plots import write_plots
-from mdgan_dist.experiments.results import NoRunsError, collect, markdown, write_tables
+from mdgan_dist.experiments.result_tables import markdown, write_tables
+from mdgan_dist.experiments.results import NoRunsError, collect
 from mdgan_dist.experiments.rundir import is_finished
 from mdgan_dist.experiments.targets import parse_target, sections, write_class_shares, write_finished
 

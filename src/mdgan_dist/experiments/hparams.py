@@ -7,7 +7,8 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-from mdgan_dist.experiments.results import ALWAYS_SHOWN, LAST, RunSummary
+from mdgan_dist.experiments.result_tables import ALWAYS_SHOWN
+from mdgan_dist.experiments.results import LAST, RunSummary
 
 NONE = "-"  # HParams needs one type per hyperparameter: "N" of the standalone GAN reads "-"
 

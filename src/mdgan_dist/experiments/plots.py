@@ -15,7 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
-from mdgan_dist.experiments.results import ALWAYS_SHOWN, SCORES, RunSummary, floors, groups, seed_curves
+from mdgan_dist.experiments.result_tables import ALWAYS_SHOWN, floors, groups, seed_curves
+from mdgan_dist.experiments.results import SCORES, RunSummary
 
 # The method shows in the line style, the configuration in the colour.
 LINE_STYLES = {"standalone": ":", "flgan": "--", "mdgan": "-"}

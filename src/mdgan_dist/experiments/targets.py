@@ -18,7 +18,8 @@ from pathlib import Path
 
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments.formatting import number
-from mdgan_dist.experiments.results import SCORES, RunSummary, groups, interval, write_csv
+from mdgan_dist.experiments.result_tables import groups, interval, write_csv
+from mdgan_dist.experiments.results import SCORES, RunSummary
 from mdgan_dist.experiments.stats import estimate
 from mdgan_dist.experiments.tables import markdown_table
 

@@ -9,9 +9,10 @@ from mdgan_dist.algorithms.aggregation import AGGREGATIONS
 from mdgan_dist.algorithms.checks import require_workers
 from mdgan_dist.algorithms.mdgan.class_sets import present
 from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
-from mdgan_dist.config import Aggregate, Config, require, resolved_k, validate_wire_labels
+from mdgan_dist.config import Aggregate, Config, require, resolved_k
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.job import DataPlan
+from mdgan_dist.validation import validate_wire_labels
 
 
 def num_workers(cfg: Config, world_size: int) -> int:

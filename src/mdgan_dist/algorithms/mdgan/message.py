@@ -77,7 +77,7 @@ class BatchMessage(Packet):
         dtype: torch.dtype,
         device: torch.device,
     ) -> None:
-        """num_classes: None when unconditional (config.validate_wire_labels checked that the
+        """num_classes: None when unconditional (validation.validate_wire_labels checked that the
         labels are exact in the wire dtype)."""
         image_values = slots * 2 * batch * math.prod(image_shape)
         super().__init__(image_values + (slots * 2 * batch if num_classes is not None else 0), dtype, device)
