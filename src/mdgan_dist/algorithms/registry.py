@@ -27,8 +27,10 @@ from mdgan_dist.job import DataPlan, plan_data
 from mdgan_dist.validation import validate_fields
 
 RoleFactory = Callable[[RoleContext], Role]
-MODEL_ANSWER_FAULTS = ("tolerate_worker_loss", "kill_worker", "slow_worker", "nan_worker", "checkpoint_error")
 TrainingFactory = Callable[[RoleContext], Training]
+# The fault.* options of an algorithm whose workers answer with models, not feedback: all but
+# byzantine_worker, since there is no feedback to lie in.
+MODEL_ANSWER_FAULTS = ("tolerate_worker_loss", "kill_worker", "slow_worker", "nan_worker", "checkpoint_error")
 
 
 def no_data_checks(cfg: Config, plan: DataPlan) -> None:
@@ -79,7 +81,6 @@ ALGORITHMS: dict[str, Algorithm] = {
         check_plan=mdgan_checks.check_plan,
         workers=mdgan_checks.num_workers,
     ),
-    # Its workers answer with models, not feedback: they cannot lie as MD-GAN's do (fault.byzantine_worker).
     "flgan": Algorithm(
         FLGANServer,
         FLGANWorker,
