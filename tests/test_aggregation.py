@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from mdgan_dist.algorithms.aggregation import AGGREGATIONS, Judgements, aggregate
+from mdgan_dist.algorithms.aggregation import AGGREGATIONS, NETWORK_JUDGES, Judgements, aggregate, sorted_over_judges
 from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
 from mdgan_dist.algorithms.steps import generator_feedback, generator_loss, sample_latent
 from mdgan_dist.config import Aggregate, GANConfig, ModelConfig
@@ -184,3 +184,11 @@ def test_a_robust_rule_scales_each_batch_by_its_share_of_the_judges_as_the_mean(
     judged = Judgements([same.clone() for _ in range(6)], [0, 1, 0, 1, 0, 1], 2)
     for rule in ("median", "trimmed_mean", "clipped"):
         torch.testing.assert_close(aggregate(rule, judged), aggregate("mean", judged))
+
+
+@pytest.mark.parametrize("judges", [1, 2, 3, 10, NETWORK_JUDGES, NETWORK_JUDGES + 1])
+def test_the_judges_values_are_sorted_as_torch_sorts_them(judges: int) -> None:
+    """The sorting network, and torch.sort beyond it, with a tie among the values."""
+    values = torch.randn(judges, 4, 1, 3, 3, generator=torch.Generator().manual_seed(judges))
+    values[0, 0] = values[-1, 0]  # a tie
+    assert torch.equal(sorted_over_judges(values), values.sort(0).values)
