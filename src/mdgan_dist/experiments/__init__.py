@@ -25,7 +25,9 @@ agent stops every rank when one dies, so they start as one plain process per ran
 
 Modules: grid (preset -> configurations), rundir (the run directory's files), launcher (local runs
 and SLURM jobs), results (run directories -> one summary per run), result_tables (summaries ->
-results.md, the CSV files and the verdicts), plots (score curves), paths (the checkout's presets
+results.md, the CSV files and the verdicts), targets (what it took to reach a finished generator),
+stats (means over seeds, their intervals, the verdicts' rule), hparams (the grid in tensorboard's
+HParams view), plots (score curves), paths (the checkout's presets
 and batch script), cli (the two commands; it composes and validates each configuration's
 trainer config, with mdgan_dist.compose, before anything starts); tables and formatting draw the
 markdown tables and their figures (bench/suite.py draws its tables with them too).
