@@ -170,18 +170,47 @@ CASES = {
             "mdgan.swap_every_epochs=0.03",
         ],
     ),
+    # privacy.*: DP-SGD discriminators, their Poisson samples and noise from train.seed (so that the
+    # reference draws the same), records clipped hard; ACGAN's class loss is in each record's loss,
+    # the augmentation sees each slot's sample alone, the discriminators swap.
+    "N4-W2-k2-private-acgan-augment-swaps": (
+        4,
+        [
+            "privacy.epsilon=8",
+            "privacy.secret_noise=false",
+            "privacy.clip=0.05",
+            "mdgan.workers_per_rank=2",
+            "gan.conditioning=acgan",
+            "mdgan.k=2",
+            "gan.augment=translation",
+            "mdgan.swap_every_epochs=0.03",
+        ],
+    ),
+    # With one worker per process (its D unstacked), the noise multiplier given, unconditional.
+    "N2-k1-private-sigma-unconditional-L2": (
+        2,
+        [
+            "privacy.epsilon=20",
+            "privacy.noise_multiplier=0.8",
+            "privacy.secret_noise=false",
+            "model.conditional=false",
+            "mdgan.k=1",
+            "gan.disc_steps=2",
+        ],
+    ),
 }
 
 
 # The fast tier's cases: between them overlap, swaps, augmentation, k < N and k = N, reduced
-# precision, ACGAN's labels on the wire, and the rules other than the mean with several workers
-# per process.
+# precision, ACGAN's labels on the wire, the rules other than the mean and privacy with several
+# workers per process.
 FAST = {
     "N3-k2-overlap-swaps-augment",
     "N2-k2-bfloat16-acgan-swaps",
     "N4-W2-k2-acgan-swaps-augment",
     "N4-W2-k1-class-aware-class-split-swaps",
     "N6-W3-k3-forgiving-projection-swaps",
+    "N4-W2-k2-private-acgan-augment-swaps",
 }
 
 

@@ -36,17 +36,21 @@ from mdgan_dist.algorithms.mdgan.schedule import (
 from mdgan_dist.algorithms.steps import (
     discriminator_adam,
     discriminator_step,
+    fake_loss,
     generate,
     generator_adam,
     generator_feedback,
     generator_step,
+    real_loss,
     sample_latent,
     snapshot_parameters,
 )
+from mdgan_dist.augment import Augment
 from mdgan_dist.config import Config, Lie, resolved_k
 from mdgan_dist.data import load_shard
 from mdgan_dist.fault_plan import parse_faults
 from mdgan_dist.job import plan_data
+from mdgan_dist.privacy import noise_multiplier, private, private_generator
 from mdgan_dist.seeding import generator
 from multiproc import one_intra_op_thread
 
@@ -92,6 +96,9 @@ def _reference_run(
         if lies[n] == Lie.untrained
     }
     disc_opts = [discriminator_adam(d, cfg.optim) for d in discs]
+    # privacy.*: each worker's noise stream and the noise multiplier every rank computes alike.
+    dp_noise = [private_generator(cfg, "noise", n) for n in range(num_workers)]
+    sigma = noise_multiplier(cfg, plan.shard_sizes) if private(cfg) else 0.0
     noise = generator(cfg.train.seed, "noise")
     period = swap_period(plan.shard_sizes, batch, cfg.mdgan.swap_every_epochs)
     wire = wire_dtype(cfg.comm.dtype)
@@ -126,7 +133,10 @@ def _reference_run(
                     real = (images, real_classes if conditional else None)
                 fake = (received[training_batch(n, k)], labels_of(training_batch(n, k)))
                 kept = [p.detach().clone() for p in discs[n].parameters()] if lie in FREE_RIDERS else []
-                loss = discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan, augments[n])
+                if private(cfg):
+                    loss = private_step(discs[n], disc_opts[n], real, fake, cfg, augments[n], dp_noise[n], sigma)
+                else:
+                    loss = discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan, augments[n])
                 with torch.no_grad():  # a free-rider's D never changes; its Adam state moves
                     for param, value in zip(discs[n].parameters(), kept, strict=False):
                         param.copy_(value)
@@ -165,6 +175,47 @@ def _reference_run(
                     disc_opts[target].load_state_dict(opt_states[n])
             swaps += 1
     return final_generator(gen, average, iterations), [d.state_dict() for d in discs], swaps, d_losses
+
+
+def private_step(
+    disc: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    real: tuple[torch.Tensor, torch.Tensor | None],
+    fake: tuple[torch.Tensor, torch.Tensor | None],
+    cfg: Config,
+    augment: Augment | None,
+    noise: torch.Generator,
+    sigma: float,
+) -> float:
+    """One DP-SGD step of one D, record by record: the generated half's gradient, then each drawn
+    record's gradient of the real half alone, clipped to privacy.clip, summed, noised and divided by
+    the expected batch; returns the generated half of D's loss, all a private worker reports."""
+    gan, clip = cfg.gan, cfg.privacy.clip
+    (images, classes), (fake_images, fake_classes) = real, fake
+    if augment is not None and len(images):
+        images = augment(images)
+    optimizer.zero_grad(set_to_none=True)
+    seen_fake = fake_images if augment is None else augment(fake_images)
+    loss = fake_loss(disc(seen_fake), fake_classes, gan.conditioning)
+    loss.backward()
+    params = list(disc.parameters())
+    total = [torch.zeros_like(param) for param in params]
+    for i in range(len(images)):
+        record_classes = None if classes is None else classes[i : i + 1]
+        record = real_loss(disc(images[i : i + 1]), gan.real_label, record_classes, gan.conditioning)
+        gradients = torch.autograd.grad(record, params)
+        norm = torch.sqrt(sum(gradient.square().sum() for gradient in gradients))
+        factor = torch.clamp(clip / (norm + 1e-6), max=1.0)
+        for summed, gradient in zip(total, gradients, strict=True):
+            summed += factor * gradient
+    drawn = torch.randn(sum(param.numel() for param in params), generator=noise)
+    offset = 0
+    for param, summed in zip(params, total, strict=True):
+        piece = drawn[offset : offset + param.numel()].view_as(param)
+        param.grad = param.grad + (summed + sigma * clip * piece) / cfg.train.batch_size
+        offset += param.numel()
+    optimizer.step()
+    return loss.item()
 
 
 def final_discriminators(run_dir: Path) -> list[dict]:

@@ -262,6 +262,58 @@ CASES = {
         ["algorithm=flgan", "mdgan.aggregate=forgiving"],
         "mdgan.aggregate=forgiving with algorithm=flgan: flgan does not read mdgan.*",
     ),
+    # privacy.*: each bad value, the options its accounting or its scope exclude, and the budget.
+    "privacy with a zero noise multiplier": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "privacy.noise_multiplier=0"],
+        "privacy.noise_multiplier=0.0: must be > 0, or null to have it computed from privacy.epsilon",
+    ),
+    "privacy with a negative noise multiplier": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "privacy.noise_multiplier=-1"],
+        "privacy.noise_multiplier=-1.0: must be > 0",
+    ),
+    "privacy with epsilon 0": ({"WORLD_SIZE": "3"}, ["privacy.epsilon=0"], "privacy.epsilon=0.0: must be > 0"),
+    "privacy with delta 1": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "privacy.delta=1"],
+        "privacy.delta=1.0: must be in (0, 1)",
+    ),
+    "privacy with no clipping": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "privacy.clip=0"],
+        "privacy.clip=0.0: the clipping norm must be > 0",
+    ),
+    "privacy with a real batch reused": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "gan.reuse_real_batch=true", "gan.disc_steps=2"],
+        "privacy cannot be combined with gan.reuse_real_batch",
+    ),
+    "privacy with R1": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "gan.r1=1"],
+        "privacy cannot be combined with gan.r1",
+    ),
+    "privacy with class-aware judging": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "mdgan.aggregate=class_aware"],
+        "privacy cannot be combined with mdgan.aggregate=class_aware: it tells the server which classes",
+    ),
+    "privacy for flgan": (
+        {"WORLD_SIZE": "3"},
+        ["algorithm=flgan", "privacy.epsilon=1"],
+        "privacy.epsilon=1.0 with algorithm=flgan: flgan does not read privacy.*",
+    ),
+    "privacy with delta above 1 / n": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "privacy.delta=0.001"],
+        "privacy.delta=0.001 is not below 1 / 2250, the largest shard's size",
+    ),
+    "privacy with too little noise for its epsilon": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "privacy.noise_multiplier=0.5", "train.iterations=3000"],
+        "privacy.noise_multiplier=0.5 spends epsilon=",
+    ),
     "a worker killed twice": (
         {"WORLD_SIZE": "4"},
         ["fault.kill_worker=[2@3,2@5]"],

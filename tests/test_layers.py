@@ -13,7 +13,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "mdgan_dist"
 # Lowest first: a module may import from its own layer and the layers before it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("errors", "seeding", "augment")),
-    ("config", ("config", "compose", "fault_plan", "trajectory", "validation")),
+    ("config", ("config", "compose", "fault_plan", "privacy", "trajectory", "validation")),
     ("data and models", ("data", "models")),
     ("transport", ("distributed",)),
     ("run files", ("job", "checkpoint", "run_directory", "run_logging", "resources")),

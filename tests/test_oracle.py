@@ -14,6 +14,7 @@ from conftest import ITERATIONS, load_config
 from mdgan_dist.algorithms.aggregation import AGGREGATIONS
 from mdgan_dist.algorithms.components import make_generator
 from mdgan_dist.algorithms.mdgan.message import wire_dtype
+from mdgan_dist.config import PrivacyConfig
 from reference import assert_same_discriminators, assert_same_generators, reference_run
 
 
@@ -40,6 +41,11 @@ def test_distributed_round_equals_single_process(finished_run: tuple[Path, int])
         cfg.fault.byzantine_worker = None
         honest = reference_run(cfg, num_workers, ITERATIONS)[0].get("raw_generator")
         assert honest is not None and any(not torch.allclose(honest[name], raw[name]) for name in raw)
+    if cfg.privacy.epsilon is not None:  # the noise changed D's steps: the reference without it differs
+        cfg.privacy = PrivacyConfig()
+        plain_run = reference_run(cfg, num_workers, ITERATIONS)[0]
+        plain = plain_run.get("raw_generator", plain_run["generator"])
+        assert any(not torch.allclose(plain[name], raw[name]) for name in raw)
     if cfg.mdgan.aggregate != "mean":  # the rule changed G's steps: the mean's reference differs
         cfg.mdgan.aggregate = "mean"
         under_mean = reference_run(cfg, num_workers, ITERATIONS)[0].get("raw_generator")

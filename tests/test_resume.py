@@ -169,10 +169,16 @@ def test_each_aggregation_rule_resumes_bit_identical(tmp_path: Path, rule: str, 
     assert without_timings(metrics(resumed)) == without_timings(metrics(straight))
 
 
-def test_several_workers_per_process_resume_bit_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["privacy.epsilon=8", "privacy.secret_noise=false"]],
+    ids=["plain", "private"],
+)
+def test_several_workers_per_process_resume_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     """mdgan.workers_per_rank=2, 4 workers on 2 processes: each process's checkpoint holds its
-    stacked discriminators, their Adam state, samplers and augmentation streams."""
-    layout = [*COMMON, *ALGORITHMS["mdgan"][1], "mdgan.workers_per_rank=2"]
+    stacked discriminators, their Adam state, samplers and augmentation streams, and with
+    privacy.* its Poisson samplers' and noise streams."""
+    layout = [*COMMON, *ALGORITHMS["mdgan"][1], "mdgan.workers_per_rank=2", *extra]
     for folder in ("straight", "half", "resumed"):
         (tmp_path / folder).mkdir()
     straight = run_job(tmp_path / "straight", 3, [*layout, f"train.iterations={2 * T}"])

@@ -15,6 +15,7 @@ from .guard import section_guard
 from .memory import section_memory
 from .optimisations import section_optimisations
 from .packing import section_packing
+from .privacy import section_privacy
 from .protocol import section_protocol
 from .scaling import section_scaling
 from .table import Table
@@ -31,4 +32,5 @@ SECTIONS: dict[str, Section] = {
     "packing": section_packing,
     "guard": section_guard,
     "aggregation": section_aggregation,
+    "privacy": section_privacy,
 }

@@ -66,11 +66,15 @@ def worker_step(
     shard: tuple[torch.Tensor, torch.Tensor],
     per_rank: int,
     device: torch.device,
+    noise_multiplier: float | None = None,
 ) -> Callable[[], None]:
     """One MD-GAN worker process's iteration with `per_rank` workers (their D steps on X_d and
-    feedback on X_g, batched). Its batches are the generator's, made once (a worker receives them,
-    it does not make them); every worker trains on the same shard (its size costs no compute)."""
-    worker = DiscriminatorCompute(cfg, shape, classes, [shard] * per_rank, list(range(per_rank)), device)
+    feedback on X_g, batched; by DP-SGD with this noise multiplier when privacy.* is on). Its batches
+    are the generator's, made once (a worker receives them, it does not make them); every worker
+    trains on the same shard (its size costs no compute)."""
+    worker = DiscriminatorCompute(
+        cfg, shape, classes, [shard] * per_rank, list(range(per_rank)), device, noise_multiplier=noise_multiplier
+    )
     with torch.no_grad():
         received = GeneratorCompute(cfg, shape, classes, 2, device).generate()
     # W x 2 x b x ... in one block, as they arrive in the packet.

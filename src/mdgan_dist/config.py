@@ -16,13 +16,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mdgan_dist.errors import ConfigError
-
 
 class Choice(str, enum.Enum):
-    """A field's fixed set of values. OmegaConf reads an enum by its members' names and refuses any
-    other with the field, the value and the names; so each value is its name (auto()), as the
-    command line spells it (gan.loss=saturating), and str() shows it that way too."""
+    """A field's fixed set of values. OmegaConf reads an enum by its members' names (refusing others with
+    the field, value and names), so each value is its name, as the command line and str() spell it."""
 
     @staticmethod
     def _generate_next_value_(name: str, _start: int, _count: int, _last_values: list[Any]) -> str:
@@ -231,6 +228,17 @@ class FaultConfig:
 
 
 @dataclass
+class PrivacyConfig:
+    """DP-SGD discriminators (docs/design.md, "Privacy"), on when epsilon is set."""
+
+    epsilon: float | None = None  # the whole run's epsilon per record of a worker's shard; None: off
+    delta: float = 1e-5
+    clip: float = 1.0  # C: each record's gradient of D's loss is clipped to this L2 norm
+    noise_multiplier: float | None = None  # sigma (noise std / C); None: the least that meets epsilon
+    secret_noise: bool = True  # false: sampling and noise from train.seed (reproducible, no guarantee)
+
+
+@dataclass
 class EvalConfig:
     every: int = 1000  # iterations between scores (and one at the end); 0 disables scoring
     num_samples: int = 500  # generated samples per score
@@ -261,6 +269,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     fault: FaultConfig = field(default_factory=FaultConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     resume: str = "auto"  # auto: newest complete checkpoint in run.dir | never: fresh run only | a path
 
@@ -273,8 +282,7 @@ def resolved_k(cfg: MDGANConfig, num_workers: int) -> int:
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
-    """The config as plain values, each choice as its name: what JSON and a checkpoint's
-    weights_only loader take."""
+    """The config as plain values, each choice as its name: for JSON and a weights_only load."""
     plain: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(cfg)))
     return plain
 
@@ -289,12 +297,3 @@ def load(path: Path) -> Config:
     cfg = OmegaConf.to_object(merged)
     assert isinstance(cfg, Config)  # a structured Config merge converts back to one
     return cfg
-
-
-def require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
-def require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    require(value in choices, f"{name}={value!r} is not one of {', '.join(choices)}")

@@ -5,7 +5,7 @@ labels on the wire against comm.dtype."""
 from __future__ import annotations
 
 from mdgan_dist.augment import parse_policy
-from mdgan_dist.config import Config, WireDtype, require
+from mdgan_dist.config import Config, WireDtype
 from mdgan_dist.errors import ConfigError
 
 # The largest integer each wire dtype holds exactly (2^(mantissa bits + 1)): ACGAN's class labels
@@ -78,3 +78,12 @@ def validate_wire_labels(cfg: Config, num_classes: int) -> None:
         f"comm.dtype={cfg.comm.dtype} holds class labels exactly only up to {exact}, the dataset has "
         f"{num_classes} classes: use comm.dtype=float32 with model.conditional=true",
     )
+
+
+def require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    require(value in choices, f"{name}={value!r} is not one of {', '.join(choices)}")

@@ -15,8 +15,9 @@ from torch import nn
 from mdgan_dist.algorithms.acceleration import prepare_model
 from mdgan_dist.augment import Augment, parse_policy
 from mdgan_dist.config import Config
-from mdgan_dist.data import ShardSampler
+from mdgan_dist.data import PoissonSampler, Sampler, ShardSampler
 from mdgan_dist.models import build_discriminator, build_generator
+from mdgan_dist.privacy import private, private_generator, sampling_rate
 from mdgan_dist.seeding import derive_seed, seeded
 
 
@@ -35,7 +36,13 @@ def make_discriminator(
     return prepare_model(model, cfg.train)
 
 
-def make_sampler(cfg: Config, images: torch.Tensor, labels: torch.Tensor, worker: int) -> ShardSampler:
+def make_sampler(cfg: Config, images: torch.Tensor, labels: torch.Tensor, worker: int) -> Sampler:
+    """Worker `worker`'s real batches: seeded epochs of its shard, or DP-SGD's Poisson samples under
+    privacy.* (each record drawn with probability b / |shard|, from the worker's private stream)."""
+    if private(cfg):
+        return PoissonSampler(
+            images, labels, sampling_rate(cfg, len(images)), private_generator(cfg, "sampling", worker)
+        )
     return ShardSampler(images, labels, cfg.train.batch_size, derive_seed(cfg.train.seed, "sampler", worker))
 
 

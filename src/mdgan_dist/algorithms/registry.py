@@ -21,10 +21,10 @@ from mdgan_dist.algorithms.mdgan.worker import Worker
 from mdgan_dist.algorithms.role import Role, RoleContext
 from mdgan_dist.algorithms.standalone import DISCRIMINATOR_RANK, StandaloneGAN
 from mdgan_dist.algorithms.training import Training
-from mdgan_dist.config import Config, require_choice
+from mdgan_dist.config import Config
 from mdgan_dist.fault_plan import FaultPlan, parse_faults
 from mdgan_dist.job import DataPlan, plan_data
-from mdgan_dist.validation import validate_fields
+from mdgan_dist.validation import require_choice, validate_fields
 
 RoleFactory = Callable[[RoleContext], Role]
 TrainingFactory = Callable[[RoleContext], Training]
@@ -77,7 +77,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         Server,
         Worker,
         mdgan_checks.validate,
-        reads=("mdgan", "fault"),
+        reads=("mdgan", "fault", "privacy"),
         check_plan=mdgan_checks.check_plan,
         workers=mdgan_checks.num_workers,
     ),

@@ -17,13 +17,14 @@ from torch import nn
 
 from mdgan_dist.algorithms.acceleration import forward
 from mdgan_dist.config import Conditioning, GANConfig, GeneratorLoss, OptimConfig
-from mdgan_dist.data import ShardSampler
+from mdgan_dist.data import Sampler
 from mdgan_dist.models.sampling import generator_input
 
 # What D sees of a batch (gan.augment: augment.Augment); None: the batch as it is.
 Augmentation = Callable[[torch.Tensor], torch.Tensor] | None
 Batch = tuple[torch.Tensor, torch.Tensor | None]  # images and, for a conditional model, their classes
 Loss = TypeVar("Loss")
+Real = TypeVar("Real")  # a real batch: a Batch, or a private one (algorithms/mdgan/private.py)
 
 
 def _seen(augment: Augmentation, images: torch.Tensor) -> torch.Tensor:
@@ -84,11 +85,23 @@ def discriminator_loss(
     """Binary cross-entropy: real samples labelled real_label (1, or 0.9 for one-sided label
     smoothing), generated ones 0. With classes, on the logits of `conditioning` (_judgement), and
     for acgan plus the class loss on both real and generated samples."""
-    real_logits, real_class_loss = _judgement(real_output, real_classes, conditioning)
-    fake_logits, fake_class_loss = _judgement(fake_output, fake_classes, conditioning)
-    real_targets = torch.full_like(real_logits, real_label)
-    adversarial = F.binary_cross_entropy_with_logits(real_logits, real_targets) + F.softplus(fake_logits).mean()
-    return adversarial + real_class_loss + fake_class_loss
+    return real_loss(real_output, real_label, real_classes, conditioning) + fake_loss(
+        fake_output, fake_classes, conditioning
+    )
+
+
+def real_loss(
+    output: torch.Tensor, real_label: float, classes: torch.Tensor | None, conditioning: Conditioning
+) -> torch.Tensor:
+    """The real samples' half of discriminator_loss: the only half that reads a worker's records."""
+    logits, class_loss = _judgement(output, classes, conditioning)
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, real_label)) + class_loss
+
+
+def fake_loss(output: torch.Tensor, classes: torch.Tensor | None, conditioning: Conditioning) -> torch.Tensor:
+    """The generated samples' half of discriminator_loss."""
+    logits, class_loss = _judgement(output, classes, conditioning)
+    return F.softplus(logits).mean() + class_loss
 
 
 def verdict(output: torch.Tensor, classes: torch.Tensor | None, conditioning: Conditioning) -> torch.Tensor:
@@ -147,11 +160,11 @@ def discriminator_step(
 
 
 def discriminator_steps(
-    step: Callable[[Batch, Batch], Loss], next_real: Callable[[], Batch], fake: Batch, cfg: GANConfig
+    step: Callable[[Real, Batch], Loss], next_real: Callable[[], Real], fake: Batch, cfg: GANConfig
 ) -> Loss:
     """L discriminator steps against one generated batch, on fresh real batches from next_real, or
     one reused for all L (gan.reuse_real_batch); returns what the last step returned."""
-    real = None
+    real: Real | None = None
     for _ in range(cfg.disc_steps):
         if real is None or not cfg.reuse_real_batch:
             real = next_real()
@@ -162,7 +175,7 @@ def discriminator_steps(
 def train_discriminator(
     discriminator: nn.Module,
     optimizer: torch.optim.Optimizer,
-    sampler: ShardSampler,
+    sampler: Sampler,
     fake: Batch,
     cfg: GANConfig,
     augment: Augmentation = None,

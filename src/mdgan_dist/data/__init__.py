@@ -2,18 +2,20 @@
 
 `open_dataset` gives the train or held-out part of a dataset, `split_indices` cuts the train part
 into one shard per worker, `load_shard` reads a shard into memory, and `ShardSampler` draws a
-worker's real batches from it.
+worker's real batches from it (`PoissonSampler` under privacy.*).
 """
 
 from mdgan_dist.data.base import PARTS, ImageDataset
 from mdgan_dist.data.datasets import DATASETS, open_dataset
-from mdgan_dist.data.sampler import ShardSampler
+from mdgan_dist.data.sampler import PoissonSampler, Sampler, ShardSampler
 from mdgan_dist.data.sharding import load_shard, split_indices
 
 __all__ = [
     "DATASETS",
     "PARTS",
     "ImageDataset",
+    "PoissonSampler",
+    "Sampler",
     "ShardSampler",
     "load_shard",
     "open_dataset",

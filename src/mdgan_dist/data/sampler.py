@@ -62,11 +62,45 @@ class ShardSampler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["size"] != len(self.images):
-            raise ValueError(
-                f"the saved sampler state is for a shard of {state['size']} samples, this shard has "
-                f"{len(self.images)}: resume with the same data, split and number of workers"
-            )
+        _require_size(state["size"], len(self.images))
         self._generator.set_state(state["generator"])
         self._completed = state["epoch"]
         self._start_epoch(position=state["position"])
+
+
+class PoissonSampler:
+    """Batches in which each sample of the shard is included independently with probability
+    `rate`, so their size varies around rate x shard size: DP-SGD's sampling, the one its privacy
+    accounting assumes (privacy.py). The generator is the sampler's own; its state is resumed."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, rate: float, generator: torch.Generator) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if not 0 < rate <= 1:
+            raise ValueError(f"sampling rate {rate} must be in (0, 1]")
+        self.images, self.labels, self.rate = images, labels, rate
+        self._generator = generator
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The samples drawn this time, in shard order; possibly none."""
+        index = (torch.rand(len(self.images), generator=self._generator) < self.rate).nonzero().flatten()
+        index = index.to(self.images.device)
+        return self.images[index], self.labels[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self._generator.get_state(), "size": len(self.images)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _require_size(state["size"], len(self.images))
+        self._generator.set_state(state["generator"])
+
+
+Sampler = ShardSampler | PoissonSampler
+
+
+def _require_size(saved: int, size: int) -> None:
+    if saved != size:
+        raise ValueError(
+            f"the saved sampler state is for a shard of {saved} samples, this shard has {size}: "
+            "resume with the same data, split and number of workers"
+        )

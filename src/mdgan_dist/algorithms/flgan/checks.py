@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mdgan_dist.algorithms.checks import require_workers
-from mdgan_dist.config import Config, require
+from mdgan_dist.config import Config
+from mdgan_dist.validation import require
 
 
 def validate(cfg: Config, world_size: int) -> None:

@@ -1,5 +1,5 @@
 """MD-GAN's own configuration checks: k, the swaps, the aggregation rule, the speed options, the
-wire labels."""
+wire labels, privacy."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from mdgan_dist.algorithms.aggregation import AGGREGATIONS
 from mdgan_dist.algorithms.checks import require_workers
 from mdgan_dist.algorithms.mdgan.class_sets import present
 from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
-from mdgan_dist.config import Aggregate, Config, require, resolved_k
+from mdgan_dist.config import Aggregate, Config, resolved_k
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.job import DataPlan
-from mdgan_dist.validation import validate_wire_labels
+from mdgan_dist.privacy import check_budget, validate_privacy
+from mdgan_dist.validation import require, validate_wire_labels
 
 
 def num_workers(cfg: Config, world_size: int) -> int:
@@ -36,6 +37,7 @@ def validate(cfg: Config, world_size: int) -> None:
         )
     validate_aggregation(cfg, workers, k)
     validate_speed_options(cfg, workers)
+    validate_privacy(cfg)
 
 
 def validate_aggregation(cfg: Config, workers: int, k: int) -> None:
@@ -111,9 +113,10 @@ def validate_speed_options(cfg: Config, num_workers: int) -> None:
 
 
 def check_plan(cfg: Config, plan: DataPlan) -> None:
-    """The class labels travel with the generated batches, in comm.dtype; class_aware needs a
-    judge that holds each class among the judges of every generated batch."""
+    """The class labels travel with the generated batches, in comm.dtype; privacy.* must fit the
+    shards; class_aware needs a judge that holds each class among the judges of every generated batch."""
     validate_wire_labels(cfg, plan.num_classes)
+    check_budget(cfg, plan.shard_sizes)
     if AGGREGATIONS[cfg.mdgan.aggregate].class_sets:
         require_judges_of_every_class(cfg, plan)
 

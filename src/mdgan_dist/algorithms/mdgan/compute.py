@@ -22,6 +22,7 @@ from mdgan_dist.algorithms.components import (
 from mdgan_dist.algorithms.ema import average_of
 from mdgan_dist.algorithms.finite import gradient_check
 from mdgan_dist.algorithms.mdgan.lies import FREE_RIDERS, falsified
+from mdgan_dist.algorithms.mdgan.private import PrivateBatch, PrivateGradient, padded
 from mdgan_dist.algorithms.mdgan.stack import DiscriminatorStack
 from mdgan_dist.algorithms.steps import (
     Batch,
@@ -38,6 +39,7 @@ from mdgan_dist.algorithms.steps import (
     verdict,
 )
 from mdgan_dist.config import Config, Lie
+from mdgan_dist.privacy import private
 from mdgan_dist.seeding import generator
 
 TRAINING, FEEDBACK = 0, 1  # a worker's two batches: X_d (its D trains against it), X_g (feedback on it)
@@ -128,9 +130,13 @@ class DiscriminatorCompute:
         workers: list[int],
         device: torch.device,
         lies: list[Lie | None] | None = None,
+        noise_multiplier: float | None = None,
     ) -> None:
         """shards: the images and labels of each worker in `workers` (0-based worker indices); lies:
-        how each lies (fault.byzantine_worker, lies.py), None where it does not."""
+        how each lies (fault.byzantine_worker, lies.py), None where it does not; noise_multiplier:
+        DP-SGD's sigma (privacy.noise_multiplier), given exactly when privacy.* is on."""
+        if (noise_multiplier is None) == private(cfg):
+            raise ValueError("a noise multiplier goes with privacy.epsilon, and only with it")
         self.gan = cfg.gan
         self.seed, self.workers = cfg.train.seed, workers
         self.lies = lies or [None] * len(workers)
@@ -146,6 +152,7 @@ class DiscriminatorCompute:
             [make_discriminator(cfg, image_shape, num_classes, worker).to(device) for worker in workers]
         )
         self.optimizer = discriminator_adam(self.stack, cfg.optim)
+        self.private = None if noise_multiplier is None else PrivateGradient(cfg, workers, noise_multiplier)
         # Lie.untrained: the fresh discriminators whose feedback it sends (one per slot, to stack
         # them; only the untrained slots' is used), never trained, never swapped.
         self.untrained = None
@@ -169,11 +176,15 @@ class DiscriminatorCompute:
                 feedback[slot] = falsified(lie, feedback[slot], self.seed, self.workers[slot], iteration)
         return WorkerOutcome(feedback, verdicts, d_losses, g_losses, trained - started, time.perf_counter() - trained)
 
-    def real_batches(self, conditional: bool) -> Callable[[], Batch]:
-        """Draws one real batch per slot, from the slot's own sampler: W x b x ..."""
+    def real_batches(self, conditional: bool) -> Callable[[], Batch | PrivateBatch]:
+        """Draws one real batch per slot, from the slot's own sampler: W x b x ...; with privacy.*,
+        each slot's Poisson sample as its D sees it, padded (private.py)."""
 
-        def draw() -> Batch:
-            images, classes = zip(*(sampler.next_batch() for sampler in self.samplers), strict=True)
+        def draw() -> Batch | PrivateBatch:
+            drawn = [sampler.next_batch() for sampler in self.samplers]
+            if self.private is not None:
+                return padded(drawn, self.augments, conditional)
+            images, classes = zip(*drawn, strict=True)
             return torch.stack(images), torch.stack(classes) if conditional else None
 
         return draw
@@ -184,11 +195,28 @@ class DiscriminatorCompute:
             return images
         return torch.stack([augment(batch) for augment, batch in zip(self.augments, images, strict=True)])
 
-    def step(self, real: Batch, fake: Batch) -> list[float]:
-        """One Adam step of every slot's D (steps.discriminator_step, batched over the slots)."""
+    def step(self, real: Batch | PrivateBatch, fake: Batch) -> list[float]:
+        """One Adam step of every slot's D (steps.discriminator_step, batched over the slots), by
+        DP-SGD with privacy.*; a free-rider's D is put back after it."""
+        stack = self.stack
+        self.optimizer.zero_grad(set_to_none=True)
+        if isinstance(real, PrivateBatch):
+            assert self.private is not None  # a PrivateBatch is drawn only with privacy on
+            losses = self.private.backward(stack, real, self.seen(fake[0]), fake[1])
+        else:
+            losses = self.backward(real, fake)
+        kept = [[param[slot].detach().clone() for param in stack.parameters()] for slot in self.frozen]
+        self.optimizer.step()
+        with torch.no_grad():  # a free-rider's D stays as it is; its Adam state moves as everyone's
+            for slot, values in zip(self.frozen, kept, strict=True):
+                for param, value in zip(stack.parameters(), values, strict=True):
+                    param[slot].copy_(value)
+        return losses.tolist()
+
+    def backward(self, real: Batch, fake: Batch) -> torch.Tensor:
+        """Every slot's D loss [W], its gradient in the stack's .grad."""
         (real_images, real_classes), (fake_images, fake_classes) = real, fake
         gan, stack = self.gan, self.stack
-        self.optimizer.zero_grad(set_to_none=True)
         seen = self.seen(real_images).detach().requires_grad_(gan.r1 > 0)
         real_output, fake_output = stack.judge(seen), stack.judge(self.seen(fake_images))
 
@@ -199,13 +227,7 @@ class DiscriminatorCompute:
         if gan.r1 > 0:  # every slot's at once
             losses = losses + r1_penalty(self.verdicts_of(real_output, real_classes), seen, gan.r1)
         losses.sum().backward()  # each slot's loss depends on its own D only
-        kept = [[param[slot].detach().clone() for param in stack.parameters()] for slot in self.frozen]
-        self.optimizer.step()
-        with torch.no_grad():  # a free-rider's D stays as it is; its Adam state moves as everyone's
-            for slot, values in zip(self.frozen, kept, strict=True):
-                for param, value in zip(stack.parameters(), values, strict=True):
-                    param[slot].copy_(value)
-        return losses.tolist()
+        return losses
 
     def feedback(
         self, samples: torch.Tensor, classes: torch.Tensor | None
@@ -252,6 +274,7 @@ class DiscriminatorCompute:
             "optimizer": self.optimizer.state_dict(),
             "samplers": [sampler.state_dict() for sampler in self.samplers],
             "augments": None if self.augments is None else [augment.state_dict() for augment in self.augments],
+            "private": None if self.private is None else self.private.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -261,3 +284,5 @@ class DiscriminatorCompute:
             sampler.load_state_dict(sampler_state)
         for augment, augment_state in zip(self.augments or [], state["augments"] or [], strict=True):
             augment.load_state_dict(augment_state)
+        if self.private is not None:
+            self.private.load_state_dict(state["private"])

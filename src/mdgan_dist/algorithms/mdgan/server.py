@@ -29,6 +29,7 @@ from mdgan_dist.algorithms.workers import Workers
 from mdgan_dist.config import resolved_k
 from mdgan_dist.distributed.protocol import Feedback, Stop, Train
 from mdgan_dist.errors import PeerError
+from mdgan_dist.privacy import PrivacyLedger, private
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,8 @@ class Server:
         per_rank = cfg.mdgan.workers_per_rank
         k = resolved_k(cfg.mdgan, ctx.num_workers)
         self.roster = Roster(ctx.num_workers // per_rank, per_rank, k, cfg.fault.tolerate_worker_loss)
-        # With lost workers tolerated, every wait on the workers lasts 2 x timeout_s: a worker may
-        # first spend timeout_s in a swap with a partner that went silent (a checkpoint order
-        # follows a swap order at once).
+        # With lost workers tolerated, every wait on the workers lasts 2 x timeout_s: a worker may first
+        # spend timeout_s in a swap with a silent partner (a checkpoint order follows a swap order at once).
         self.workers = Workers(transport, self.roster, patience=2 if self.roster.tolerant else 1)
         workers = self.roster.live
         self.compute = GeneratorCompute(cfg, ctx.image_shape, ctx.num_classes, self.roster.k, ctx.device)
@@ -77,6 +77,7 @@ class Server:
         self.period: int | None = None  # iterations between swaps, once the shards are known
         self.watch = OutlierWatch(cfg.mdgan.outlier_iterations) if cfg.mdgan.outlier_iterations else None
         self.rounds: dict[int, Round] = {}  # generated and not yet stepped: this iteration's, the next one's
+        self.ledger = PrivacyLedger(cfg, ctx.plan.shard_sizes) if private(cfg) else None  # privacy.*: epsilon spent
 
     @property
     def generator(self) -> nn.Module:
@@ -130,6 +131,7 @@ class Server:
             "swaps": self.swaps,
             "feedbacks_late": self.quorum.discarded - late_before,
             **({} if self.watch is None else {"workers_named": len(self.watch.named)}),
+            **({} if self.ledger is None else self.ledger.scalars(iteration + 1)),
             **done.timings(self.roster.per_rank),
         }
         return Report(

@@ -23,6 +23,7 @@ from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.algorithms.worker_checkpoint import WorkerCheckpoints
 from mdgan_dist.distributed.protocol import Checkpoint, Feedback, PairGreeting, Stop, SwapOrder, Train
 from mdgan_dist.errors import NonFiniteError, PeerError
+from mdgan_dist.privacy import noise_multiplier, private
 from mdgan_dist.resources import ComputeClock, write_peer_stats
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,10 @@ class Worker:
         self.rule = AGGREGATIONS[cfg.mdgan.aggregate]
         self.class_sets = torch.stack([present(labels, ctx.num_classes) for _, labels in shards])
         lies = [ctx.faults.lies.get((transport.rank, slot)) for slot in range(per_rank)]
-        self.compute = DiscriminatorCompute(cfg, ctx.image_shape, ctx.num_classes, shards, workers, ctx.device, lies)
+        noise = noise_multiplier(cfg, ctx.plan.shard_sizes) if private(cfg) else None
+        self.compute = DiscriminatorCompute(
+            cfg, ctx.image_shape, ctx.num_classes, shards, workers, ctx.device, lies, noise
+        )
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
         classes = label_classes(cfg, ctx.num_classes)
         self.batches = BatchMessage(per_rank, batch, ctx.image_shape, classes, dtype, wire)

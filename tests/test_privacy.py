@@ -1,0 +1,163 @@
+"""privacy.*: DP-SGD discriminators. Each record's gradient as computed alone, the clip bound, the
+noise's scale, the Poisson sampling, and the accountant against published values. The oracle
+(conftest's private cases) checks whole distributed runs against a record-by-record reference."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mdgan_dist.algorithms.components import make_discriminator
+from mdgan_dist.algorithms.mdgan.private import PrivateBatch, PrivateGradient, clip_factors, per_record_gradients
+from mdgan_dist.algorithms.mdgan.stack import DiscriminatorStack
+from mdgan_dist.algorithms.steps import real_loss
+from mdgan_dist.config import Conditioning, Config
+from mdgan_dist.data import PoissonSampler
+from mdgan_dist.privacy import calibrated_noise, private_generator, record_epsilon
+from multiproc import TINY, run_job
+
+SHAPE, CLASSES, SLOTS, RECORDS = (1, 28, 28), 10, 2, 5
+
+
+def small_config(conditioning: Conditioning = Conditioning.acgan) -> Config:
+    cfg = Config()
+    cfg.model.width = 0.0625
+    cfg.gan.conditioning = conditioning
+    cfg.train.batch_size = 4
+    cfg.privacy.epsilon, cfg.privacy.secret_noise = 1.0, False
+    return cfg
+
+
+def stack_of(cfg: Config) -> DiscriminatorStack:
+    return DiscriminatorStack([make_discriminator(cfg, SHAPE, CLASSES, n) for n in range(SLOTS)])
+
+
+def records_loss(cfg: Config) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """The loss whose gradient a private D step clips per record."""
+
+    def loss(output: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
+        return real_loss(output, cfg.gan.real_label, classes, cfg.gan.conditioning)
+
+    return loss
+
+
+@pytest.mark.parametrize("conditioning", [Conditioning.acgan, Conditioning.projection])
+def test_each_records_gradient_is_its_own(conditioning: Conditioning) -> None:
+    """vmap's per-record gradients equal autograd on each record alone, through each slot's D."""
+    cfg = small_config(conditioning)
+    torch.manual_seed(0)
+    stack = stack_of(cfg)
+    images, classes = torch.randn(SLOTS, RECORDS, *SHAPE), torch.randint(0, CLASSES, (SLOTS, RECORDS))
+    gradients = per_record_gradients(stack, images, classes, records_loss(cfg))
+    assert gradients.shape == (SLOTS, RECORDS, sum(param[0].numel() for param in stack.parameters()))
+    for slot in range(SLOTS):
+        module = make_discriminator(cfg, SHAPE, CLASSES, slot)
+        for record in range(RECORDS):
+            output = module(images[slot, record : record + 1])
+            loss = records_loss(cfg)(output, classes[slot, record : record + 1])
+            expected = torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(module.parameters()))])
+            torch.testing.assert_close(gradients[slot, record], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_every_clipped_gradient_is_within_the_bound() -> None:
+    """Every record's gradient, times its factor, has a norm of at most C; those already within
+    it are left as they are."""
+    cfg = small_config()
+    stack = stack_of(cfg)
+    images = torch.randn(SLOTS, RECORDS, *SHAPE) * torch.linspace(0.1, 10, RECORDS).view(1, -1, 1, 1, 1)
+    gradients = per_record_gradients(stack, images, torch.randint(0, CLASSES, (SLOTS, RECORDS)), records_loss(cfg))
+    norms = gradients.norm(dim=-1)
+    clip = norms.median().item()  # some records above it, some below
+    clipped = gradients * clip_factors(gradients, clip).unsqueeze(-1)
+    assert (clipped.norm(dim=-1) <= clip * (1 + 1e-5)).all()
+    within = norms <= clip
+    assert within.any() and (~within).any()
+    torch.testing.assert_close(clipped[within], gradients[within])
+
+
+def test_the_noise_has_the_stated_scale() -> None:
+    """With no record drawn, the gradient is the noise alone: N(0, (sigma C / b)^2) per value,
+    each slot from its own stream, the same again from train.seed, never again from a secret one."""
+    cfg = small_config()
+    cfg.privacy.clip, sigma = 0.5, 1.3
+    stack = stack_of(cfg)
+    empty = PrivateBatch(torch.zeros(SLOTS, 0, *SHAPE), torch.zeros(SLOTS, 0, dtype=torch.long), torch.zeros(SLOTS, 0))
+
+    def noise_of(secret: bool) -> torch.Tensor:
+        cfg.privacy.secret_noise = secret
+        for param in stack.parameters():
+            param.grad = None
+        PrivateGradient(cfg, list(range(SLOTS)), sigma).accumulate(stack, empty, records_loss(cfg))
+        return torch.cat([param.grad.flatten(1) for param in stack.parameters()], dim=1)
+
+    noise = noise_of(secret=False)
+    expected = sigma * cfg.privacy.clip / cfg.train.batch_size
+    values = noise.numel()
+    assert values > 5_000
+    assert abs(noise.std().item() / expected - 1) < 0.05  # 5 % is over 5 standard errors here
+    assert abs(noise.mean().item()) < 5 * expected / values**0.5
+    assert not torch.allclose(noise[0], noise[1])
+    torch.testing.assert_close(noise_of(secret=False), noise)
+    assert not torch.allclose(noise_of(secret=True), noise_of(secret=True))
+
+
+def test_the_poisson_sampler_draws_each_record_at_its_rate_and_resumes() -> None:
+    images, labels = torch.arange(200.0).view(200, 1, 1, 1), torch.arange(200)
+    sampler = PoissonSampler(images, labels, 0.1, private_generator(small_config(), "sampling", 0))
+    counts = torch.zeros(200)
+    sizes = []
+    for _ in range(500):
+        _, drawn = sampler.next_batch()
+        counts[drawn] += 1
+        sizes.append(len(drawn))
+    assert abs(sum(sizes) / len(sizes) - 20) < 1  # the expected batch, 0.1 x 200 (standard error 0.13)
+    assert len(set(sizes)) > 5  # its size varies
+    assert abs(counts.mean().item() / 500 - 0.1) < 0.005
+    state = sampler.state_dict()
+    ahead = [sampler.next_batch()[1] for _ in range(3)]
+    sampler.load_state_dict(state)
+    assert all(torch.equal(sampler.next_batch()[1], drawn) for drawn in ahead)
+
+
+@pytest.mark.parametrize(("sigma", "epochs", "published"), [(1.3, 20, 1.34), (0.7, 70, 8.68)])
+def test_the_accountant_against_published_values(sigma: float, epochs: int, published: float) -> None:
+    """DP-SGD on MNIST at q = 256 / 60000, delta = 1e-5: Bu, Dong, Long, Su, "Deep Learning with
+    Gaussian Differential Privacy" (Harvard Data Science Review 2020, figure 4) report the moments
+    accountant's (1.34, 1e-5) after 20 epochs at sigma = 1.3 and (8.68, 1e-5) after 70 at 0.7. The
+    accountant here bounds the same RDP curve with a tighter conversion to (epsilon, delta)
+    (Canonne, Kamath, Steinke 2020): at most the published value, and within 20 % of it."""
+    steps = round(epochs * 60000 / 256)
+    epsilon = record_epsilon(256 / 60000, sigma, steps, 1e-5)
+    assert 0.8 * published <= epsilon <= published
+
+
+def test_the_calibrated_noise_just_meets_epsilon() -> None:
+    rate, steps, target = 64 / 6000, 4000, 10.0
+    sigma = calibrated_noise(rate, steps, target, 1e-5)
+    assert record_epsilon(rate, sigma, steps, 1e-5) <= target
+    assert record_epsilon(rate, sigma * 0.98, steps, 1e-5) > target
+    assert record_epsilon(rate, sigma, steps // 2, 1e-5) < target  # epsilon grows with the steps
+
+
+@pytest.mark.slow
+def test_a_private_run_logs_its_epsilon_and_draws_secret_noise(tmp_path: Path) -> None:
+    """Two runs alike but for their secret streams end with different models; each logs the
+    epsilon spent after every score and the last iteration, in metrics.jsonl and tensorboard, up to
+    the target at the end."""
+    overrides = [*TINY, "train.iterations=8", "eval.every=4", "log.every=2", "privacy.epsilon=3"]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    runs = [run_job(tmp_path / name, 3, overrides) for name in ("a", "b")]
+    generators = [torch.load(run / "generator.pt")["generator"] for run in runs]
+    assert any(not torch.equal(generators[0][name], generators[1][name]) for name in generators[0])
+    records = [json.loads(line) for line in (runs[0] / "metrics.jsonl").open() if '"g_loss"' in line]
+    spent = {record["iteration"]: record["privacy_epsilon"] for record in records if "privacy_epsilon" in record}
+    assert list(spent) == [4, 8] and 0 < spent[4] < spent[8] <= 3.0
+    events = EventAccumulator(str(runs[0] / "tensorboard"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("privacy_epsilon")] == [4, 8]
