@@ -17,7 +17,18 @@ from mdgan_dist.algorithms.aggregation import AGGREGATIONS
 pytestmark = pytest.mark.bench
 
 SUITE = Path(__file__).resolve().parents[1] / "bench" / "suite.py"
-SECTIONS = {"compute", "protocol", "scaling", "bytes", "memory", "optimisations", "packing", "guard", "aggregation"}
+SECTIONS = {
+    "compute",
+    "protocol",
+    "scaling",
+    "bytes",
+    "memory",
+    "optimisations",
+    "packing",
+    "guard",
+    "aggregation",
+    "privacy",
+}
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +112,14 @@ def test_each_aggregation_rule_is_timed_at_n10_and_n50_with_its_extra_bytes(repo
     for row in rows:  # forgiving's verdicts: b float32 values a worker; the others add nothing per iteration
         assert row["extra_bytes"] == (row["workers"] * b * 4 if row["rule"] == "forgiving" else 0)
         assert row["iteration_bytes"] == 3 * row["workers"] * b * 28 * 28 * 4
+
+
+@pytest.mark.timeout(900)
+def test_private_discriminators_are_timed_beside_plain_ones(report: dict) -> None:
+    rows = report["sections"]["privacy"]["rows"]
+    assert [row["slots"] for row in rows] == [1, 10]
+    for row in rows:
+        assert row["plain_seconds"] > 0 and row["private_seconds"] > 0 and row["ratio"] > 0
 
 
 PRESET_COST = SUITE.parent / "preset_cost.py"

@@ -19,6 +19,7 @@ from mdgan_dist.algorithms.steps import real_loss
 from mdgan_dist.config import Conditioning, Config
 from mdgan_dist.data import PoissonSampler
 from mdgan_dist.privacy import calibrated_noise, private_generator, record_epsilon
+from mdgan_dist.trajectory import trajectory_settings
 from multiproc import TINY, run_job
 
 SHAPE, CLASSES, SLOTS, RECORDS = (1, 28, 28), 10, 2, 5
@@ -161,3 +162,17 @@ def test_a_private_run_logs_its_epsilon_and_draws_secret_noise(tmp_path: Path) -
     events = EventAccumulator(str(runs[0] / "tensorboard"))
     events.Reload()
     assert [event.step for event in events.Scalars("privacy_epsilon")] == [4, 8]
+
+
+def test_a_computed_noise_multiplier_ties_the_trajectory_to_the_runs_length() -> None:
+    """Computed, sigma lasts train.iterations: a run resumed for more iterations would overspend,
+    so the length joins the settings a resume must match; given, sigma is the same for any length
+    (and the budget check refuses a length that overspends)."""
+
+    def settings(iterations: int, sigma: float | None) -> dict:
+        cfg = small_config()
+        cfg.train.iterations, cfg.privacy.noise_multiplier = iterations, sigma
+        return trajectory_settings(cfg, 2)
+
+    assert settings(100, None) != settings(200, None)
+    assert settings(100, 1.0) == settings(200, 1.0)

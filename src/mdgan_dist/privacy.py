@@ -140,8 +140,8 @@ def check_budget(cfg: Config, shard_sizes: list[int]) -> None:
 
 
 class PrivacyLedger:
-    """The epsilon spent so far by the worst-placed record (the smallest shard's): logged at every
-    score and at the end, beside the scores and in tensorboard."""
+    """The epsilon spent so far by the worst-placed record (the smallest shard's): logged beside
+    the scores, the checkpoints and the last iteration, in metrics.jsonl and tensorboard."""
 
     def __init__(self, cfg: Config, shard_sizes: list[int]) -> None:
         assert cfg.privacy.epsilon is not None  # built with privacy on
@@ -164,10 +164,12 @@ class PrivacyLedger:
         return record_epsilon(self.rate, self.noise, d_steps(self.cfg, done), self.delta)
 
     def scalars(self, done: int) -> dict[str, float]:
-        """{"privacy_epsilon": epsilon} after a scored iteration or the last; {} otherwise (the
-        accountant takes a tenth of a second)."""
-        every = self.cfg.eval.every
-        if done == self.cfg.train.iterations or (every and done % every == 0):
+        """{"privacy_epsilon": epsilon} after a score, a checkpoint or the last iteration; {}
+        otherwise (the accountant takes a tenth of a second)."""
+        cfg = self.cfg
+        if done == cfg.train.iterations or any(
+            every and done % every == 0 for every in (cfg.eval.every, cfg.checkpoint.every)
+        ):
             return {"privacy_epsilon": self.epsilon(done)}
         return {}
 
