@@ -5,6 +5,7 @@ noise's scale, the Poisson sampling, and the accountant against published values
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from mdgan_dist.algorithms.components import make_discriminator
 from mdgan_dist.algorithms.mdgan.private import PrivateBatch, PrivateGradient, clip_factors, per_record_gradients
 from mdgan_dist.algorithms.mdgan.stack import DiscriminatorStack
 from mdgan_dist.algorithms.steps import real_loss
+from mdgan_dist.checkpoint import checkpoint_dir
 from mdgan_dist.config import Conditioning, Config
 from mdgan_dist.data import PoissonSampler
 from mdgan_dist.privacy import calibrated_noise, private_generator, record_epsilon
@@ -146,11 +148,12 @@ def test_the_calibrated_noise_just_meets_epsilon() -> None:
 
 
 @pytest.mark.slow
-def test_a_private_run_logs_its_epsilon_and_draws_secret_noise(tmp_path: Path) -> None:
+def test_a_private_run_logs_its_epsilon_keeps_its_secrets_and_resumes(tmp_path: Path) -> None:
     """Two runs alike but for their secret streams end with different models; each logs the
-    epsilon spent after every score and the last iteration, in metrics.jsonl and tensorboard, up to
-    the target at the end."""
-    overrides = [*TINY, "train.iterations=8", "eval.every=4", "log.every=2", "privacy.epsilon=3"]
+    epsilon spent after every score, checkpoint and the last iteration, in metrics.jsonl and
+    tensorboard, up to the target at the end; its workers' checkpoint files, in the shared run
+    directory, hold no secret stream; and a run stopped at its checkpoint resumes from them."""
+    overrides = [*TINY, "train.iterations=8", "eval.every=4", "log.every=2", "checkpoint.every=6", "privacy.epsilon=3"]
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
     runs = [run_job(tmp_path / name, 3, overrides) for name in ("a", "b")]
@@ -158,10 +161,20 @@ def test_a_private_run_logs_its_epsilon_and_draws_secret_noise(tmp_path: Path) -
     assert any(not torch.equal(generators[0][name], generators[1][name]) for name in generators[0])
     records = [json.loads(line) for line in (runs[0] / "metrics.jsonl").open() if '"g_loss"' in line]
     spent = {record["iteration"]: record["privacy_epsilon"] for record in records if "privacy_epsilon" in record}
-    assert list(spent) == [4, 8] and 0 < spent[4] < spent[8] <= 3.0
+    assert list(spent) == [4, 6, 8] and 0 < spent[4] < spent[6] < spent[8] <= 3.0
     events = EventAccumulator(str(runs[0] / "tensorboard"))
     events.Reload()
-    assert [event.step for event in events.Scalars("privacy_epsilon")] == [4, 8]
+    assert [event.step for event in events.Scalars("privacy_epsilon")] == [4, 6, 8]
+    worker_files = sorted(checkpoint_dir(runs[0], 6).glob("rank*.pt"))
+    assert len(worker_files) == 2
+    for path in worker_files:
+        state = torch.load(path, weights_only=True)
+        assert state["samplers"] is None and state["private"] is None and "discriminators" in state
+    # Back to the checkpoint of iteration 6 (the final one removed), and on to 8 with new secrets.
+    shutil.rmtree(checkpoint_dir(runs[0], 8))
+    (runs[0] / "generator.pt").unlink()
+    resumed = run_job(tmp_path / "a", 3, overrides)
+    assert (resumed / "generator.pt").exists()
 
 
 def test_a_computed_noise_multiplier_ties_the_trajectory_to_the_runs_length() -> None:

@@ -22,7 +22,7 @@ def trajectory_settings(cfg: Config, num_workers: int) -> dict[str, Any]:
     """Everything that determines the training trajectory, checked on resume: a checkpoint's
     manifest keeps it, so that a refusal can name each setting that differs (trajectory_differences)."""
     fields = {key: value for key, value in to_dict(cfg).items() if key not in RESUMABLE_CHANGES}
-    ignored = ("iterations", "device", "threads")
+    ignored: tuple[str, ...] = ("iterations", "device", "threads")
     if cfg.privacy.epsilon is not None and cfg.privacy.noise_multiplier is None:
         ignored = ("device", "threads")  # the noise multiplier is computed to last train.iterations
     fields["train"] = {key: value for key, value in fields["train"].items() if key not in ignored}

@@ -269,20 +269,25 @@ class DiscriminatorCompute:
             next(self.stack.parameters())[slot].fill_(float("nan"))
 
     def state_dict(self) -> dict[str, Any]:
+        """The checkpoint's part. Secret streams (privacy.secret_noise) are left out: the file lies in
+        the run directory, which the server may read, and knowing them undoes the noise; a resumed
+        run draws new secrets."""
+        secret = self.private is not None and self.private.secret
         return {
             "discriminators": self.stack.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "samplers": [sampler.state_dict() for sampler in self.samplers],
+            "samplers": None if secret else [sampler.state_dict() for sampler in self.samplers],
             "augments": None if self.augments is None else [augment.state_dict() for augment in self.augments],
-            "private": None if self.private is None else self.private.state_dict(),
+            "private": None if secret or self.private is None else self.private.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stack.load_state_dict(state["discriminators"])
         self.optimizer.load_state_dict(state["optimizer"])
-        for sampler, sampler_state in zip(self.samplers, state["samplers"], strict=True):
+        for sampler, sampler_state in zip(self.samplers, state["samplers"] or [], strict=state["samplers"] is not None):
             sampler.load_state_dict(sampler_state)
         for augment, augment_state in zip(self.augments or [], state["augments"] or [], strict=True):
             augment.load_state_dict(augment_state)
-        if self.private is not None:
+        if state["private"] is not None:
+            assert self.private is not None  # the trajectory check refuses a checkpoint of other privacy settings
             self.private.load_state_dict(state["private"])

@@ -84,6 +84,7 @@ class PrivateGradient:
     def __init__(self, cfg: Config, workers: list[int], noise_multiplier: float) -> None:
         self.gan, self.clip, self.batch = cfg.gan, cfg.privacy.clip, cfg.train.batch_size
         self.std = noise_multiplier * cfg.privacy.clip
+        self.secret = cfg.privacy.secret_noise  # its streams then stay out of checkpoints
         self.noise = [private_generator(cfg, "noise", worker) for worker in workers]
 
     def backward(
