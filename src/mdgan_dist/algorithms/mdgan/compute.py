@@ -288,6 +288,6 @@ class DiscriminatorCompute:
             sampler.load_state_dict(sampler_state)
         for augment, augment_state in zip(self.augments or [], state["augments"] or [], strict=True):
             augment.load_state_dict(augment_state)
-        if state["private"] is not None:
+        if state.get("private") is not None:  # absent from the checkpoints of older versions
             assert self.private is not None  # the trajectory check refuses a checkpoint of other privacy settings
             self.private.load_state_dict(state["private"])
