@@ -98,14 +98,10 @@ class Server:
         self.period = swap_period(
             self.ctx.plan.shard_sizes, self.cfg.train.batch_size, self.cfg.mdgan.swap_every_epochs
         )
-        log.info(
-            "%d workers on %d processes, their shard sizes %s, k=%d, swap every %s iterations",
-            self.roster.workers,
-            len(self.roster.live),
-            shard_sizes,
-            self.roster.k,
-            self.period,
-        )
+        workers, processes = self.roster.workers, len(self.roster.live)
+        layout = f"{workers} worker{'' if workers == 1 else 's'} on {processes} process{'' if processes == 1 else 'es'}"
+        swaps = f"swap every {self.period} iterations" if self.period else "no swaps"
+        log.info("%s, their shard sizes %s, k=%d, %s", layout, shard_sizes, self.roster.k, swaps)
 
     def step(self, iteration: int, schedule: Schedule) -> Report:
         late_before = self.quorum.discarded
