@@ -246,14 +246,13 @@ class Server:
         assert self.watch is not None
         roster, iteration = self.roster, batches.iteration
         judges = [(rank, slot) for rank in batches.answered for slot in range(roster.per_rank)]
-        named = self.watch.observe(
-            judges, self.judgements(batches, batches.answered), iteration, roster.per_rank, roster.tolerant
-        )
+        named = self.watch.observe(judges, self.judgements(batches), iteration, roster.per_rank, roster.tolerant)
         if not (named and roster.tolerant):
             return
         stage = f"outlier watch at iteration {iteration}"
         roster.drop({rank: PeerError(0, rank, stage, "its feedback kept lying far off") for rank in named})
         batches.answered = [rank for rank in batches.answered if rank not in named]
+        batches.judged = None  # G's step takes the others' feedback only
         stop = Stop(iteration + 1, finished=False)  # it ends as at a stop request, without final files
         packets = {rank: self.outgoing[rank][(iteration + 1) % 2] for rank in named}
         sends = [
@@ -264,18 +263,22 @@ class Server:
     def step_generator(self, batches: Round) -> None:
         """STEP_GENERATOR: the used feedback aggregated by mdgan.aggregate, G's backward and step."""
         started = time.perf_counter()
-        self.compute.step(batches.generated, self.judgements(batches, batches.answered), batches.iteration + 1)
+        self.compute.step(batches.generated, self.judgements(batches), batches.iteration + 1)
         batches.backward_seconds = time.perf_counter() - started
 
-    def judgements(self, batches: Round, answered: list[int]) -> Judgements:
-        """What the answering workers sent, judge by judge (rank, then slot), in float32 on the
-        device, with what the aggregation rule needs besides the feedback."""
+    def judgements(self, batches: Round) -> Judgements:
+        """What the workers whose feedback G's step uses sent, judge by judge (rank, then slot), in
+        float32 on the device, with what the aggregation rule needs besides the feedback; built
+        once for the outlier watch and G's step (Judgements keeps what both compute)."""
+        if batches.judged is not None:
+            return batches.judged
+        answered = batches.answered
         device, messages = self.ctx.device, [self.incoming[rank][batches.iteration % 2] for rank in answered]
 
         def per_judge(values: list[torch.Tensor | None]) -> list[torch.Tensor]:
             return [row.to(device, torch.float32) for rows in values if rows is not None for row in rows]
 
-        return Judgements(
+        batches.judged = Judgements(
             feedbacks=per_judge([message.feedback for message in messages]),
             batch_of=[batch for rank in answered for batch in batches.assignment[rank]],
             num_batches=self.compute.k,
@@ -284,6 +287,7 @@ class Server:
             holds=[held for rank in answered for held in self.class_sets[rank]] if self.rule.class_sets else None,
             trim=self.cfg.mdgan.trim,
         )
+        return batches.judged
 
     def order_swap(self, iteration: int) -> None:
         """ORDER_SWAP: every live worker told where its D goes and where the next one comes from."""
