@@ -16,7 +16,7 @@ import logging
 
 import torch
 
-from mdgan_dist.algorithms.aggregation import Judgements, coordinate_median, judges_by_batch
+from mdgan_dist.algorithms.aggregation import Judgements, judges_by_batch, stacked
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,10 @@ def outlying(judged: Judgements) -> dict[int, float]:
     """The judges (positions in judged.feedbacks) that are outliers in this iteration, each with
     its distance to its batch's median feedback over the median judge's."""
     far = {}
-    for judges in judges_by_batch(judged).values():
+    for batch, judges in judges_by_batch(judged).items():
         if len(judges) < FEWEST_JUDGES:
             continue
-        stacked = torch.stack([judged.feedbacks[judge] for judge in judges])
-        distances = (stacked - coordinate_median(stacked, judged)).flatten(1).norm(dim=1)
+        distances = (stacked(judged, judges) - judged.medians[batch]).flatten(1).norm(dim=1)
         scale = float(distances.median().clamp(min=torch.finfo(distances.dtype).tiny))
         for judge, distance in zip(judges, distances.tolist(), strict=True):
             if distance > OUTLIER_RATIO * scale:
