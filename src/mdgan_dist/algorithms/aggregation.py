@@ -11,8 +11,9 @@ The weighted rules give each sample x of batch j the gradient
     (|J_j| / N) * sum over the judges n in J_j of w_n(x) * F_n(x),    weights summing to 1 over J_j,
 
 with J_j the judges of batch j and N all judges of the iteration: with equal weights, the mean.
-The robust rules (median, trimmed_mean, clipped: workers that may lie) replace the weighted sum
-over a batch's judges by a robust center of their feedback, (|J_j| / N) * center(F_n, n in J_j).
+The robust rules (median, trimmed_mean, clipped, geometric_median: workers that may lie) replace
+the weighted sum over a batch's judges by a robust center of their feedback,
+(|J_j| / N) * center(F_n, n in J_j).
 """
 
 from __future__ import annotations
@@ -190,6 +191,28 @@ def norm_clipped_mean(stacked: Tensor, _judged: Judgements) -> Tensor:
     return (stacked * scale.view(*scale.shape, *[1] * (stacked.dim() - 2))).mean(0)
 
 
+# RFA's smoothed Weiszfeld algorithm, with the defaults of its authors' implementation (TensorFlow
+# Federated's robust aggregation): 5 averaging passes (the mean, then 4 reweighted means), and no
+# judge weighted by more than 1 / nu, so that a judge at the estimate itself does not divide by 0.
+WEISZFELD_PASSES = 5
+WEISZFELD_NU = 1e-6
+
+
+def geometric_median(stacked: Tensor, _judged: Judgements) -> Tensor:
+    """Each sample: the point with the least summed Euclidean distance to its judges' feedback (RFA:
+    Pillutla, Kakade, Harchaoui, "Robust Aggregation for Federated Learning", IEEE TSP 2022),
+    approximated from their mean by smoothed Weiszfeld steps, each the mean weighted by
+    1 / max(nu, the judge's distance from the last estimate). Unlike the coordinate-wise median it
+    is one point of the whole sample's gradient; fewer than half the judges lying cannot drag it
+    arbitrarily far."""
+    judges = stacked.flatten(2)  # judge x sample x value
+    center = judges.mean(0)
+    for _ in range(WEISZFELD_PASSES - 1):
+        weights = 1 / (judges - center).norm(dim=2).clamp(min=WEISZFELD_NU)  # judge x sample
+        center = (weights.unsqueeze(2) * judges).sum(0) / weights.sum(0).unsqueeze(1)
+    return center.view(stacked.shape[1:])
+
+
 # Keyed by the choices of mdgan.aggregate: tests/test_aggregation.py checks that each has its rule.
 AGGREGATIONS: dict[Aggregate, Rule] = {
     Aggregate.mean: Rule(mean),
@@ -199,6 +222,7 @@ AGGREGATIONS: dict[Aggregate, Rule] = {
     Aggregate.median: Rule(lambda judged: per_batch(judged, judged.medians), min_judges=3),
     Aggregate.trimmed_mean: Rule(robust(coordinate_trimmed_mean), min_judges=3),
     Aggregate.clipped: Rule(robust(norm_clipped_mean), min_judges=3),
+    Aggregate.geometric_median: Rule(robust(geometric_median), min_judges=3),
 }
 
 
