@@ -166,11 +166,14 @@ class Server:
         """Nothing: MD-GAN's last iteration ends as any other."""
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.compute.state_dict(), "swaps": self.swaps}
+        outliers = None if self.watch is None else self.watch.state_dict()
+        return {**self.compute.state_dict(), "swaps": self.swaps, "outliers": outliers}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.compute.load_state_dict(state)
         self.swaps = state["swaps"]
+        if self.watch is not None and "outliers" in state:  # a checkpoint from before it was kept: fresh streaks
+            self.watch.load_state_dict(state["outliers"])
 
     def stats(self) -> dict[str, float | int | None]:
         named = 0 if self.watch is None else len(self.watch.named)
@@ -244,14 +247,13 @@ class Server:
         """WATCH_OUTLIERS: names a worker whose feedback kept lying far off (outliers.py); with
         fault.tolerate_worker_loss its process is dropped, told to stop, and its feedback left out."""
         assert self.watch is not None
-        roster, iteration = self.roster, batches.iteration
-        judges = [(rank, slot) for rank in batches.answered for slot in range(roster.per_rank)]
-        named = self.watch.observe(judges, self.judgements(batches), iteration, roster.per_rank, roster.tolerant)
+        roster, iteration, answered = self.roster, batches.iteration, batches.answered
+        named = self.watch.observe(answered, self.judgements(batches), iteration, roster.per_rank, roster.tolerant)
         if not (named and roster.tolerant):
             return
         stage = f"outlier watch at iteration {iteration}"
         roster.drop({rank: PeerError(0, rank, stage, "its feedback kept lying far off") for rank in named})
-        batches.answered = [rank for rank in batches.answered if rank not in named]
+        batches.answered = [rank for rank in answered if rank not in named]
         batches.judged = None  # G's step takes the others' feedback only
         stop = Stop(iteration + 1, finished=False)  # it ends as at a stop request, without final files
         packets = {rank: self.outgoing[rank][(iteration + 1) % 2] for rank in named}
