@@ -198,6 +198,16 @@ def test_the_geometric_median_ignores_a_far_off_judge_and_is_the_mean_of_two() -
     torch.testing.assert_close(geometric_median_of([1.0, 5.0], [3.0, -1.0]), torch.tensor([2.0, 2.0]))
 
 
+def test_the_geometric_medians_passes_from_the_mean_bound_a_liar_up_to_a_size_only() -> None:
+    """Each pass divides a far-off liar's pull by about the honest judges' count over the liars':
+    a liar a million away among five moves it by a thousand, where the coordinate-wise median
+    stays among the honest judges (docs/design.md)."""
+    honest = [[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]
+    far = geometric_median_of(*honest, [1e6, 1e6])
+    assert 500 < far[0] < 2000 and far[0] == far[1]
+    assert aggregate("median", points_judged(*honest, [1e6, 1e6]))[0, 0, 0, 0].abs().max() <= 1
+
+
 def test_the_geometric_median_nears_a_known_one_where_the_mean_lies_elsewhere() -> None:
     """The right triangle (0, 0), (2, 0), (0, 2): its geometric median is the Fermat point, where
     the three judges are seen 120 degrees apart, (1 - 1 / sqrt(3)) x (1, 1), and its mean (2/3, 2/3).

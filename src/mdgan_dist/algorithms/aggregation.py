@@ -203,8 +203,9 @@ def geometric_median(stacked: Tensor, _judged: Judgements) -> Tensor:
     Pillutla, Kakade, Harchaoui, "Robust Aggregation for Federated Learning", IEEE TSP 2022),
     approximated from their mean by smoothed Weiszfeld steps, each the mean weighted by
     1 / max(nu, the judge's distance from the last estimate). Unlike the coordinate-wise median it
-    is one point of the whole sample's gradient; fewer than half the judges lying cannot drag it
-    arbitrarily far."""
+    is one point of the whole sample's gradient. The exact point moves boundedly with fewer than
+    half the judges lying; these passes from the mean divide a far-off liar's pull by about the
+    ratio of honest judges to liars each, which bounds lies up to a size only (docs/design.md)."""
     judges = stacked.flatten(2)  # judge x sample x value
     center = judges.mean(0)
     for _ in range(WEISZFELD_PASSES - 1):
