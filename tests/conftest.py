@@ -156,6 +156,18 @@ CASES = {
             "mdgan.swap_every_epochs=0.03",
         ],
     ),
+    # The geometric median (RFA's smoothed Weiszfeld) of 6 judges, 2 workers per process: slot 1 of
+    # rank 1 amplifies its feedback, slot 0 of rank 3 negates it, beside honest workers.
+    "N6-W2-k1-geometric-median-amplify-negate-swaps": (
+        6,
+        [
+            "mdgan.workers_per_rank=2",
+            "mdgan.aggregate=geometric_median",
+            "mdgan.k=1",
+            "fault.byzantine_worker=[1:1@amplify,3:0@negate]",
+            "mdgan.swap_every_epochs=0.04",
+        ],
+    ),
     # The R1 penalty on the real images, after the augmentation: a double backward. (With several
     # workers per process, vmap's rounding of it, which Adam turns into visible steps of weights
     # whose gradient is near zero, is beyond the oracle's tolerance; test_stack checks that path

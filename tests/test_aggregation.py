@@ -177,12 +177,52 @@ def test_clipping_bounds_each_judges_feedback_by_the_median_norm_of_a_sample() -
     torch.testing.assert_close(upstream, (judges[0] + judges[1] + torch.tensor([2.4, 3.2])) / 3)
 
 
+def points_judged(*points: list[float]) -> Judgements:
+    """One batch of one sample, judge n's feedback of it the point points[n]."""
+    return Judgements([torch.tensor(point).view(1, 1, 1, -1) for point in points], [0] * len(points), 1)
+
+
+def geometric_median_of(*points: list[float]) -> torch.Tensor:
+    return aggregate("geometric_median", points_judged(*points))[0, 0, 0, 0]
+
+
+def test_the_geometric_median_ignores_a_far_off_judge_and_is_the_mean_of_two() -> None:
+    # Four judges about the origin and one 1,414 away: the mean is pulled 283 away, the geometric
+    # median (0, 0) after the stated passes stays within the honest judges' reach.
+    honest = [[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]
+    torch.testing.assert_close(
+        aggregate("mean", points_judged(*honest, [1000.0, 1000.0]))[0, 0, 0, 0], 200 * torch.ones(2)
+    )
+    assert geometric_median_of(*honest, [1000.0, 1000.0]).norm() < 1.5
+    # Two judges: every point between them is a geometric median; the rule keeps their mean.
+    torch.testing.assert_close(geometric_median_of([1.0, 5.0], [3.0, -1.0]), torch.tensor([2.0, 2.0]))
+
+
+def test_the_geometric_medians_passes_from_the_mean_bound_a_liar_up_to_a_size_only() -> None:
+    """Each pass divides a far-off liar's pull by about the honest judges' count over the liars':
+    a liar a million away among five moves it by a thousand, where the coordinate-wise median
+    stays among the honest judges (docs/design.md)."""
+    honest = [[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]
+    far = geometric_median_of(*honest, [1e6, 1e6])
+    assert 500 < far[0] < 2000 and far[0] == far[1]
+    assert aggregate("median", points_judged(*honest, [1e6, 1e6]))[0, 0, 0, 0].abs().max() <= 1
+
+
+def test_the_geometric_median_nears_a_known_one_where_the_mean_lies_elsewhere() -> None:
+    """The right triangle (0, 0), (2, 0), (0, 2): its geometric median is the Fermat point, where
+    the three judges are seen 120 degrees apart, (1 - 1 / sqrt(3)) x (1, 1), and its mean (2/3, 2/3).
+    The stated passes of smoothed Weiszfeld from the mean leave less than a sixth of the way between them."""
+    known = (1 - 3**-0.5) * torch.ones(2)
+    found = geometric_median_of([0.0, 0.0], [2.0, 0.0], [0.0, 2.0])
+    assert (found - known).norm() < (torch.full((2,), 2 / 3) - known).norm() / 6
+
+
 def test_a_robust_rule_scales_each_batch_by_its_share_of_the_judges_as_the_mean() -> None:
     """Honest judges that agree: every robust rule gives the mean's gradient."""
     torch.manual_seed(0)
     same = torch.randn(BATCH, *SHAPE)
     judged = Judgements([same.clone() for _ in range(6)], [0, 1, 0, 1, 0, 1], 2)
-    for rule in ("median", "trimmed_mean", "clipped"):
+    for rule in ("median", "trimmed_mean", "clipped", "geometric_median"):
         torch.testing.assert_close(aggregate(rule, judged), aggregate("mean", judged))
 
 

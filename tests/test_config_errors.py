@@ -189,7 +189,8 @@ CASES = {
     "unknown aggregation rule": (
         {"WORLD_SIZE": "3"},
         ["mdgan.aggregate=krum"],
-        "Invalid value 'krum', expected one of [mean, class_aware, forgiving, median, trimmed_mean, clipped]\n"
+        "Invalid value 'krum', expected one of [mean, class_aware, forgiving, median, trimmed_mean, clipped, "
+        "geometric_median]\n"
         "    full_key: mdgan.aggregate",
     ),
     "a rule that needs labels, unconditional": (
@@ -208,6 +209,12 @@ CASES = {
         ["mdgan.aggregate=median", "mdgan.k=2"],
         "mdgan.aggregate=median compares the judges of each generated sample and needs 3 judges per sample, but "
         "with N=4 workers and mdgan.k=2 a sample has 2: set mdgan.k to at most 1",
+    ),
+    "a geometric median of two judges (any point between them is one)": (
+        {"WORLD_SIZE": "5"},
+        ["mdgan.aggregate=geometric_median"],
+        "mdgan.aggregate=geometric_median compares the judges of each generated sample and needs 3 judges per "
+        "sample, but with N=4 workers and mdgan.k=2 a sample has 2: set mdgan.k to at most 1",
     ),
     "a trimmed mean that trims every judge": (
         {"WORLD_SIZE": "5"},

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mdgan_dist import config
 from mdgan_dist.algorithms.registry import validate
 from mdgan_dist.compose import compose
-from mdgan_dist.config import Config, MDGANConfig, TrainConfig
+from mdgan_dist.config import Config, FaultConfig, MDGANConfig, TrainConfig
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.experiments import rundir
 from mdgan_dist.experiments.cli import main
@@ -571,6 +571,40 @@ def test_results_judge_claims_over_seeds_and_write_curves_and_hparams(tmp_path: 
     # A claim must name configurations of the folder, with 2 seeds on each side.
     assert main(["results", str(tmp_path), "--compare", "mdgan-N2-k1-b16", "nope"]) == 2
     assert "--compare names 'nope', which is none of the configurations" in capsys.readouterr().err
+
+
+def test_results_show_the_outlier_watchs_detection_delay_and_false_alarms(tmp_path: Path) -> None:
+    """Runs with the watch on (mdgan.outlier_iterations): with liars, the first logged iteration at
+    which it had named a worker, or none; without, whether it named one all the same."""
+    watched = MDGANConfig(k=1, outlier_iterations=20)
+    liar = FaultConfig(byzantine_worker="1:0@amplify")
+    runs = {  # name: (its mdgan and fault sections, workers_named at iterations 10, 20, 30)
+        "liar-caught": (watched, liar, [0, 0, 1]),
+        "liar-missed": (watched, liar, [0, 0, 0]),
+        "honest-false-alarm": (watched, FaultConfig(), [0, 1, 1]),
+        "honest-quiet": (watched, FaultConfig(), [0, 0, 0]),
+        "liar-unwatched": (MDGANConfig(k=1), liar, [0, 0, 0]),
+    }
+    for name, (mdgan, fault, named) in runs.items():
+        records = [{**training(10 * (i + 1), 1.0, 2), "workers_named": n} for i, n in enumerate(named)]
+        cfg = Config(algorithm="mdgan", train=TrainConfig(batch_size=16, iterations=30), mdgan=mdgan, fault=fault)
+        make_run(tmp_path / ("unwatched" if mdgan is not watched else "watched"), name, cfg, records, 2, True)
+    assert main(["results", str(tmp_path)]) == 0
+    rows = {row["configuration"]: row for row in csv.DictReader((tmp_path / "results" / "results.csv").open())}
+    shown = {name: (row["detection_delay"], row["false_alarm"]) for name, row in rows.items()}
+    assert shown == {
+        "liar-caught": ("30", ""),
+        "liar-missed": ("none", ""),
+        "honest-false-alarm": ("", "yes"),
+        "honest-quiet": ("", "no"),
+        "liar-unwatched": ("", ""),
+    }
+    table = (tmp_path / "results" / "results.md").read_text()
+    assert "| detection delay (iterations) | false alarm |" in table
+    # Runs without the watch have no such columns.
+    assert main(["results", str(tmp_path / "unwatched")]) == 0
+    (row,) = csv.DictReader((tmp_path / "unwatched" / "results" / "results.csv").open())
+    assert "detection_delay" not in row and "false_alarm" not in row
 
 
 def test_results_of_a_folder_without_runs_is_an_error(tmp_path: Path, capsys) -> None:

@@ -3,11 +3,14 @@ lie sends, and which judges the watch finds far off and names after a streak."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from mdgan_dist.algorithms.aggregation import Judgements
 from mdgan_dist.algorithms.mdgan.lies import AMPLIFICATION, falsified
 from mdgan_dist.algorithms.mdgan.outliers import OUTLIER_RATIO, OutlierWatch, outlying
+from mdgan_dist.checkpoint import atomic_save, load
 from mdgan_dist.config import Lie
 
 HONEST = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -56,13 +59,12 @@ def test_judges_are_compared_within_their_batch_and_batches_of_two_are_not_judge
 
 def test_a_worker_is_named_after_a_streak_once_and_a_break_resets_it() -> None:
     watch = OutlierWatch(iterations=3)
-    judges = [(1, 0), (2, 0), (3, 0), (4, 0)]
 
     def iteration(liar: int | None, seed: int) -> list[int]:
         feedbacks = scattered(4, seed)
         if liar is not None:
             feedbacks[liar] = feedbacks[liar] * AMPLIFICATION
-        return watch.observe(judges, judgements(feedbacks, [0] * 4), seed, per_rank=1, dropping=False)
+        return watch.observe([1, 2, 3, 4], judgements(feedbacks, [0] * 4), seed, per_rank=1, dropping=False)
 
     assert iteration(2, 0) == [] and iteration(2, 1) == []
     assert iteration(None, 2) == []  # the streak breaks
@@ -70,3 +72,29 @@ def test_a_worker_is_named_after_a_streak_once_and_a_break_resets_it() -> None:
     assert iteration(2, 5) == [3]  # rank 3 (judge 2) after 3 in a row
     assert iteration(2, 6) == []  # named once
     assert watch.named == [(3, 0)]
+
+
+def test_a_watch_restored_from_its_checkpointed_state_names_when_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    """Three processes of two workers. Worker (3, 1) lies in iterations 0 to 2 and is named at 2;
+    worker (1, 1) lies from 2 on. The watch's state goes through a checkpoint file (read as
+    checkpoint.load reads the server's) after iteration 3, in the middle of (1, 1)'s streak."""
+    liars = [[5], [5], [5, 1], [1], [1], [1]]  # per iteration, the positions of the lying judges
+
+    def iteration(watch: OutlierWatch, index: int) -> list[int]:
+        feedbacks = scattered(6, index)
+        for liar in liars[index]:
+            feedbacks[liar] = feedbacks[liar] * AMPLIFICATION
+        return watch.observe([1, 2, 3], judgements(feedbacks, [0] * 6), index, per_rank=2, dropping=False)
+
+    straight, stopped = OutlierWatch(iterations=3), OutlierWatch(iterations=3)
+    assert [iteration(straight, index) for index in range(4)] == [[], [], [3], []]
+    assert [iteration(stopped, index) for index in range(4)] == [[], [], [3], []]
+    atomic_save({"outliers": stopped.state_dict()}, tmp_path / "server.pt")
+    resumed = OutlierWatch(iterations=3)
+    resumed.load_state_dict(load(tmp_path / "server.pt", torch.device("cpu"))["outliers"])
+    assert (
+        [iteration(resumed, index) for index in (4, 5)] == [iteration(straight, index) for index in (4, 5)] == [[1], []]
+    )
+    assert resumed.named == straight.named == [(3, 1), (1, 1)]
+    fresh = OutlierWatch(iterations=3)  # without the state: a new streak, nobody named by the end
+    assert [iteration(fresh, index) for index in (4, 5)] == [[], []]

@@ -55,6 +55,22 @@ def without_timings(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not (k.endswith("_seconds") or k.startswith("time_"))} for r in records]
 
 
+def straight_and_resumed(
+    tmp: Path, processes: int, overrides: list[str], half: int = T, whole: int = 2 * T
+) -> tuple[Path, Path]:
+    """The run directories of `whole` iterations in one go (tmp/straight/run) and of the same
+    resumed from the checkpoint of a run of `half` (tmp/half/run, copied to tmp/resumed/run without
+    its final models)."""
+    for folder in ("straight", "half", "resumed"):
+        (tmp / folder).mkdir()
+    straight = run_job(tmp / "straight", processes, [*overrides, f"train.iterations={whole}"])
+    first = run_job(tmp / "half", processes, [*overrides, f"train.iterations={half}"])
+    shutil.copytree(first, tmp / "resumed" / "run")
+    for final in (tmp / "resumed" / "run").glob("*.pt"):  # what the resumed run writes, not the first half's
+        final.unlink()
+    return straight, run_job(tmp / "resumed", processes, [*overrides, f"train.iterations={whole}"])
+
+
 def resume(tmp: Path, algorithm: str, first_half: Path, extra: Sequence[str] = ()) -> Path:
     """A copy of the first half's run directory, continued to 2T."""
     shutil.copytree(first_half, tmp / "run")
@@ -159,14 +175,24 @@ def test_each_aggregation_rule_resumes_bit_identical(tmp_path: Path, rule: str, 
     """The rules other than the mean: the class sets are told again on resume, the verdicts come
     with every feedback; the resumed run ends where the uninterrupted one does."""
     overrides = [*COMMON, *ALGORITHMS["mdgan"][1], f"mdgan.aggregate={rule}", *layout]
-    for folder in ("straight", "half", "resumed"):
-        (tmp_path / folder).mkdir()
-    straight = run_job(tmp_path / "straight", WORKERS + 1, [*overrides, f"train.iterations={2 * T}"])
-    half = run_job(tmp_path / "half", WORKERS + 1, [*overrides, f"train.iterations={T}"])
-    shutil.copytree(half, tmp_path / "resumed" / "run")
-    resumed = run_job(tmp_path / "resumed", WORKERS + 1, [*overrides, f"train.iterations={2 * T}"])
+    straight, resumed = straight_and_resumed(tmp_path, WORKERS + 1, overrides)
     assert_same_final_models(resumed, straight)
     assert without_timings(metrics(resumed)) == without_timings(metrics(straight))
+
+
+def test_the_outlier_watch_resumed_mid_streak_names_the_liar_when_an_uninterrupted_run_does(tmp_path: Path) -> None:
+    """Worker rank 3 amplifies its feedback from the start; the watch (mdgan.outlier_iterations=5)
+    names it at iteration 4 and drops it. The first half ends after iteration 2, its streak at 3:
+    the resumed run must go on counting from there (named at 4, not 2 + 5), and drop it where the
+    uninterrupted run did."""
+    liar = ["mdgan.aggregate=median", "mdgan.k=1", "fault.byzantine_worker=3@amplify"]
+    watch = ["mdgan.outlier_iterations=5", "fault.tolerate_worker_loss=true"]
+    overrides = [*COMMON, *ALGORITHMS["mdgan"][1], *liar, *watch]
+    straight, resumed = straight_and_resumed(tmp_path, WORKERS + 1, overrides, half=3, whole=8)
+    assert "worker 2 (rank 3, slot 0) named at iteration 4" in (tmp_path / "resumed" / "rank0.log").read_text()
+    assert [r["workers_named"] for r in metrics(resumed)] == [0] * 4 + [1] * 4
+    assert without_timings(metrics(resumed)) == without_timings(metrics(straight))
+    assert_same_final_models(resumed, straight)
 
 
 @pytest.mark.parametrize(
@@ -180,13 +206,8 @@ def test_several_workers_per_process_resume_bit_identical(tmp_path: Path, extra:
     privacy.* its Poisson samplers' and noise streams (the noise multiplier given: computed, it
     would depend on train.iterations, which the first half changes)."""
     layout = [*COMMON, *ALGORITHMS["mdgan"][1], "mdgan.workers_per_rank=2", *extra]
-    for folder in ("straight", "half", "resumed"):
-        (tmp_path / folder).mkdir()
-    straight = run_job(tmp_path / "straight", 3, [*layout, f"train.iterations={2 * T}"])
-    half = run_job(tmp_path / "half", 3, [*layout, f"train.iterations={T}"])
-    holders = sorted(p.name for p in checkpoint_dir(half, T).glob("rank*-holds-*.pt"))
+    straight, resumed = straight_and_resumed(tmp_path, 3, layout)
+    holders = sorted(p.name for p in checkpoint_dir(tmp_path / "half" / "run", T).glob("rank*-holds-*.pt"))
     assert len(holders) == 2 and all(name.count("-D") == 2 for name in holders)
-    shutil.copytree(half, tmp_path / "resumed" / "run")
-    resumed = run_job(tmp_path / "resumed", 3, [*layout, f"train.iterations={2 * T}"])
     assert_same_final_models(resumed, straight)
     assert without_timings(metrics(resumed)) == without_timings(metrics(straight))

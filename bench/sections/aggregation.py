@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import replace
 from functools import partial
 
 import torch
@@ -16,7 +17,7 @@ from jobs import Runner
 from mdgan_dist.algorithms.aggregation import AGGREGATIONS, Judgements, aggregate
 from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
 from mdgan_dist.compose import compose
-from mdgan_dist.config import MDGANConfig, resolved_k
+from mdgan_dist.config import Aggregate, MDGANConfig, resolved_k
 from mdgan_dist.experiments.formatting import ms, ratio
 from mdgan_dist.experiments.tables import keyed
 from mdgan_dist.job import plan_data
@@ -42,6 +43,12 @@ def judgements(workers: int, k: int, batch: int, shape: tuple[int, int, int], cl
     )
 
 
+def aggregate_afresh(rule: Aggregate, judged: Judgements) -> torch.Tensor:
+    """The rule on a copy of `judged` that has computed nothing yet: Judgements keeps each batch's
+    median once computed, which would leave the median's later calls nothing to do."""
+    return aggregate(rule, replace(judged))
+
+
 def section_aggregation(args: argparse.Namespace, runner: Runner) -> Table:
     cfg = compose(runner.shared_overrides())
     threads = torch.get_num_threads()
@@ -58,7 +65,7 @@ def section_aggregation(args: argparse.Namespace, runner: Runner) -> Table:
             iteration = median_seconds(server_step(cfg, shape, classes, k, cpu, workers), reps, time.thread_time)
             judged = judgements(workers, k, batch, shape, classes)
             for name, rule in AGGREGATIONS.items():
-                seconds = median_seconds(partial(aggregate, name, judged), reps * 3, time.thread_time)
+                seconds = median_seconds(partial(aggregate_afresh, name, judged), reps * 3, time.thread_time)
                 rows.append(
                     {
                         "workers": workers,

@@ -54,6 +54,7 @@ class Aggregate(Choice):
     median = enum.auto()  # each value of a sample's gradient: the median of its judges' (robust to liars)
     trimmed_mean = enum.auto()  # each value: the mean of its judges' without the mdgan.trim lowest and highest
     clipped = enum.auto()  # the mean after each judge's feedback of a sample is clipped to the judges' median norm
+    geometric_median = enum.auto()  # a sample's gradient: the point nearest all its judges' (RFA, smoothed Weiszfeld)
 
 
 class Lie(Choice):
@@ -249,9 +250,7 @@ class EvalConfig:
 @dataclass
 class RunConfig:
     dir: str | None = None  # None: runs/<SLURM job id or a start time chosen by rank 0>
-    # What happens when run.dir holds a run that this one would not continue (another
-    # configuration, or resume=never)
-    existing: ExistingRun = ExistingRun.refuse
+    existing: ExistingRun = ExistingRun.refuse  # when run.dir holds a run this one would not continue
 
 
 @dataclass

@@ -7,7 +7,7 @@ import torch
 
 from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.distributed.protocol import Abort, Go, Refusal, ServerHello, WorkerHello
-from mdgan_dist.errors import ConfigError
+from mdgan_dist.errors import ConfigError, PeerError
 from mdgan_dist.trajectory import digest
 
 STAGE = "start-up handshake"
@@ -59,9 +59,13 @@ def answer_server(ctx: RoleContext, shard_size: int) -> int:
     transport, shapes = ctx.transport, message_shapes(ctx)
     hello_buffer, server_shapes = transport.empty_header(), torch.empty_like(shapes)
     transport.exchange(STAGE, recvs=[(0, hello_buffer)])
-    if isinstance(transport.expect(hello_buffer, 0, STAGE, ServerHello, Refusal), Refusal):
+    hello = transport.expect(hello_buffer, 0, STAGE, ServerHello, Refusal)
+    if not isinstance(hello, ServerHello):  # a Refusal
         raise ConfigError("the server refused to start (its log, rank 0, says why)")
-    hello = transport.expect(hello_buffer, 0, STAGE, ServerHello, numel=shapes.numel())
+    if hello.shapes_numel != shapes.numel():  # checked once the kind is known: a Refusal announces no payload
+        raise PeerError(
+            transport.rank, 0, STAGE, f"announced {hello.shapes_numel} payload values, expected {shapes.numel()}"
+        )
     transport.exchange(STAGE, recvs=[(0, server_shapes)])
     agrees = hello.config_digest == digest(ctx.cfg) and torch.equal(server_shapes, shapes)
     reply = WorkerHello(shard_size) if agrees else Abort(transport.rank)

@@ -48,6 +48,9 @@ def columns(runs: list[RunSummary]) -> list[Column[RunSummary]]:
     ]
     if any(run.lost for run in runs):
         base.append(Column("workers_lost", "workers lost", lambda r: r.lost))
+    if any(run.watched for run in runs):  # the outlier watch: on liars, its delay; on honest runs, its false alarms
+        base.append(Column("detection_delay", "detection delay (iterations)", lambda r: r.detection_delay))
+        base.append(Column("false_alarm", "false alarm", lambda r: r.false_alarm))
     return base + [column for score in shown for column in _score_columns(score)] + figures + raw
 
 

@@ -58,6 +58,9 @@ class RunSummary:
     lost: int | None = None  # MD-GAN with fault.tolerate_worker_loss: the workers dropped during the run
     worker_cpu_seconds: float | None = None  # the workers' training compute over the run (stats files), summed
     bytes_total: dict[int, int] = field(default_factory=dict)  # iteration -> server_bytes_total logged there
+    watched: bool = False  # MD-GAN with the outlier watch on (mdgan.outlier_iterations)
+    liars: bool = False  # some workers lied (fault.byzantine_worker)
+    first_named: int | None = None  # the first logged iteration whose workers_named is above 0
 
     def best(self, score: str) -> tuple[float | None, int | None]:
         """The best value and the iteration where it was first reached; Nones without scores."""
@@ -77,6 +80,21 @@ class RunSummary:
         """The mean of the last LAST values of a score (of all of them in a run scored fewer times)."""
         points = self.curves.get(score)
         return sum(value for _, value in points[-LAST:]) / len(points[-LAST:]) if points else None
+
+    @property
+    def detection_delay(self) -> int | str | None:
+        """With the watch on and liars: the iterations it took to name a worker (the first logged
+        iteration with one named, so to within log.every), or "none"."""
+        if not (self.watched and self.liars):
+            return None
+        return "none" if self.first_named is None else self.first_named
+
+    @property
+    def false_alarm(self) -> str | None:
+        """With the watch on and no liar: whether it named a worker all the same."""
+        if not self.watched or self.liars:
+            return None
+        return "no" if self.first_named is None else "yes"
 
     @property
     def sort_key(self) -> tuple:
@@ -106,6 +124,7 @@ def summarize(run_dir: Path) -> RunSummary:
     floor_file = run_dir / REAL_FLOOR_FILE
     floor = (cfg.data.name, cfg.eval.num_samples, json.loads(floor_file.read_text())) if floor_file.exists() else None
     iterations = max((r["iteration"] for r in records), default=None)
+    named = [r["iteration"] for r in training if r.get("workers_named", 0) > 0]
     return RunSummary(
         name=grid_info.get("name", run_dir.name),
         group=grid_info.get("group", grid_info.get("name", run_dir.name)),
@@ -123,6 +142,9 @@ def summarize(run_dir: Path) -> RunSummary:
         lost=_workers_lost(run_dir, cfg.mdgan.workers_per_rank),
         worker_cpu_seconds=_worker_cpu_seconds(run_dir, iterations, every_iteration=cfg.mdgan.quorum is None),
         bytes_total={r["iteration"]: r["server_bytes_total"] for r in training if "server_bytes_total" in r},
+        watched=cfg.algorithm == "mdgan" and cfg.mdgan.outlier_iterations > 0,
+        liars=bool(cfg.fault.byzantine_worker),
+        first_named=min(named, default=None),
     )
 
 

@@ -13,10 +13,11 @@ an outlier by this test: the robust rules, not the watch, bound what it can do.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 
-from mdgan_dist.algorithms.aggregation import Judgements, coordinate_median, judges_by_batch
+from mdgan_dist.algorithms.aggregation import Judgements, judges_by_batch, stacked
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,10 @@ def outlying(judged: Judgements) -> dict[int, float]:
     """The judges (positions in judged.feedbacks) that are outliers in this iteration, each with
     its distance to its batch's median feedback over the median judge's."""
     far = {}
-    for judges in judges_by_batch(judged).values():
+    for batch, judges in judges_by_batch(judged).items():
         if len(judges) < FEWEST_JUDGES:
             continue
-        stacked = torch.stack([judged.feedbacks[judge] for judge in judges])
-        distances = (stacked - coordinate_median(stacked, judged)).flatten(1).norm(dim=1)
+        distances = (stacked(judged, judges) - judged.medians[batch]).flatten(1).norm(dim=1)
         scale = float(distances.median().clamp(min=torch.finfo(distances.dtype).tiny))
         for judge, distance in zip(judges, distances.tolist(), strict=True):
             if distance > OUTLIER_RATIO * scale:
@@ -41,21 +41,32 @@ def outlying(judged: Judgements) -> dict[int, float]:
 
 
 class OutlierWatch:
-    """The streak of outlying iterations of each worker, named (rank, slot)."""
+    """The streak of outlying iterations of each worker, named (rank, slot), and whom it named."""
 
     def __init__(self, iterations: int) -> None:
         self.iterations = iterations
         self.streaks: dict[tuple[int, int], int] = {}
         self.named: list[tuple[int, int]] = []
 
-    def observe(
-        self, judges: list[tuple[int, int]], judged: Judgements, iteration: int, per_rank: int, dropping: bool
-    ) -> list[int]:
-        """judges: who sent each feedback of `judged`, as (rank, slot). Logs each worker named in
-        this iteration, why, and whether its process is dropped; returns their ranks."""
+    def state_dict(self) -> dict[str, Any]:
+        """In the server's checkpoint, so that a resumed run names a worker when an uninterrupted
+        one does, and never twice: plain lists, as checkpoint.load reads them."""
+        return {
+            "streaks": [[rank, slot, streak] for (rank, slot), streak in self.streaks.items()],
+            "named": [[rank, slot] for rank, slot in self.named],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.streaks = {(rank, slot): streak for rank, slot, streak in state["streaks"]}
+        self.named = [(rank, slot) for rank, slot in state["named"]]
+
+    def observe(self, ranks: list[int], judged: Judgements, iteration: int, per_rank: int, dropping: bool) -> list[int]:
+        """ranks: the processes whose feedback `judged` holds, each its per_rank workers' in slot
+        order. Logs each worker named in this iteration, why, and whether its process is dropped;
+        returns their ranks."""
         far = outlying(judged)
         named = []
-        for position, worker in enumerate(judges):
+        for position, worker in enumerate((rank, slot) for rank in ranks for slot in range(per_rank)):
             self.streaks[worker] = self.streaks.get(worker, 0) + 1 if position in far else 0
             if self.streaks[worker] < self.iterations or worker in self.named:
                 continue

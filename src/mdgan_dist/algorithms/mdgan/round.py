@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mdgan_dist.algorithms.aggregation import Judgements
 from mdgan_dist.algorithms.mdgan.compute import Generated
 from mdgan_dist.distributed.protocol import Feedback
 from mdgan_dist.distributed.transport import Posted
@@ -22,6 +23,7 @@ class Round:
     posted: Posted | None = None
     answered: list[int] = field(default_factory=list)  # the ranks whose feedback G's step uses
     answers: list[Feedback] = field(default_factory=list)  # their FEEDBACK headers
+    judged: Judgements | None = None  # their feedback as G's step takes it (Server.judgements), once built
     wait_seconds: float = 0.0
     backward_seconds: float = 0.0
 

@@ -49,8 +49,7 @@ class Server:
         per_rank = cfg.mdgan.workers_per_rank
         k = resolved_k(cfg.mdgan, ctx.num_workers)
         self.roster = Roster(ctx.num_workers // per_rank, per_rank, k, cfg.fault.tolerate_worker_loss)
-        # With lost workers tolerated, every wait on the workers lasts 2 x timeout_s: a worker may first
-        # spend timeout_s in a swap with a silent partner (a checkpoint order follows a swap order at once).
+        # Tolerating lost workers, a wait lasts 2 x timeout_s: a worker may first spend one on a silent swap partner.
         self.workers = Workers(transport, self.roster, patience=2 if self.roster.tolerant else 1)
         workers = self.roster.live
         self.compute = GeneratorCompute(cfg, ctx.image_shape, ctx.num_classes, self.roster.k, ctx.device)
@@ -58,8 +57,7 @@ class Server:
         self.class_sets: dict[int, list[frozenset[int]]] = {}  # rank -> per slot, the classes its shard holds
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
         classes = label_classes(cfg, ctx.num_classes)
-        # Packets are allocated once and reused; two per worker and direction, because with
-        # mdgan.overlap the next iteration's are filled while this one's are on the wire.
+        # Packets are allocated once; two per worker and direction: with mdgan.overlap one fills as one travels.
         self.outgoing = {
             rank: [BatchMessage(per_rank, batch, ctx.image_shape, classes, dtype, wire) for _ in range(2)]
             for rank in workers
@@ -99,14 +97,10 @@ class Server:
         self.period = swap_period(
             self.ctx.plan.shard_sizes, self.cfg.train.batch_size, self.cfg.mdgan.swap_every_epochs
         )
-        log.info(
-            "%d workers on %d processes, their shard sizes %s, k=%d, swap every %s iterations",
-            self.roster.workers,
-            len(self.roster.live),
-            shard_sizes,
-            self.roster.k,
-            self.period,
-        )
+        workers, processes = self.roster.workers, len(self.roster.live)
+        layout = f"{workers} worker{'' if workers == 1 else 's'} on {processes} process{'' if processes == 1 else 'es'}"
+        swaps = f"swap every {self.period} iterations" if self.period else "no swaps"
+        log.info("%s, their shard sizes %s, k=%d, %s", layout, shard_sizes, self.roster.k, swaps)
 
     def step(self, iteration: int, schedule: Schedule) -> Report:
         late_before = self.quorum.discarded
@@ -172,11 +166,14 @@ class Server:
         """Nothing: MD-GAN's last iteration ends as any other."""
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.compute.state_dict(), "swaps": self.swaps}
+        outliers = None if self.watch is None else self.watch.state_dict()
+        return {**self.compute.state_dict(), "swaps": self.swaps, "outliers": outliers}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.compute.load_state_dict(state)
         self.swaps = state["swaps"]
+        if self.watch is not None and "outliers" in state:  # a checkpoint from before it was kept: fresh streaks
+            self.watch.load_state_dict(state["outliers"])
 
     def stats(self) -> dict[str, float | int | None]:
         named = 0 if self.watch is None else len(self.watch.named)
@@ -250,16 +247,14 @@ class Server:
         """WATCH_OUTLIERS: names a worker whose feedback kept lying far off (outliers.py); with
         fault.tolerate_worker_loss its process is dropped, told to stop, and its feedback left out."""
         assert self.watch is not None
-        roster, iteration = self.roster, batches.iteration
-        judges = [(rank, slot) for rank in batches.answered for slot in range(roster.per_rank)]
-        named = self.watch.observe(
-            judges, self.judgements(batches, batches.answered), iteration, roster.per_rank, roster.tolerant
-        )
+        roster, iteration, answered = self.roster, batches.iteration, batches.answered
+        named = self.watch.observe(answered, self.judgements(batches), iteration, roster.per_rank, roster.tolerant)
         if not (named and roster.tolerant):
             return
         stage = f"outlier watch at iteration {iteration}"
         roster.drop({rank: PeerError(0, rank, stage, "its feedback kept lying far off") for rank in named})
-        batches.answered = [rank for rank in batches.answered if rank not in named]
+        batches.answered = [rank for rank in answered if rank not in named]
+        batches.judged = None  # G's step takes the others' feedback only
         stop = Stop(iteration + 1, finished=False)  # it ends as at a stop request, without final files
         packets = {rank: self.outgoing[rank][(iteration + 1) % 2] for rank in named}
         sends = [
@@ -270,18 +265,22 @@ class Server:
     def step_generator(self, batches: Round) -> None:
         """STEP_GENERATOR: the used feedback aggregated by mdgan.aggregate, G's backward and step."""
         started = time.perf_counter()
-        self.compute.step(batches.generated, self.judgements(batches, batches.answered), batches.iteration + 1)
+        self.compute.step(batches.generated, self.judgements(batches), batches.iteration + 1)
         batches.backward_seconds = time.perf_counter() - started
 
-    def judgements(self, batches: Round, answered: list[int]) -> Judgements:
-        """What the answering workers sent, judge by judge (rank, then slot), in float32 on the
-        device, with what the aggregation rule needs besides the feedback."""
+    def judgements(self, batches: Round) -> Judgements:
+        """What the workers whose feedback G's step uses sent, judge by judge (rank, then slot), in
+        float32 on the device, with what the aggregation rule needs besides the feedback; built
+        once for the outlier watch and G's step (Judgements keeps what both compute)."""
+        if batches.judged is not None:
+            return batches.judged
+        answered = batches.answered
         device, messages = self.ctx.device, [self.incoming[rank][batches.iteration % 2] for rank in answered]
 
         def per_judge(values: list[torch.Tensor | None]) -> list[torch.Tensor]:
             return [row.to(device, torch.float32) for rows in values if rows is not None for row in rows]
 
-        return Judgements(
+        batches.judged = Judgements(
             feedbacks=per_judge([message.feedback for message in messages]),
             batch_of=[batch for rank in answered for batch in batches.assignment[rank]],
             num_batches=self.compute.k,
@@ -290,6 +289,7 @@ class Server:
             holds=[held for rank in answered for held in self.class_sets[rank]] if self.rule.class_sets else None,
             trim=self.cfg.mdgan.trim,
         )
+        return batches.judged
 
     def order_swap(self, iteration: int) -> None:
         """ORDER_SWAP: every live worker told where its D goes and where the next one comes from."""
