@@ -242,7 +242,7 @@ CASES = {
         ["fault.byzantine_worker=1@lie"],
         "fault.byzantine_worker=1@lie: expected RANK@MODE (every worker of the process) or RANK:SLOT@MODE (one "
         "of its 1 workers, slots from 0) with a worker rank in 1..2 and a mode among noise, negate, amplify, "
-        "lazy, untrained, e.g. fault.byzantine_worker=[2@negate,3@lazy]",
+        "reverse, lazy, untrained, e.g. fault.byzantine_worker=[2@negate,3@lazy]",
     ),
     "a liar in a slot its process does not have": (
         {"WORLD_SIZE": "3"},

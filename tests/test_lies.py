@@ -16,9 +16,10 @@ from mdgan_dist.config import Lie
 HONEST = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
 
-def test_negate_and_amplify_are_exact() -> None:
+def test_negate_amplify_and_reverse_are_exact() -> None:
     assert torch.equal(falsified(Lie.negate, HONEST, 0, 3, 7), -HONEST)
     assert torch.equal(falsified(Lie.amplify, HONEST, 0, 3, 7), HONEST * AMPLIFICATION)
+    assert torch.equal(falsified(Lie.reverse, HONEST, 0, 3, 7), HONEST * -AMPLIFICATION)
 
 
 def test_noise_has_each_samples_honest_norm_and_its_own_stream() -> None:

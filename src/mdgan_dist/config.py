@@ -63,6 +63,7 @@ class Lie(Choice):
     noise = enum.auto()  # Gaussian noise, each sample's with the norm of its honest feedback
     negate = enum.auto()  # -F_n
     amplify = enum.auto()  # 100 x F_n
+    reverse = enum.auto()  # -100 x F_n: with 3 liars of 10 the mean points against the honest feedback
     lazy = enum.auto()  # a free-rider: never trains the D it holds, answers with that D's feedback
     untrained = enum.auto()  # a free-rider: never trains, answers with a fresh, untrained D's feedback
 
