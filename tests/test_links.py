@@ -1,6 +1,7 @@
-"""bench/links.py: a star of network namespaces is built as it says, and leaves nothing behind
-however its block ends; its ranks reach each other and the caller's namespace does not reach
-them. Needs root and iproute2: skipped elsewhere. No timing is asserted."""
+"""bench/links.py and the jobs it carries: a star of network namespaces is built as it says, and
+leaves nothing behind however its block ends; its ranks reach each other and the caller's
+namespace does not reach them; the trainer runs across it, and a job past its timeout ends with
+every rank. Needs root and iproute2: skipped elsewhere. No timing is asserted."""
 
 from __future__ import annotations
 
@@ -17,12 +18,28 @@ import pytest
 # bench/ is no package: its modules import each other by name, as bench/suite.py runs them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
+from jobs import Runner, Spec
 from link_probe import transfer
 from links import LinksError, Star, namespaces, pids, run, unavailable
+from links_launch import LinksLaunch
+from multiproc import TINY
+from sections.analytic import analytic_iteration_bytes
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"real links: {unavailable()}")
 
 RATE = 10**8  # 100 Mbit/s
+
+
+def trainer_processes(run_dir: Path) -> list[int]:
+    """Every live process whose command line names this run directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(run_dir).encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue  # it ended while we looked
+    return found
 
 
 def assert_nothing_left(star: Star) -> None:
@@ -81,3 +98,28 @@ def test_ranks_reach_each_other_and_the_callers_namespace_does_not_reach_them() 
             route = subprocess.run(["ip", "route", "get", node.address], capture_output=True, text=True, check=False)
             assert not any(f"dev {name}" in route.stdout for name in (node.interface, star.bridge))
         assert star.prefix not in run("ip", "-o", "link", "show")
+
+
+@pytest.mark.slow
+def test_the_trainer_runs_across_shaped_links_and_leaves_nothing(tmp_path: Path) -> None:
+    runner = Runner(4, TINY, [], tmp_path, timeout_s=240)
+    with Star(3, RATE) as star:
+        result = runner(Spec("mdgan", 2, ("comm.timeout_s=60",)), LinksLaunch(star, "100 Mbit/s"))
+        run_dir = next(tmp_path.glob("*-mdgan-n2"))
+        assert not trainer_processes(run_dir)
+    assert_nothing_left(star)
+    assert [record["iteration"] for record in result.records] == [1, 2, 3, 4]
+    assert sorted(result.stats) == [0, 1, 2] and result.launch == "links, 100 Mbit/s"
+    # Every byte of an iteration went over the links, as the paper counts them.
+    assert result.steady_bytes() == analytic_iteration_bytes(result.cfg, 2)
+
+
+@pytest.mark.slow
+def test_a_job_past_its_timeout_is_ended_with_every_rank(tmp_path: Path) -> None:
+    runner = Runner(100000, TINY, [], tmp_path, timeout_s=5)
+    with Star(3, RATE) as star:
+        with pytest.raises(subprocess.TimeoutExpired):
+            runner(Spec("mdgan", 2, ("comm.timeout_s=60",)), LinksLaunch(star, "100 Mbit/s"))
+        assert not [pid for node in star.nodes for pid in pids(node.namespace)]
+        assert not trainer_processes(next(tmp_path.glob("*-mdgan-n2")))
+    assert_nothing_left(star)
