@@ -153,7 +153,7 @@ class Star:
                 run("tc", "-n", namespace, "qdisc", "add", "dev", interface, "root", "tbf", "rate", rate, "burst", burst, "limit", str(QUEUE_BYTES))  # fmt: skip
 
     def drops(self) -> int:
-        """Packets the links' queues dropped so far (0 unshaped)."""
+        """Packets the links' queues dropped so far (unshaped links have no queue: 0)."""
         if self.rate_bits is None:
             return 0
         total = 0
