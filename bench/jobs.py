@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 from mdgan_dist.config import Config
 from mdgan_dist.config import load as load_config
@@ -47,18 +47,23 @@ class Result:
     stats: dict[int, dict[str, Any]]  # stats_rank{r}.json by rank
     job_seconds: float  # wall time of the whole command, start-up included
     threads: int | None  # intra-op threads the server (or the one process) says it used
+    launch: str  # how its processes started (Launch.name)
 
     @property
     def warm(self) -> list[dict[str, Any]]:
         """The records after the warm-up (the first 10%: allocation, caches, connections)."""
         return self.records[int(len(self.records) * WARM_UP) :]
 
-    def median(self, key: str | Callable[[dict[str, Any]], float]) -> float:
+    def values(self, key: str | Callable[[dict[str, Any]], float]) -> list[float]:
+        """One value per warm record: the record's key, or the function of the record."""
         value = key if callable(key) else (lambda record: record[key])
-        return statistics.median(value(record) for record in self.warm)
+        return [value(record) for record in self.warm]
 
-    def mean(self, key: str) -> float:
-        return statistics.fmean(record[key] for record in self.warm)
+    def median(self, key: str | Callable[[dict[str, Any]], float]) -> float:
+        return statistics.median(self.values(key))
+
+    def mean(self, key: str | Callable[[dict[str, Any]], float]) -> float:
+        return statistics.fmean(self.values(key))
 
     @property
     def wall(self) -> float:
@@ -98,6 +103,39 @@ def launcher(spec: Spec) -> list[str]:
     ]
 
 
+class Launch(Protocol):
+    """How a job's processes start; the rest of a job (its overrides, its run directory, what is
+    read back) is the runner's."""
+
+    name: str  # sets its jobs apart from the same jobs started another way
+
+    def __call__(
+        self, spec: Spec, argv: list[str], env: dict[str, str] | None, cwd: Path, output: IO[str], timeout_s: float
+    ) -> int:
+        """Runs the trainer with argv (its overrides) to the end and returns the exit code, the
+        first failing rank's where ranks are started one by one; subprocess.TimeoutExpired past
+        timeout_s, with every process ended."""
+        ...
+
+
+class Torchrun:
+    """The job on this machine's loopback: torchrun with N+1 ranks, or one plain process."""
+
+    name = "torchrun"
+
+    def __call__(
+        self, spec: Spec, argv: list[str], env: dict[str, str] | None, cwd: Path, output: IO[str], timeout_s: float
+    ) -> int:
+        command = [*launcher(spec), *argv]
+        done = subprocess.run(
+            command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, timeout=timeout_s, check=False
+        )
+        return done.returncode
+
+
+TORCHRUN = Torchrun()
+
+
 class Runner:
     """Runs jobs of the real trainer in a scratch folder and reads back what they wrote."""
 
@@ -107,7 +145,7 @@ class Runner:
         self.extra = extra
         self.scratch = scratch
         self.timeout_s = timeout_s
-        self.results: dict[tuple[str, int, tuple[str, ...], Path | None, int], Result] = {}
+        self.results: dict[tuple[str, str, int, tuple[str, ...], Path | None, int], Result] = {}
 
     def shared_overrides(self) -> list[str]:
         """What every job gets from the command line (--quick, --device, after --)."""
@@ -131,19 +169,20 @@ class Runner:
             common.append(f"train.threads={spec.threads}")
         return merge(common, self.base, self.extra, spec.overrides)
 
-    def __call__(self, spec: Spec) -> Result:
+    def __call__(self, spec: Spec, launch: Launch = TORCHRUN) -> Result:
         overrides = self.overrides(spec)
-        key = (spec.algorithm, spec.workers, tuple(sorted(overrides)), spec.source, spec.repeat)
+        key = (launch.name, spec.algorithm, spec.workers, tuple(sorted(overrides)), spec.source, spec.repeat)
         if key not in self.results:
-            self.results[key] = self.run(spec, overrides)
+            self.results[key] = self.run(spec, overrides, launch)
         return self.results[key]
 
-    def run(self, spec: Spec, overrides: list[str]) -> Result:
+    def run(self, spec: Spec, overrides: list[str], launch: Launch) -> Result:
         run_dir = self.scratch / f"{len(self.results):02d}-{spec.algorithm}-n{spec.workers}"
         run_dir.mkdir(parents=True)
-        command = [*launcher(spec), *overrides, f"run.dir={run_dir}"]
+        argv = [*overrides, f"run.dir={run_dir}"]
         print(
-            f"[bench] {spec.algorithm} N={spec.workers} on {spec.processes} processes: {' '.join(overrides)}",
+            f"[bench] {spec.algorithm} N={spec.workers} on {spec.processes} processes, {launch.name}: "
+            f"{' '.join(overrides)}",
             file=sys.stderr,
             flush=True,
         )
@@ -152,19 +191,11 @@ class Runner:
         env = dict(os.environ, PYTHONPATH=str(spec.source)) if spec.source else None
         with log.open("w") as output:
             # cwd: Hydra writes nothing outside run.dir, but keep the repository clean regardless.
-            done = subprocess.run(
-                command,
-                cwd=run_dir,
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                timeout=self.timeout_s,
-                check=False,
-            )
+            code = launch(spec, argv, env, run_dir, output, self.timeout_s)
         seconds = time.perf_counter() - started
-        if done.returncode != 0:
+        if code != 0:
             tail = log.read_text(errors="replace")[-4000:]
-            raise RuntimeError(f"job failed ({done.returncode}): {' '.join(command)}\n{tail}")
+            raise RuntimeError(f"job failed ({code}) under {launch.name}: {' '.join(argv)}\n{tail}")
         records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
         records = [record for record in records if "iteration_seconds" in record]  # not score records
         stats = {}
@@ -173,4 +204,4 @@ class Runner:
             stats[entry["rank"]] = entry
         cfg = load_config(run_dir / "config.yaml")
         # The server's (or the one process's) intra-op threads; a --before tree may not record them.
-        return Result(spec, overrides, cfg, records, stats, seconds, stats[0].get("threads"))
+        return Result(spec, overrides, cfg, records, stats, seconds, stats[0].get("threads"), launch.name)

@@ -53,6 +53,7 @@ def document(
                 "job_seconds": result.job_seconds,
                 "median_iteration_seconds": result.wall,
                 "threads": result.threads,
+                "launch": result.launch,
             }
             for result in runner.results.values()
         ],

@@ -5,6 +5,7 @@
     python bench/suite.py --device cuda -- model=mnist_cnn
     python bench/suite.py --sections compute protocol bytes --iterations 300
     python bench/suite.py --before 629e071               # also that git ref's trainer, before/after
+    sudo python bench/suite.py --quick --sections network  # over real links (root only)
 
 Every distributed figure comes from real jobs of the project's trainer (`python -m
 torch.distributed.run --nproc_per_node=N+1 -m mdgan_dist.train`, the standalone GAN as one plain
@@ -24,6 +25,10 @@ Sections (each one table and one JSON entry):
   packing      several workers per process (mdgan.workers_per_rank) vs one: time vs N against the
                compute bound, with repeated jobs; peak memory and the largest N that fits
   aggregation  what each rule of mdgan.aggregate costs the server at N = 10 and 50 (in this process)
+  privacy      what DP-SGD discriminators cost a worker process's iteration (in this process)
+  network      MD-GAN and FL-GAN at N = 4 over real links (network namespaces, veth, tc tbf) at
+               10 Gbit/s, 1 Gbit/s and 100 Mbit/s against compute + bytes / rate; only when named,
+               and only as root (elsewhere: skipped)
 
 Extra Hydra overrides after `--` go to every job (and to the in-process models); a section's own
 settings win over them for the knob it compares.
@@ -44,7 +49,8 @@ from gitref import checkout
 from jobs import Runner
 from machine import machine
 from report import document, header
-from sections import SECTIONS
+from sections import OPT_IN, SECTIONS
+from sections.network import WORKERS as NETWORK_WORKERS
 from sections.packing import add_arguments as add_packing_arguments
 from sections.packing import most_processes as packing_processes
 from sections.packing import resolve_arguments as resolve_packing_arguments
@@ -58,7 +64,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=None, help="N values (default 1 2 4 8; --quick 1 2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="tiny models, few iterations: for the test")
-    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    default = [name for name in SECTIONS if name not in OPT_IN]
+    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=default)
     parser.add_argument("--repetitions", type=int, default=None, help="in-process iterations timed (default 30)")
     parser.add_argument("--json", type=Path, default=None, help="write every table and job here")
     parser.add_argument("--scratch", type=Path, default=None, help="keep the run directories here")
@@ -87,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     most = max(args.workers) + 1
     if "packing" in args.sections:
         most = max(most, packing_processes(args))
+    if "network" in args.sections:
+        most = max(most, NETWORK_WORKERS + 1)
     info = machine(args.device, most)
     with tempfile.TemporaryDirectory(prefix="mdgan-bench-") as temporary:
         scratch = args.scratch or Path(temporary)

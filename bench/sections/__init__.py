@@ -13,6 +13,7 @@ from .bytes import section_bytes
 from .compute import section_compute
 from .guard import section_guard
 from .memory import section_memory
+from .network import section_network
 from .optimisations import section_optimisations
 from .packing import section_packing
 from .privacy import section_privacy
@@ -33,4 +34,7 @@ SECTIONS: dict[str, Section] = {
     "guard": section_guard,
     "aggregation": section_aggregation,
     "privacy": section_privacy,
+    "network": section_network,
 }
+# Run only when named: it needs root, builds and removes network namespaces, and takes minutes.
+OPT_IN = {"network"}
