@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mdgan_dist.algorithms.mdgan.outliers import OUTLIER_RATIO
 from multiproc import TINY, metrics, train_job
 
 pytestmark = pytest.mark.slow
@@ -80,6 +81,7 @@ def test_without_tolerance_the_liar_is_named_and_kept_and_no_honest_worker_is_na
     run = metrics(tmp_path / "run")
     assert [r["feedbacks_used"] for r in run] == [5] * ITERATIONS
     assert run[-1]["workers_named"] == 1
+    assert all(r["outlier_ratio_max"] > OUTLIER_RATIO for r in run)  # the 100x liar, every iteration
 
 
 def test_an_honest_run_names_nobody(tmp_path: Path) -> None:

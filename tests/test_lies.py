@@ -48,6 +48,12 @@ def test_an_amplified_or_negated_judge_is_far_off_and_honest_ones_are_not() -> N
     feedbacks[3] = falsified(Lie.negate, feedbacks[3], 0, 3, 0)
     far = outlying(judgements(feedbacks, [0] * 5))
     assert sorted(far) == [1, 3] and all(ratio > OUTLIER_RATIO for ratio in far.values())
+    # The watch logs the largest ratio of the iteration, the liars' or, without them, an honest one's.
+    watch = OutlierWatch(iterations=3)
+    watch.observe([1], judgements(feedbacks, [0] * 5), 0, 5, dropping=False)
+    assert watch.scalars() == {"workers_named": 0, "outlier_ratio_max": max(far.values())}
+    watch.observe([1], judgements(scattered(5, 1), [0] * 5), 1, 5, dropping=False)
+    assert 0 < watch.scalars()["outlier_ratio_max"] < OUTLIER_RATIO
 
 
 def test_judges_are_compared_within_their_batch_and_batches_of_two_are_not_judged() -> None:

@@ -25,19 +25,22 @@ OUTLIER_RATIO = 3.0
 FEWEST_JUDGES = 3  # a batch with fewer has no median to stray from
 
 
-def outlying(judged: Judgements) -> dict[int, float]:
-    """The judges (positions in judged.feedbacks) that are outliers in this iteration, each with
-    its distance to its batch's median feedback over the median judge's."""
-    far = {}
+def distance_ratios(judged: Judgements) -> dict[int, float]:
+    """Every judge (position in judged.feedbacks) of a batch with FEWEST_JUDGES or more: the
+    distance of its feedback from its batch's median feedback over the median judge's."""
+    ratios = {}
     for batch, judges in judges_by_batch(judged).items():
         if len(judges) < FEWEST_JUDGES:
             continue
         distances = (stacked(judged, judges) - judged.medians[batch]).flatten(1).norm(dim=1)
         scale = float(distances.median().clamp(min=torch.finfo(distances.dtype).tiny))
-        for judge, distance in zip(judges, distances.tolist(), strict=True):
-            if distance > OUTLIER_RATIO * scale:
-                far[judge] = distance / scale
-    return far
+        ratios.update({judge: distance / scale for judge, distance in zip(judges, distances.tolist(), strict=True)})
+    return ratios
+
+
+def outlying(judged: Judgements) -> dict[int, float]:
+    """The judges that are outliers in this iteration, each with its distance ratio."""
+    return {judge: ratio for judge, ratio in distance_ratios(judged).items() if ratio > OUTLIER_RATIO}
 
 
 class OutlierWatch:
@@ -47,6 +50,11 @@ class OutlierWatch:
         self.iterations = iterations
         self.streaks: dict[tuple[int, int], int] = {}
         self.named: list[tuple[int, int]] = []
+        self.largest = 0.0  # the last observed iteration's largest distance ratio: how far from naming
+
+    def scalars(self) -> dict[str, float]:
+        """What the server logs of the watch each iteration (metrics.jsonl, tensorboard)."""
+        return {"workers_named": len(self.named), "outlier_ratio_max": self.largest}
 
     def state_dict(self) -> dict[str, Any]:
         """In the server's checkpoint, so that a resumed run names a worker when an uninterrupted
@@ -64,7 +72,9 @@ class OutlierWatch:
         """ranks: the processes whose feedback `judged` holds, each its per_rank workers' in slot
         order. Logs each worker named in this iteration, why, and whether its process is dropped;
         returns their ranks."""
-        far = outlying(judged)
+        ratios = distance_ratios(judged)
+        self.largest = max(ratios.values(), default=0.0)
+        far = {judge: ratio for judge, ratio in ratios.items() if ratio > OUTLIER_RATIO}
         named = []
         for position, worker in enumerate((rank, slot) for rank in ranks for slot in range(per_rank)):
             self.streaks[worker] = self.streaks.get(worker, 0) + 1 if position in far else 0

@@ -124,7 +124,7 @@ class Server:
         scalars = {
             "swaps": self.swaps,
             "feedbacks_late": self.quorum.discarded - late_before,
-            **({} if self.watch is None else {"workers_named": len(self.watch.named)}),
+            **({} if self.watch is None else self.watch.scalars()),
             **({} if self.ledger is None else self.ledger.scalars(iteration + 1)),
             **done.timings(self.roster.per_rank),
         }
