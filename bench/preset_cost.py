@@ -34,8 +34,8 @@ from mdgan_dist.experiments.formatting import duration, one_decimal
 from mdgan_dist.experiments.grid import Configuration, load_preset
 from mdgan_dist.experiments.tables import keyed, render_table
 from mdgan_dist.seeding import generator as noise_stream
-from sections.compute import median_seconds
 from sections.role_compute import server_step, worker_step
+from sections.timing import median_seconds
 
 # The image shape of each dataset the presets name, and its classes: all the compute depends on.
 SHAPES = {"mnist": (1, 28, 28), "mnist5k": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}

@@ -13,8 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,19 +25,6 @@ from mdgan_dist.experiments.launcher import free_port
 # Small enough that 1 server + 4 workers share 2 cores in seconds.
 TINY = ["model.width=0.0625", "log.progress=false", "train.batch_size=16", "eval.every=0"]
 TRAIN = [sys.executable, "-m", "mdgan_dist.train"]
-
-
-@contextmanager
-def one_intra_op_thread() -> Iterator[None]:
-    """In-process references compute as every rank of the tests does (OMP_NUM_THREADS=1): another
-    thread count sums convolutions in another order, and Adam turns the rounding of a gradient
-    near zero into a visible step."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def rank_environment(rank: int, world_size: int, port: int) -> dict[str, str]:
@@ -163,6 +148,11 @@ class Torchrun:
 def metrics(run_dir: Path) -> list[dict]:
     """The records of a run's metrics.jsonl."""
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+
+
+def without_timings(records: list[dict]) -> list[dict]:
+    """Metrics records less what depends on the machine's speed: seconds."""
+    return [{k: v for k, v in r.items() if not (k.endswith("_seconds") or k.startswith("time_"))} for r in records]
 
 
 def assert_same_final_models(run_dir: Path, reference: Path) -> None:

@@ -51,8 +51,8 @@ from mdgan_dist.data import load_shard
 from mdgan_dist.fault_plan import parse_faults
 from mdgan_dist.job import plan_data
 from mdgan_dist.privacy import noise_multiplier, private, private_generator
+from mdgan_dist.resources import one_intra_op_thread
 from mdgan_dist.seeding import generator
-from multiproc import one_intra_op_thread
 
 
 def reference_run(

@@ -17,8 +17,9 @@ from mdgan_dist.algorithms.local import LocalGAN
 from mdgan_dist.config import Config
 from mdgan_dist.data import load_shard
 from mdgan_dist.job import plan_data
+from mdgan_dist.resources import one_intra_op_thread
 from mdgan_dist.seeding import generator
-from multiproc import TINY, TRAIN, Job, metrics, one_intra_op_thread, run_job
+from multiproc import TINY, TRAIN, Job, metrics, run_job
 
 pytestmark = pytest.mark.slow
 

@@ -21,10 +21,11 @@ from mdgan_dist.config import Aggregate, MDGANConfig, resolved_k
 from mdgan_dist.experiments.formatting import ms, ratio
 from mdgan_dist.experiments.tables import keyed
 from mdgan_dist.job import plan_data
+from mdgan_dist.resources import one_intra_op_thread
 
-from .compute import median_seconds
 from .role_compute import server_step
 from .table import Table
+from .timing import median_seconds
 
 WORKER_COUNTS = (10, 50)
 CLASSES_PER_WORKER = 2  # the class sets of data.split=classes with 2 classes a worker
@@ -51,10 +52,8 @@ def aggregate_afresh(rule: Aggregate, judged: Judgements) -> torch.Tensor:
 
 def section_aggregation(args: argparse.Namespace, runner: Runner) -> Table:
     cfg = compose(runner.shared_overrides())
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     rows = []
-    try:
+    with one_intra_op_thread():
         cpu = torch.device("cpu")
         plan = plan_data(cfg, 1)
         shape, classes, batch = plan.image_shape, plan.num_classes, cfg.train.batch_size
@@ -78,8 +77,6 @@ def section_aggregation(args: argparse.Namespace, runner: Runner) -> Table:
                         "iteration_bytes": 3 * workers * batch * values * 4,
                     }
                 )
-    finally:
-        torch.set_num_threads(threads)
     return Table(
         "Cost of the aggregation rules (mdgan.aggregate) at the server",
         [

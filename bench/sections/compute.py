@@ -4,32 +4,21 @@ thread (CPU seconds and FLOPs; on --device cuda also GPU wall time)."""
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from jobs import WARM_UP, Runner
+from jobs import Runner
 from mdgan_dist.compose import compose
 from mdgan_dist.experiments.formatting import ms, ratio
 from mdgan_dist.experiments.tables import keyed
+from mdgan_dist.resources import one_intra_op_thread
 
 from .role_compute import compute_steps
 from .table import Table
-
-
-def median_seconds(step: Callable[[], None], repetitions: int, clock: Callable[[], float]) -> float:
-    """Median seconds of `step` by `clock`, after a warm-up of 10% of the repetitions (at least 2)."""
-    for _ in range(max(2, int(repetitions * WARM_UP))):
-        step()
-    times = []
-    for _ in range(repetitions):
-        started = clock()
-        step()
-        times.append(clock() - started)
-    return statistics.median(times)
+from .timing import median_seconds
 
 
 class WholeProgram:
@@ -60,9 +49,7 @@ def count_flops(step: Callable[[], None]) -> int:
 
 def section_compute(args: argparse.Namespace, runner: Runner) -> Table:
     cfg = compose(runner.shared_overrides())
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # per-process compute, as one worker process of a job on its own core
-    try:
+    with one_intra_op_thread():  # per-process compute, as one worker process of a job on its own core
         cpu = torch.device("cpu")
         steps = compute_steps(cfg, args.workers, cpu)
         flops = {name: count_flops(step) for name, step in steps.items()}
@@ -76,8 +63,6 @@ def section_compute(args: argparse.Namespace, runner: Runner) -> Table:
 
             cuda_steps = compute_steps(cfg, args.workers, torch.device("cuda"))
             gpu_seconds = {name: median_seconds(s, args.repetitions, synced) for name, s in cuda_steps.items()}
-    finally:
-        torch.set_num_threads(threads)
     base_cpu, base_flops = seconds["flgan_worker"], flops["flgan_worker"]
     roles = {"mdgan_worker": "MD-GAN worker (D steps + feedback)", "flgan_worker": "FL-GAN worker = standalone"}
     rows = []

@@ -10,26 +10,26 @@ import torch
 
 from jobs import Runner
 from mdgan_dist.algorithms.finite import all_finite, require_finite
-from mdgan_dist.algorithms.mdgan.compute import DiscriminatorCompute, GeneratorCompute
+from mdgan_dist.algorithms.mdgan.compute import GeneratorCompute
+from mdgan_dist.algorithms.mdgan.discriminators import DiscriminatorCompute
 from mdgan_dist.compose import compose
 from mdgan_dist.config import resolved_k
 from mdgan_dist.data import load_shard
 from mdgan_dist.experiments.formatting import ms, ratio
 from mdgan_dist.experiments.tables import keyed
 from mdgan_dist.job import plan_data
+from mdgan_dist.resources import one_intra_op_thread
 
-from .compute import median_seconds
 from .role_compute import server_step, worker_step
 from .table import Table
+from .timing import median_seconds
 
 WORKERS = 4  # feedbacks the server checks
 
 
 def section_guard(args: argparse.Namespace, runner: Runner) -> Table:
     cfg = compose(runner.shared_overrides())
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_intra_op_thread():
         cpu = torch.device("cpu")
         plan = plan_data(cfg, 1)
         shape, classes = plan.image_shape, plan.num_classes
@@ -66,8 +66,6 @@ def section_guard(args: argparse.Namespace, runner: Runner) -> Table:
                     "share": guard_seconds / iteration_seconds,
                 }
             )
-    finally:
-        torch.set_num_threads(threads)
     # A synchronous iteration runs the server's part, then a worker's (the others alongside).
     rows.append(
         {

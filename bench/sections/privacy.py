@@ -16,10 +16,11 @@ from mdgan_dist.data import load_shard
 from mdgan_dist.experiments.formatting import ms, ratio
 from mdgan_dist.experiments.tables import keyed
 from mdgan_dist.job import plan_data
+from mdgan_dist.resources import one_intra_op_thread
 
-from .compute import median_seconds
 from .role_compute import worker_step
 from .table import Table
+from .timing import median_seconds
 
 SLOTS = (1, 10)
 ROUNDS = 3  # each a median of the repetitions, plain then private: the ratio's spread
@@ -29,10 +30,8 @@ NOISE_MULTIPLIER = 1.0  # the noise's cost does not depend on its scale
 def section_privacy(args: argparse.Namespace, runner: Runner) -> Table:
     cfg = compose(runner.shared_overrides())
     private = dataclasses.replace(cfg, privacy=dataclasses.replace(cfg.privacy, epsilon=10.0))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     rows = []
-    try:
+    with one_intra_op_thread():
         cpu = torch.device("cpu")
         plan = plan_data(cfg, 1)
         shape, classes = plan.image_shape, plan.num_classes
@@ -54,8 +53,6 @@ def section_privacy(args: argparse.Namespace, runner: Runner) -> Table:
                     "ratio_range": f"{ratio(min(ratios))}-{ratio(max(ratios))}",
                 }
             )
-    finally:
-        torch.set_num_threads(threads)
     return Table(
         "Cost of DP-SGD discriminators (privacy.*) in a worker process's iteration",
         [

@@ -1,10 +1,13 @@
-"""What a process used, written once at the end of a run: bytes moved, compute and peak memory."""
+"""What a process used, written once at the end of a run: bytes moved, compute and peak memory;
+and one intra-op thread for a block, as a rank of a job has its own core."""
 
 from __future__ import annotations
 
 import json
 import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -48,3 +51,17 @@ def write_peer_stats(run_dir: Path, role: str, transport: Transport, **counters:
     """write_stats for a rank of a process group: its transport's byte totals included."""
     bytes_moved = {"bytes_sent": transport.bytes_sent, "bytes_recv": transport.bytes_recv}
     write_stats(run_dir, transport.rank, role, transport.device, **bytes_moved, **counters)
+
+
+@contextmanager
+def one_intra_op_thread() -> Iterator[None]:
+    """torch's intra-op threads set to 1 inside the block, restored after: compute timed or
+    replayed in one process as a rank of a job with one thread does it (another thread count sums
+    convolutions in another order, and Adam turns the rounding of a gradient near zero into a
+    visible step)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
