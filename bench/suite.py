@@ -26,6 +26,8 @@ Sections (each one table and one JSON entry):
                compute bound, with repeated jobs; peak memory and the largest N that fits
   aggregation  what each rule of mdgan.aggregate costs the server at N = 10 and 50 (in this process)
   privacy      what DP-SGD discriminators cost a worker process's iteration (in this process)
+  overlap      a worker's real half computed ahead (mdgan.real_ahead) off and on, N = 4, the paper's
+               MLP and the default run, against the compute bound, with repeated jobs and bounds
   network      MD-GAN and FL-GAN at N = 4 over real links (network namespaces, veth, tc tbf) at
                10 Gbit/s, 1 Gbit/s and 100 Mbit/s against compute + bytes / rate; only when named,
                and only as root (elsewhere: skipped)
@@ -51,6 +53,8 @@ from machine import machine
 from report import document, header
 from sections import OPT_IN, SECTIONS
 from sections.network import WORKERS as NETWORK_WORKERS
+from sections.overlap import add_arguments as add_overlap_arguments
+from sections.overlap import resolve_arguments as resolve_overlap_arguments
 from sections.packing import add_arguments as add_packing_arguments
 from sections.packing import most_processes as packing_processes
 from sections.packing import resolve_arguments as resolve_packing_arguments
@@ -74,9 +78,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--before", default=None, help="a git ref: also run its trainer in the optimisations section, for before/after"
     )
     add_packing_arguments(parser)
+    add_overlap_arguments(parser)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every job (after --)")
     args = parser.parse_args(argv)
     resolve_packing_arguments(args)
+    resolve_overlap_arguments(args)
     args.iterations = args.iterations or (30 if args.quick else 300)
     args.workers = args.workers or ([1, 2] if args.quick else [1, 2, 4, 8])
     args.repetitions = args.repetitions or (10 if args.quick else 30)

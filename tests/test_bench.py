@@ -28,6 +28,7 @@ SECTIONS = {
     "guard",
     "aggregation",
     "privacy",
+    "overlap",
 }
 
 
@@ -35,7 +36,7 @@ SECTIONS = {
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "suite.json"
     done = subprocess.run(
-        # 10 iterations a job instead of --quick's 30: no figure here needs more, and it runs 11 jobs.
+        # 10 iterations a job instead of --quick's 30: no figure here needs more, and it runs 15 jobs.
         [sys.executable, str(SUITE), "--quick", "--iterations", "10", "--json", str(out)],
         capture_output=True,
         text=True,
@@ -120,6 +121,21 @@ def test_private_discriminators_are_timed_beside_plain_ones(report: dict) -> Non
     assert [row["slots"] for row in rows] == [1, 10]
     for row in rows:
         assert row["plain_seconds"] > 0 and row["private_seconds"] > 0 and row["ratio"] > 0
+
+
+@pytest.mark.timeout(900)
+def test_real_halves_ahead_are_timed_off_and_on_against_a_repeated_bound(report: dict) -> None:
+    rows = report["sections"]["overlap"]["rows"]
+    assert [(row["setting"], row["real_ahead"]) for row in rows] == [
+        (setting, ahead) for setting in ("paper MLP, b = 64, packed (W = 2)", "default run") for ahead in (False, True)
+    ]
+    for row in rows:
+        assert row["wall_min"] <= row["wall_seconds"] <= row["wall_max"]
+        assert 0 < row["bound_min"] <= row["bound_seconds"] <= row["bound_max"]
+        assert row["over_bound_min"] <= row["over_bound"] <= row["over_bound_max"]
+        assert row["server_seconds"] > 0 and row["worker_seconds"] > 0
+        # Every iteration but the last (the stop follows it) has its real half computed ahead.
+        assert row["halves_ahead"] == (10 - 1 if row["real_ahead"] else 0)
 
 
 PRESET_COST = SUITE.parent / "preset_cost.py"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mdgan_dist.checkpoint import MANIFEST, SERVER_FILE, checkpoint_dir
-from multiproc import TINY, assert_same_final_models, metrics, run_job, train_job
+from multiproc import TINY, assert_same_final_models, metrics, run_job, train_job, without_timings
 
 pytestmark = pytest.mark.slow
 
@@ -48,11 +48,6 @@ def finished(tmp_path_factory) -> Callable[[str, int], Path]:
         return made[algorithm, iterations]
 
     return run
-
-
-def without_timings(records: list[dict]) -> list[dict]:
-    """The records less what depends on the machine's speed: seconds."""
-    return [{k: v for k, v in r.items() if not (k.endswith("_seconds") or k.startswith("time_"))} for r in records]
 
 
 def straight_and_resumed(

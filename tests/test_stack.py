@@ -8,12 +8,14 @@ import pytest
 import torch
 
 from mdgan_dist.algorithms.components import make_augment, make_discriminator, make_sampler
-from mdgan_dist.algorithms.mdgan.compute import FEEDBACK, TRAINING, DiscriminatorCompute
+from mdgan_dist.algorithms.mdgan.discriminators import DiscriminatorCompute
+from mdgan_dist.algorithms.mdgan.message import FEEDBACK, TRAINING
 from mdgan_dist.algorithms.steps import discriminator_adam, generator_feedback, train_discriminator
 from mdgan_dist.compose import compose
 from mdgan_dist.data import load_shard
 from mdgan_dist.job import plan_data
-from multiproc import TINY, one_intra_op_thread
+from mdgan_dist.resources import one_intra_op_thread
+from multiproc import TINY
 
 WORKERS = 3
 ITERATIONS = 3

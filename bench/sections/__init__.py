@@ -15,6 +15,7 @@ from .guard import section_guard
 from .memory import section_memory
 from .network import section_network
 from .optimisations import section_optimisations
+from .overlap import section_overlap
 from .packing import section_packing
 from .privacy import section_privacy
 from .protocol import section_protocol
@@ -34,6 +35,7 @@ SECTIONS: dict[str, Section] = {
     "guard": section_guard,
     "aggregation": section_aggregation,
     "privacy": section_privacy,
+    "overlap": section_overlap,
     "network": section_network,
 }
 # Run only when named: it needs root, builds and removes network namespaces, and takes minutes.

@@ -7,22 +7,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from jobs import Result, Runner, Spec
-from mdgan_dist.compose import compose
-from mdgan_dist.config import resolved_k
-from mdgan_dist.data import load_shard
 from mdgan_dist.experiments.formatting import mib, ms, ratio
 from mdgan_dist.experiments.tables import Column, keyed
-from mdgan_dist.job import plan_data
 
-from .compute import median_seconds
-from .role_compute import server_step, worker_step
+from .role_compute import compute_bound
 from .table import Table
 
 GIB = 2**30
@@ -52,27 +44,6 @@ def layouts(workers: int, cores: int, most_processes: int) -> list[Layout]:
 def job_memory(run: Result) -> int:
     """The job's peak: every rank's peak resident set, added up."""
     return sum(stats["peak_rss_bytes"] for stats in run.stats.values())
-
-
-def compute_bound(args: argparse.Namespace, runner: Runner, workers: int, layout: Layout, cores: int) -> float:
-    """Seconds per iteration if the job's compute, timed in this process on one thread (the server's
-    generate and G step, and each worker process's iteration), were spread over every core."""
-    cfg = compose([*runner.shared_overrides(), *args.packing_overrides])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        plan = plan_data(cfg, 1)
-        shard = load_shard(plan.train, plan.shards[0])
-        cpu = torch.device("cpu")
-        k = resolved_k(cfg.mdgan, workers)
-        server = server_step(cfg, plan.image_shape, plan.num_classes, k, cpu, workers)
-        worker = worker_step(cfg, plan.image_shape, plan.num_classes, shard, layout.per_rank, cpu)
-        repetitions = args.repetitions
-        seconds = median_seconds(server, repetitions, time.thread_time)
-        seconds += layout.processes * median_seconds(worker, repetitions, time.thread_time)
-    finally:
-        torch.set_num_threads(threads)
-    return seconds / cores
 
 
 def largest_fitting(rows: list[dict[str, Any]], total: int) -> dict[str, int | None]:
@@ -109,7 +80,8 @@ def section_packing(args: argparse.Namespace, runner: Runner) -> Table:
                     for repeat in range(args.packing_repeats)
                 ]
                 walls = [run.wall for run in runs]
-                bound = compute_bound(args, runner, workers, layout, cores)
+                overrides_bound = [*runner.shared_overrides(), *args.packing_overrides]
+                bound = compute_bound(overrides_bound, workers, layout.per_rank, args.repetitions, cores)
                 rows.append(
                     {
                         "batch": batch,

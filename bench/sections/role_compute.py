@@ -5,18 +5,24 @@ them, without the wire."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 
 import torch
 
 from mdgan_dist.algorithms.aggregation import Judgements
 from mdgan_dist.algorithms.local import LocalGAN
-from mdgan_dist.algorithms.mdgan.compute import DiscriminatorCompute, GeneratorCompute
+from mdgan_dist.algorithms.mdgan.compute import GeneratorCompute
+from mdgan_dist.algorithms.mdgan.discriminators import DiscriminatorCompute
 from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
+from mdgan_dist.compose import compose
 from mdgan_dist.config import Config, resolved_k
 from mdgan_dist.data import load_shard
 from mdgan_dist.job import plan_data
+from mdgan_dist.resources import one_intra_op_thread
 from mdgan_dist.seeding import generator as noise_stream
+
+from .timing import median_seconds
 
 
 def compute_steps(cfg: Config, workers: list[int], device: torch.device) -> dict[str, Callable[[], None]]:
@@ -85,3 +91,20 @@ def worker_step(
         worker.iteration(samples, labels, 0)
 
     return step
+
+
+def compute_bound(overrides: list[str], workers: int, per_rank: int, repetitions: int, cores: int) -> float:
+    """Seconds per iteration if the compute of a job of `workers` workers, `per_rank` a process,
+    timed in this process on one thread (the server's generate and G step, and each worker
+    process's iteration, each the median of `repetitions`), were spread over `cores` cores."""
+    cfg = compose(overrides)
+    with one_intra_op_thread():
+        plan = plan_data(cfg, 1)
+        shard = load_shard(plan.train, plan.shards[0])
+        cpu = torch.device("cpu")
+        k = resolved_k(cfg.mdgan, workers)
+        server = server_step(cfg, plan.image_shape, plan.num_classes, k, cpu, workers)
+        worker = worker_step(cfg, plan.image_shape, plan.num_classes, shard, per_rank, cpu)
+        seconds = median_seconds(server, repetitions, time.thread_time)
+        seconds += workers // per_rank * median_seconds(worker, repetitions, time.thread_time)
+    return seconds / cores

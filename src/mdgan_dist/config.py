@@ -152,6 +152,7 @@ class MDGANConfig:
     # Send iteration t+1's batches while the workers compute on t: G then lags one step behind
     # the batches it is updated from (a one-step staleness); false is the paper's exact algorithm.
     overlap: bool = False
+    real_ahead: bool = True  # a worker's next D step's real half computed as it waits: no number changes
     quorum: int | None = None  # step G once this many feedbacks arrived, discard later ones; None: all N
     # W: the workers each worker process hosts, with their D steps and feedback batched over them;
     # N = W x (processes - 1). 1: one worker per process, the paper's layout.

@@ -26,6 +26,7 @@ def trajectory_settings(cfg: Config, num_workers: int) -> dict[str, Any]:
     if cfg.privacy.epsilon is not None and cfg.privacy.noise_multiplier is None:
         ignored = ("device", "threads")  # the noise multiplier is computed to last train.iterations
     fields["train"] = {key: value for key, value in fields["train"].items() if key not in ignored}
+    fields["mdgan"] = {key: value for key, value in fields["mdgan"].items() if key != "real_ahead"}  # no number
     # comm. may change on resume (backend, timeout), except the wire dtype, which rounds what travels.
     return {**fields, "num_workers": num_workers, "wire_dtype": cfg.comm.dtype}
 

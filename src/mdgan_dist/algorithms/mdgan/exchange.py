@@ -26,7 +26,7 @@ The options are variations of the server's list:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -140,15 +140,19 @@ def receive(
     instruction: torch.Tensor,
     types: Sequence[type[M]],
     patience: int,
+    meanwhile: Callable[[], None] | None = None,
 ) -> M:
     """Worker side: the server's next message, one of `types`, as `receiving` (RECEIVE_BATCHES or
     RECEIVE_ORDER) expects it; a TRAIN's batches are then in `packet`, checked to be of the
-    iteration and the size the TRAIN announced."""
+    iteration and the size the TRAIN announced. `meanwhile` runs while the message travels."""
     stage = "waiting for the server's next instruction"
     whole = receiving.act == Act.RECEIVE_BATCHES
     buffer, header = (packet.buffer, packet.header) if whole else (instruction, instruction)
     packet.arm()
-    transport.exchange(stage, recvs=[(0, buffer)], patience=patience)
+    posted = transport.post(stage, recvs=[(0, buffer)])
+    if meanwhile is not None:
+        meanwhile()
+    transport.wait(posted, patience=patience)
     message = transport.expect(header, 0, stage, *types)
     if isinstance(message, Train):
         stage = f"receiving the generated batches of iteration {message.iteration}"

@@ -26,6 +26,7 @@ def wire_dtype(name: WireDtype) -> torch.dtype:
 
 
 HEADER_BYTES = HEADER_LEN * 8
+TRAINING, FEEDBACK = 0, 1  # a worker's two batches: X_d (its D trains against it), X_g (feedback on it)
 # What each worker reports besides its feedback: one float64 row per worker in the FEEDBACK packet
 # (FeedbackMessage.statistics), exact whatever the wire dtype. A new statistic is a new name here;
 # the header and the message types stay as they are.
@@ -65,7 +66,7 @@ class Packet:
 
 class BatchMessage(Packet):
     """server -> worker process: for each of its W workers (slots) X_d and X_g (W x 2 x b x C x H x W,
-    rows compute.TRAINING and compute.FEEDBACK), then their class labels (W x 2 x b) for
+    rows TRAINING and FEEDBACK), then their class labels (W x 2 x b) for
     conditional models."""
 
     def __init__(

@@ -1,10 +1,10 @@
 """DP-SGD for the discriminators a worker process hosts (privacy.*; privacy.py has the accounting).
 
-A D step's generated half trains as usual: it holds no record. Its real half comes from a Poisson
-sample of the slot's shard (data.PoissonSampler): each record's gradient of the real loss is
-computed alone (torch.func), clipped to norm C, the clipped gradients summed, Gaussian noise of
-std sigma x C added, and the sum divided by the expected batch b (Abadi et al. 2016, as opacus
-does), so that no step depends on one record more than the accounting says.
+A D step's generated half trains as usual (discriminators.py): it holds no record. Its real half
+comes from a Poisson sample of the slot's shard (data.PoissonSampler): each record's gradient of
+the real loss is computed alone (torch.func), clipped to norm C, the clipped gradients summed,
+Gaussian noise of std sigma x C added, and the sum divided by the expected batch b (Abadi et al.
+2016, as opacus does), so that no step depends on one record more than the accounting says.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from mdgan_dist.algorithms.acceleration import forward
 from mdgan_dist.algorithms.mdgan.stack import DiscriminatorStack
-from mdgan_dist.algorithms.steps import fake_loss, real_loss
+from mdgan_dist.algorithms.steps import real_loss
 from mdgan_dist.augment import Augment
 from mdgan_dist.config import Config
 from mdgan_dist.privacy import private_generator
@@ -87,24 +87,15 @@ class PrivateGradient:
         self.secret = cfg.privacy.secret_noise  # its streams then stay out of checkpoints
         self.noise = [private_generator(cfg, "noise", worker) for worker in workers]
 
-    def backward(
-        self, stack: DiscriminatorStack, real: PrivateBatch, fake: Tensor, fake_classes: Tensor | None
-    ) -> Tensor:
-        """One D step's gradient into every slot's .grad: the generated half's as usual (`fake`, as
-        each D sees it), the real half's by DP-SGD. Returns the generated half of every slot's loss
-        [W]: the real half reads the records, so a private worker reports only this one."""
+    def real_half(self, stack: DiscriminatorStack, real: PrivateBatch) -> None:
+        """The real half of one D step by DP-SGD, added to every slot's .grad. Its loss is not
+        returned: it reads the records, and a private worker reports the generated half only."""
         gan = self.gan
-
-        def generated(output: Tensor, classes: Tensor | None) -> Tensor:
-            return fake_loss(output, classes, gan.conditioning)
 
         def records(output: Tensor, classes: Tensor | None) -> Tensor:
             return real_loss(output, gan.real_label, classes, gan.conditioning)
 
-        losses = stack.per_slot(generated, stack.judge(fake), fake_classes)
-        losses.sum().backward()
         self.accumulate(stack, real, records)
-        return losses
 
     def accumulate(
         self, stack: DiscriminatorStack, real: PrivateBatch, loss: Callable[[Tensor, Tensor | None], Tensor]

@@ -15,9 +15,9 @@ from mdgan_dist.algorithms.components import label_classes
 from mdgan_dist.algorithms.ema import GeneratorAverage
 from mdgan_dist.algorithms.mdgan.answers import usable_answers
 from mdgan_dist.algorithms.mdgan.class_sets import post_class_sets, read_class_sets
-from mdgan_dist.algorithms.mdgan.compute import FEEDBACK, TRAINING, GeneratorCompute
+from mdgan_dist.algorithms.mdgan.compute import GeneratorCompute
 from mdgan_dist.algorithms.mdgan.exchange import Act, Action, framed, server_actions, worker_actions
-from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, wire_dtype
+from mdgan_dist.algorithms.mdgan.message import FEEDBACK, TRAINING, BatchMessage, FeedbackMessage, wire_dtype
 from mdgan_dist.algorithms.mdgan.outliers import OutlierWatch
 from mdgan_dist.algorithms.mdgan.quorum import Quorum
 from mdgan_dist.algorithms.mdgan.roster import Roster

@@ -15,7 +15,7 @@ from mdgan_dist.algorithms.fault import crash_if_scheduled, diverge_if_scheduled
 from mdgan_dist.algorithms.finite import require_finite
 from mdgan_dist.algorithms.handshake import answer_server
 from mdgan_dist.algorithms.mdgan.class_sets import present, send_class_sets
-from mdgan_dist.algorithms.mdgan.compute import DiscriminatorCompute
+from mdgan_dist.algorithms.mdgan.discriminators import DiscriminatorCompute
 from mdgan_dist.algorithms.mdgan.exchange import Act, Action, after_control, receive, worker_actions
 from mdgan_dist.algorithms.mdgan.message import BatchMessage, FeedbackMessage, wire_dtype
 from mdgan_dist.algorithms.mdgan.swap import swap_discriminators
@@ -62,10 +62,14 @@ class Worker:
         self.checkpoints = WorkerCheckpoints(ctx, self)
         self.first = first
         self.swaps = self.swap_bytes_sent = self.swap_bytes_recv = self.iterations_trained = 0
+        self.real_halves_ahead = 0  # D steps whose real half was computed while batches travelled
         self.compute_clock = ComputeClock()  # the D steps and feedback: the worker's training compute
         # The server may itself be waiting for a silent worker (timeout_s), and, with lost workers
         # tolerated, for a worker stuck in a swap with a silent partner (2 x timeout_s).
         self.server_patience = 3 if cfg.fault.tolerate_worker_loss else 2
+        # mdgan.real_ahead, used only where the next message must be a TRAIN (RECEIVE_BATCHES): a
+        # swap or checkpoint order would find the real half of a step that is not coming next.
+        self.ahead = cfg.mdgan.real_ahead
 
     def run(self) -> None:
         run_dir = self.ctx.run_dir
@@ -78,7 +82,16 @@ class Worker:
         instruction, receiving = self.transport.empty_header(), after_control(start)
         orders = (Train, SwapOrder, Checkpoint, Stop)
         while not isinstance(
-            order := receive(self.transport, receiving, self.batches, instruction, orders, self.server_patience), Stop
+            order := receive(
+                self.transport,
+                receiving,
+                self.batches,
+                instruction,
+                orders,
+                self.server_patience,
+                meanwhile=self.real_half_ahead if self.ahead and receiving.act == Act.RECEIVE_BATCHES else None,
+            ),
+            Stop,
         ):
             if isinstance(order, Train):
                 *actions, receiving = worker_actions(order)
@@ -96,6 +109,7 @@ class Worker:
             "mdgan worker",
             self.transport,
             iterations_trained=self.iterations_trained,
+            real_halves_ahead=self.real_halves_ahead,
             compute_cpu_seconds=self.compute_clock.seconds,
             swaps=self.swaps,
             swap_bytes_sent=self.swap_bytes_sent,
@@ -188,6 +202,12 @@ class Worker:
             case _:
                 raise ValueError(f"{action} is not a worker action carried out after a TRAIN")
 
+    def real_half_ahead(self) -> None:
+        """mdgan.real_ahead: the real half of the next D step, while the next batches travel."""
+        with self.compute_clock:
+            self.compute.real_half_ahead(conditional=self.batches.labels is not None)
+        self.real_halves_ahead += 1
+
     def train_discriminators(self, iteration: int) -> None:
         """TRAIN_DISCRIMINATORS: the D steps and the feedback on the batches that arrived in
         self.batches; the reply then holds the feedback, the losses and the seconds spent on each
@@ -210,10 +230,10 @@ class Worker:
             self.reply.verdicts.copy_(outcome.verdicts)
         self.iterations_trained += 1
         straggle_if_scheduled(self.slow)
-        d_seconds = prepared - started + outcome.d_seconds
+        d_seconds = prepared - started + outcome.d_seconds  # since the batches came
         Feedback(
             iteration,
-            d_seconds=d_seconds,
+            d_seconds=d_seconds + outcome.ahead_seconds,
             feedback_seconds=time.perf_counter() - started - d_seconds,
             numel=self.reply.payload.numel(),
         ).encode(self.reply.header)
