@@ -11,7 +11,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import ITERATIONS, load_config
 
 METRIC_KEYS = {"iteration", "g_loss", "d_loss", "server_bytes_sent", "server_bytes_recv", "iteration_seconds", "swaps"}
-TIMINGS = {"time_generate", "time_wait", "time_backward", "time_worker_d", "time_worker_feedback", "time_worker_max"}
+TIMINGS = {
+    "time_generate",
+    "time_wait",
+    "time_backward",
+    "time_worker_d",
+    "time_worker_feedback",
+    "time_worker_max",
+    "time_worker_ahead",
+}
 
 
 def test_run_directory_holds_config_metrics_samples_and_tensorboard(finished_run: tuple[Path, int]) -> None:
@@ -31,6 +39,8 @@ def test_run_directory_holds_config_metrics_samples_and_tensorboard(finished_run
         mean_worker = record["time_worker_d"] + record["time_worker_feedback"]
         assert record["time_worker_max"] >= mean_worker - 2e-6  # microseconds on the wire
         assert record["feedbacks_used"] == num_workers and record["feedbacks_late"] == 0
+    # mdgan.real_ahead, on by default: a real half computed ahead wherever no control message came first.
+    assert any(record["time_worker_ahead"] > 0 for record in records)
 
     grids = sorted(p.name for p in (run_dir / "samples").glob("*.png"))
     assert grids == ["iteration_000003.png", "iteration_000006.png"]  # log.sample_every=3

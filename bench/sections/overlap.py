@@ -42,7 +42,8 @@ def spread(values: list[float]) -> str:
 
 def where_time_goes(runs: list[Result]) -> dict[str, float]:
     """Medians over the jobs of each job's median: the server's own compute (generate and G's
-    step), its wait for the answers, and the slowest worker process's D steps and feedback."""
+    step), its wait for the answers, the slowest worker process's D steps and feedback once the
+    batches came, and the real half a worker computed before they came."""
 
     def median_of(key: str | Callable[[dict[str, Any]], float]) -> float:
         return statistics.median(run.median(key) for run in runs)
@@ -51,6 +52,7 @@ def where_time_goes(runs: list[Result]) -> dict[str, float]:
         "server_seconds": median_of(lambda r: r["time_generate"] + r["time_backward"]),
         "wait_seconds": median_of("time_wait"),
         "worker_seconds": median_of("time_worker_max"),
+        "ahead_seconds": median_of("time_worker_ahead"),
     }
 
 
@@ -115,6 +117,7 @@ def section_overlap(args: argparse.Namespace, runner: Runner) -> Table:
             keyed("server_seconds", "server compute ms", ms),
             keyed("wait_seconds", "server waits ms", ms),
             keyed("worker_seconds", "slowest worker ms", ms),
+            keyed("ahead_seconds", "ahead ms", ms),
         ],
         rows,
         notes=[
@@ -123,8 +126,9 @@ def section_overlap(args: argparse.Namespace, runner: Runner) -> Table:
             "every worker process's iteration, timed in one process on one thread (each the median of "
             f"--repetitions), divided over the {cores} cores, measured {repeats} times. x bound range: the "
             "lowest job over the highest bound to the highest job over the lowest bound. Server compute: "
-            "generate and G's step; slowest worker: the slowest worker process's D steps and feedback as it "
-            "reports them (with real_ahead, the real half computed ahead included). Jobs off and on alternate.",
+            "generate and G's step; slowest worker: the slowest worker process's D steps and feedback once the "
+            "batches came, as it reports them; ahead: the real half a worker computed before they came (the mean "
+            "over the workers). Jobs off and on alternate.",
         ],
     )
 

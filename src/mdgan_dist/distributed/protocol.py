@@ -206,14 +206,16 @@ class Train(Message):
 
 @dataclass(frozen=True)
 class Feedback(Message):
-    """MD-GAN, worker process -> server: the seconds it spent on the D steps and on the feedback;
-    its packet (numel payload values) holds each worker's statistics and error feedback F_n."""
+    """MD-GAN, worker process -> server: the seconds it spent on the D steps and on the feedback
+    once the batches came, and on the real half computed ahead before (mdgan.real_ahead); its
+    packet (numel payload values) holds each worker's statistics and error feedback F_n."""
 
     KIND = Kind.FEEDBACK
     iteration: int
     d_seconds: float
     feedback_seconds: float
     numel: int
+    ahead_seconds: float = 0.0
 
     def slots(self) -> Slots:
         return Slots(
@@ -222,11 +224,12 @@ class Feedback(Message):
             arg0=round(self.d_seconds * MICROSECONDS),
             arg1=round(self.feedback_seconds * MICROSECONDS),
             numel=self.numel,
+            value0=self.ahead_seconds,
         )
 
     @classmethod
     def from_slots(cls, slots: Slots) -> Feedback:
-        return cls(slots.iteration, slots.arg0 / MICROSECONDS, slots.arg1 / MICROSECONDS, slots.numel)
+        return cls(slots.iteration, slots.arg0 / MICROSECONDS, slots.arg1 / MICROSECONDS, slots.numel, slots.value0)
 
 
 @dataclass(frozen=True)

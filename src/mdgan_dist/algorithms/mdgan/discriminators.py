@@ -40,7 +40,7 @@ class WorkerOutcome:
     verdicts: torch.Tensor | None  # W x b: each slot's real/fake logit of its X_g, when mdgan.aggregate asks
     d_losses: list[float]  # per slot, of its last D step
     g_losses: list[float]  # per slot
-    d_seconds: float  # of the D steps, the real half computed ahead (mdgan.real_ahead) not included
+    d_seconds: float  # of the D steps once the batches came: without the real half computed ahead
     feedback_seconds: float
     ahead_seconds: float  # of the real half computed ahead, before the batches came; 0 if none
 

@@ -38,6 +38,8 @@ class Round:
             "time_worker_d": sum(worker_d) / len(worker_d),
             "time_worker_feedback": sum(worker_feedback) / len(worker_feedback),
             "time_worker_max": max(d + f for d, f in zip(worker_d, worker_feedback, strict=True)),
+            # mdgan.real_ahead: the real half of this iteration's D step, computed before its batches came
+            "time_worker_ahead": sum(answer.ahead_seconds for answer in self.answers) / len(self.answers),
             "feedbacks_used": len(self.answered) * per_rank,
         }
 

@@ -233,7 +233,8 @@ class Worker:
         d_seconds = prepared - started + outcome.d_seconds  # since the batches came
         Feedback(
             iteration,
-            d_seconds=d_seconds + outcome.ahead_seconds,
+            d_seconds=d_seconds,
             feedback_seconds=time.perf_counter() - started - d_seconds,
             numel=self.reply.payload.numel(),
+            ahead_seconds=outcome.ahead_seconds,
         ).encode(self.reply.header)
