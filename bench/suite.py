@@ -52,7 +52,7 @@ from jobs import Runner
 from machine import machine
 from report import document, header
 from sections import OPT_IN, SECTIONS
-from sections.network import WORKERS as NETWORK_WORKERS
+from sections.network import RANKS as NETWORK_RANKS
 from sections.overlap import add_arguments as add_overlap_arguments
 from sections.overlap import resolve_arguments as resolve_overlap_arguments
 from sections.packing import add_arguments as add_packing_arguments
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     if "packing" in args.sections:
         most = max(most, packing_processes(args))
     if "network" in args.sections:
-        most = max(most, NETWORK_WORKERS + 1)
+        most = max(most, NETWORK_RANKS)
     info = machine(args.device, most)
     with tempfile.TemporaryDirectory(prefix="mdgan-bench-") as temporary:
         scratch = args.scratch or Path(temporary)

@@ -1,14 +1,17 @@
-"""Section network: MD-GAN and FL-GAN at N = 4 with the paper's MNIST MLP over real links, each
-rank in its own network namespace, gloo over veth pairs shaped to 10 Gbit/s, 1 Gbit/s and
-100 Mbit/s each way (and unshaped), against a model of the iteration: its compute plus the
-server's bytes over the link rate. Needs root (links.py); elsewhere the table says it was skipped.
-Only when named (--sections network): it builds and removes network namespaces."""
+"""Section network: MD-GAN and FL-GAN over real links, each rank in its own network namespace,
+gloo over veth pairs shaped to 10 Gbit/s, 1 Gbit/s and 100 Mbit/s each way (and unshaped), against
+a model of the iteration: its compute plus the server's bytes over the link rate. At every rate
+the two algorithms at N = 4 with the paper's MNIST MLP; at 1 Gbit/s and 100 Mbit/s, where bytes
+cost time, also bfloat16 on the wire, mdgan.overlap, k = 1, mdgan.real_ahead off, N = 10 and the
+default model. Needs root (links.py); elsewhere the table says it was skipped. Only when named
+(--sections network): it builds and removes network namespaces."""
 
 from __future__ import annotations
 
 import argparse
 import itertools
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
 from jobs import Result, Runner, Spec
@@ -21,17 +24,50 @@ from mdgan_dist.experiments.tables import Column, keyed
 from .table import Table
 
 RATES: dict[str, int | None] = {"unshaped": None, "10 Gbit/s": 10**10, "1 Gbit/s": 10**9, "100 Mbit/s": 10**8}
+SLOW_RATES = ("1 Gbit/s", "100 Mbit/s")  # where the variants run: their bytes cost time there
 WORKERS = 4
 ALGORITHMS = {"mdgan": "MD-GAN", "flgan": "FL-GAN"}
-# The paper's MNIST MLP (conditional, ACGAN, b = 64), whatever --quick makes of the model: its
-# bytes per iteration are what the links are for. A rank that cannot reach a peer fails in a minute.
-OVERRIDES = ("model=mnist_mlp", "model.width=1.0", "recipe=paper", "train.batch_size=64", "comm.timeout_s=60")
+# b = 64 and a minute for a rank that cannot reach a peer, whatever --quick makes of the model.
+COMMON = ("train.batch_size=64", "comm.timeout_s=60")
+# The paper's MNIST MLP (conditional, ACGAN): its bytes per iteration are what the links are for.
+PAPER_MLP = ("model=mnist_mlp", "model.width=1.0", "recipe=paper")
+DEFAULT_MODEL = ("model=dcgan_small", "model.width=0.5")  # `make train`'s, whatever --quick says
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row per rate: an algorithm at N workers (W a process for MD-GAN) with its settings."""
+
+    label: str
+    algorithm: str
+    workers: int = WORKERS
+    per_rank: int = 1
+    overrides: tuple[str, ...] = PAPER_MLP
+    rates: tuple[str, ...] = tuple(RATES)
+
+    def spec(self, repeat: int) -> Spec:
+        return Spec(self.algorithm, self.workers, (*COMMON, *self.overrides), per_rank=self.per_rank, repeat=repeat)
+
+
+CASES = (
+    Case("MD-GAN", "mdgan"),
+    Case("FL-GAN", "flgan"),
+    Case("MD-GAN, bf16 wire", "mdgan", overrides=(*PAPER_MLP, "comm.dtype=bfloat16"), rates=SLOW_RATES),
+    Case("MD-GAN, overlap", "mdgan", overrides=(*PAPER_MLP, "mdgan.overlap=true"), rates=SLOW_RATES),
+    Case("MD-GAN, k = 1", "mdgan", overrides=(*PAPER_MLP, "mdgan.k=1"), rates=SLOW_RATES),
+    Case("MD-GAN, real_ahead off", "mdgan", overrides=(*PAPER_MLP, "mdgan.real_ahead=false"), rates=SLOW_RATES),
+    Case("MD-GAN, N = 10 (W = 5)", "mdgan", workers=10, per_rank=5, rates=SLOW_RATES),
+    Case("FL-GAN, N = 10", "flgan", workers=10, rates=SLOW_RATES),
+    Case("MD-GAN, default model", "mdgan", overrides=DEFAULT_MODEL, rates=SLOW_RATES),
+    Case("FL-GAN, default model", "flgan", overrides=DEFAULT_MODEL, rates=SLOW_RATES),
+)
+RANKS = max(case.workers // case.per_rank for case in CASES) + 1  # the star's nodes
 PROBE_BYTES = 32 * 2**20
-TITLE = f"Real links: N = {WORKERS}, the paper's MNIST MLP, ranks in network namespaces"
+TITLE = "Real links: MD-GAN and FL-GAN, ranks in network namespaces"
 
 
 COLUMNS: list[Column[Any]] = [
-    keyed("algorithm", "algorithm"),
+    keyed("case", "case"),
     keyed("link", "link"),
     keyed("goodput_bits", "goodput Mbit/s", lambda bits: integer(round(bits / 1e6))),
     keyed("wall_seconds", "ms/iter", ms),
@@ -76,7 +112,7 @@ def compute_seconds(run: Result) -> float:
 
 
 def row(
-    algorithm: str, link: str, rate: int | None, goodput: float, runs: list[Result], drops: int | None
+    case: Case, link: str, rate: int | None, goodput: float, runs: list[Result], drops: int | None
 ) -> dict[str, Any]:
     walls = [iteration_seconds(run) for run in runs]
     compute = statistics.median(compute_seconds(run) for run in runs)
@@ -84,7 +120,9 @@ def row(
     wire = None if rate is None else sent * 8 / rate
     model = compute + (wire or 0.0)
     return {
-        "algorithm": ALGORITHMS[algorithm],
+        "case": case.label,
+        "algorithm": ALGORITHMS[case.algorithm],
+        "workers": case.workers,
         "link": link,
         "rate_bits": rate,
         "goodput_bits": goodput,
@@ -96,7 +134,7 @@ def row(
         "wire_seconds": wire,
         "model_seconds": model,
         "over_model": statistics.median(walls) / model,
-        "averagings": sum(averagings(runs[0])) if algorithm == "flgan" else None,
+        "averagings": sum(averagings(runs[0])) if case.algorithm == "flgan" else None,
         "drops": drops,
     }
 
@@ -107,21 +145,22 @@ def section_network(args: argparse.Namespace, runner: Runner) -> Table:
         return Table(TITLE, COLUMNS, notes=[f"Skipped: {reason}."], summary={"skipped": reason})
     rows = []
     for link, rate in RATES.items():
-        with Star(WORKERS + 1, rate) as star:
+        with Star(RANKS, rate) as star:
             launch = LinksLaunch(star, link)
             goodput = transfer(star.nodes[1], star.nodes[0], PROBE_BYTES).bits_per_second
-            for algorithm in ALGORITHMS:
+            for case in (case for case in CASES if link in case.rates):
                 before = star.drops()
-                runs = [runner(Spec(algorithm, WORKERS, OVERRIDES, repeat=n), launch) for n in range(repeats(args))]
+                runs = [runner(case.spec(repeat), launch) for repeat in range(repeats(args))]
                 drops = None if rate is None else star.drops() - before  # unshaped: no queue to drop from
-                rows.append(row(algorithm, link, rate, goodput, runs, drops))
+                rows.append(row(case, link, rate, goodput, runs, drops))
     return Table(
         TITLE,
         COLUMNS,
         rows,
         notes=[
-            f"Every job: {' '.join(OVERRIDES)}, {runner.iterations} iterations (the section's model and batch "
-            "win over --quick's). Each rank alone in its network namespace, one process and one thread, joined by a veth pair "
+            f"Every job: {' '.join(COMMON)}, {runner.iterations} iterations, N = {WORKERS} and the paper's MNIST MLP "
+            f"({' '.join(PAPER_MLP)}) unless the case says otherwise; the default model is {' '.join(DEFAULT_MODEL)} "
+            "(the section's model and batch win over --quick's). Each rank alone in its network namespace, one process and one thread, joined by a veth pair "
             "to a bridge in a hub namespace (bench/links.py); gloo over TCP on those links, as between the nodes "
             "of a cluster through a switch. A rate shapes both ends of every link (tc tbf): what each rank sends "
             "and what it receives. The server's link carries all its traffic.",
@@ -137,5 +176,5 @@ def section_network(args: argparse.Namespace, runner: Runner) -> Table:
             f"the links' queues dropped during the jobs ({QUEUE_BYTES // 2**20} MiB each, meant to hold every "
             "window in flight).",
         ],
-        summary={"workers": WORKERS, "overrides": list(OVERRIDES)},
+        summary={"workers": WORKERS, "overrides": list(COMMON), "cases": [case.label for case in CASES]},
     )
