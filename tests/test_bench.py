@@ -133,6 +133,7 @@ def test_real_halves_ahead_are_timed_off_and_on_against_a_repeated_bound(report:
         assert row["wall_min"] <= row["wall_seconds"] <= row["wall_max"]
         assert 0 < row["bound_min"] <= row["bound_seconds"] <= row["bound_max"]
         assert row["over_bound_min"] <= row["over_bound"] <= row["over_bound_max"]
+        assert row["worker_alone_seconds"] > 0 and row["worker_busy_seconds"] > 0 and row["busy_bound_seconds"] > 0
         assert row["server_seconds"] > 0 and row["worker_seconds"] > 0
         # Every iteration but the last (the stop follows it) has its real half computed ahead.
         assert row["halves_ahead"] == (10 - 1 if row["real_ahead"] else 0)

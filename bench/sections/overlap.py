@@ -16,7 +16,7 @@ from jobs import Result, Runner, Spec
 from mdgan_dist.experiments.formatting import ms, ratio
 from mdgan_dist.experiments.tables import Column, keyed
 
-from .role_compute import compute_bound
+from .role_compute import compute_bound, contended_worker_seconds
 from .table import Table
 
 WORKERS = 4
@@ -75,9 +75,18 @@ def section_overlap(args: argparse.Namespace, runner: Runner) -> Table:
                 )
                 runs[ahead].append(runner(spec))
         bound_overrides = [*runner.shared_overrides(), *overrides]
-        bounds = [
+        measured = [
             compute_bound(bound_overrides, WORKERS, setting.per_rank, args.repetitions, cores) for _ in range(repeats)
         ]
+        bounds = [bound.seconds for bound in measured]
+        alone = statistics.median(bound.worker for bound in measured)
+        busy = statistics.median(
+            seconds
+            for _ in range(repeats)
+            for seconds in contended_worker_seconds(bound_overrides, setting.per_rank, args.repetitions, cores)
+        )
+        processes = measured[0].processes
+        busy_bound = (statistics.median(bound.server for bound in measured) + processes * busy) / cores
         for ahead, jobs in runs.items():
             walls = [job.wall for job in jobs]
             rows.append(
@@ -93,6 +102,10 @@ def section_overlap(args: argparse.Namespace, runner: Runner) -> Table:
                     "over_bound": statistics.median(walls) / statistics.median(bounds),
                     "over_bound_min": min(walls) / max(bounds),
                     "over_bound_max": max(walls) / min(bounds),
+                    "worker_alone_seconds": alone,
+                    "worker_busy_seconds": busy,
+                    "busy_bound_seconds": busy_bound,
+                    "over_busy_bound": statistics.median(walls) / busy_bound,
                     **where_time_goes(jobs),
                     # D steps a worker process computed a real half ahead for, the fewest of any
                     "halves_ahead": min(stats["real_halves_ahead"] for job in jobs for stats in job.worker_stats),
@@ -114,6 +127,9 @@ def section_overlap(args: argparse.Namespace, runner: Runner) -> Table:
                 "x bound range",
                 lambda row: f"{ratio(row['over_bound_min'])}-{ratio(row['over_bound_max'])}",
             ),
+            keyed("worker_alone_seconds", "worker step alone ms", ms),
+            keyed("worker_busy_seconds", "every core busy ms", ms),
+            keyed("over_busy_bound", "x busy bound", ratio),
             keyed("server_seconds", "server compute ms", ms),
             keyed("wait_seconds", "server waits ms", ms),
             keyed("worker_seconds", "slowest worker ms", ms),
@@ -125,7 +141,10 @@ def section_overlap(args: argparse.Namespace, runner: Runner) -> Table:
             "range: the lowest and highest job median. Compute bound: the server's generate and G step plus "
             "every worker process's iteration, timed in one process on one thread (each the median of "
             f"--repetitions), divided over the {cores} cores, measured {repeats} times. x bound range: the "
-            "lowest job over the highest bound to the highest job over the lowest bound. Server compute: "
+            "lowest job over the highest bound to the highest job over the lowest bound. Worker step alone: "
+            "one worker process's iteration in the bound; every core busy: the same timed in one process per "
+            "core at once (the median over them and the repeats); busy bound: the bound with that worker step, "
+            "what the cores deliver when all of them compute. Server compute: "
             "generate and G's step; slowest worker: the slowest worker process's D steps and feedback once the "
             "batches came, as it reports them; ahead: the real half a worker computed before they came (the mean "
             "over the workers). Jobs off and on alternate.",

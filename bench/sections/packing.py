@@ -81,7 +81,7 @@ def section_packing(args: argparse.Namespace, runner: Runner) -> Table:
                 ]
                 walls = [run.wall for run in runs]
                 overrides_bound = [*runner.shared_overrides(), *args.packing_overrides]
-                bound = compute_bound(overrides_bound, workers, layout.per_rank, args.repetitions, cores)
+                bound = compute_bound(overrides_bound, workers, layout.per_rank, args.repetitions, cores).seconds
                 rows.append(
                     {
                         "batch": batch,

@@ -5,8 +5,11 @@ them, without the wire."""
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -23,6 +26,8 @@ from mdgan_dist.resources import one_intra_op_thread
 from mdgan_dist.seeding import generator as noise_stream
 
 from .timing import median_seconds
+
+CONTENDED_TIMEOUT_S = 600.0  # a child that builds or times for longer has failed
 
 
 def compute_steps(cfg: Config, workers: list[int], device: torch.device) -> dict[str, Callable[[], None]]:
@@ -93,10 +98,24 @@ def worker_step(
     return step
 
 
-def compute_bound(overrides: list[str], workers: int, per_rank: int, repetitions: int, cores: int) -> float:
-    """Seconds per iteration if the compute of a job of `workers` workers, `per_rank` a process,
-    timed in this process on one thread (the server's generate and G step, and each worker
-    process's iteration, each the median of `repetitions`), were spread over `cores` cores."""
+@dataclass(frozen=True)
+class Bound:
+    """A job's compute per iteration, timed on one thread: the server's generate and G step, and
+    one worker process's iteration (each the median of the repetitions)."""
+
+    server: float
+    worker: float
+    processes: int  # worker processes
+    cores: int
+
+    @property
+    def seconds(self) -> float:
+        """The compute bound: seconds per iteration if that compute were spread over every core."""
+        return (self.server + self.processes * self.worker) / self.cores
+
+
+def compute_bound(overrides: list[str], workers: int, per_rank: int, repetitions: int, cores: int) -> Bound:
+    """The compute of a job of `workers` workers, `per_rank` a process, timed in this process."""
     cfg = compose(overrides)
     with one_intra_op_thread():
         plan = plan_data(cfg, 1)
@@ -105,6 +124,39 @@ def compute_bound(overrides: list[str], workers: int, per_rank: int, repetitions
         k = resolved_k(cfg.mdgan, workers)
         server = server_step(cfg, plan.image_shape, plan.num_classes, k, cpu, workers)
         worker = worker_step(cfg, plan.image_shape, plan.num_classes, shard, per_rank, cpu)
-        seconds = median_seconds(server, repetitions, time.thread_time)
-        seconds += workers // per_rank * median_seconds(worker, repetitions, time.thread_time)
-    return seconds / cores
+        server_seconds = median_seconds(server, repetitions, time.thread_time)
+        worker_seconds = median_seconds(worker, repetitions, time.thread_time)
+    return Bound(server_seconds, worker_seconds, workers // per_rank, cores)
+
+
+def _time_worker_step(overrides: list[str], per_rank: int, repetitions: int, start: Any, out: Any) -> None:
+    """In a process of its own: one worker process's iteration, built, then timed once every
+    process of contended_worker_seconds is ready."""
+    cfg = compose(overrides)
+    with one_intra_op_thread():
+        plan = plan_data(cfg, 1)
+        shard = load_shard(plan.train, plan.shards[0])
+        worker = worker_step(cfg, plan.image_shape, plan.num_classes, shard, per_rank, torch.device("cpu"))
+        start.wait()
+        out.put(median_seconds(worker, repetitions, time.thread_time))
+
+
+def contended_worker_seconds(overrides: list[str], per_rank: int, repetitions: int, processes: int) -> list[float]:
+    """One worker process's iteration timed in `processes` processes at once, one thread each: what
+    a core delivers while every core is busy (shared caches and memory bandwidth, and on a virtual
+    machine whatever the host shares). Each process's median CPU seconds."""
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Barrier(processes), context.Queue()
+    children = [
+        context.Process(target=_time_worker_step, args=(overrides, per_rank, repetitions, start, out))
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        return [out.get(timeout=CONTENDED_TIMEOUT_S) for _ in children]
+    finally:
+        for child in children:
+            child.join(timeout=CONTENDED_TIMEOUT_S)
+            if child.is_alive():
+                child.kill()
