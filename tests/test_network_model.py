@@ -48,6 +48,10 @@ def test_mdgan_model_is_the_server_and_slowest_worker_compute_plus_the_server_by
     assert figures["wire_seconds"] == pytest.approx(wire)
     assert figures["model_seconds"] == pytest.approx(compute + wire)
     assert figures["over_model"] == pytest.approx(0.15 / (compute + wire))
+    # Pipelined: all it sends, then the last of the 4 worker processes' feedback (a quarter of it).
+    path = (1_000_000 + 250_000 / 4) * 8 / RATE
+    assert figures["pipelined_seconds"] == pytest.approx(compute + path)
+    assert figures["over_pipelined"] == pytest.approx(0.15 / (compute + path))
     assert figures["wall_min"] == figures["wall_max"] == pytest.approx(0.15)
 
 
@@ -66,6 +70,7 @@ def test_flgan_compute_is_its_iterations_without_an_averaging_and_its_wall_the_m
     sent = sum(r["server_bytes_sent"] + r["server_bytes_recv"] for r in timed) / len(timed)
     assert figures["server_bytes"] == pytest.approx(sent)
     assert figures["model_seconds"] == pytest.approx(0.1 + sent * 8 / RATE)
+    assert figures["pipelined_seconds"] == pytest.approx(figures["model_seconds"])  # an averaging waits for all
 
 
 def test_an_unshaped_link_has_no_wire_time_in_the_model() -> None:

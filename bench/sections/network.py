@@ -77,6 +77,8 @@ COLUMNS: list[Column[Any]] = [
     keyed("wire_seconds", "wire ms", ms),
     keyed("model_seconds", "model ms", ms),
     keyed("over_model", "measured / model", ratio),
+    keyed("pipelined_seconds", "pipelined model ms", ms),
+    keyed("over_pipelined", "measured / pipelined", ratio),
     keyed("averagings", "averagings timed"),
     keyed("drops", "drops"),
 ]
@@ -93,6 +95,18 @@ def iteration_seconds(run: Result) -> float:
 
 def server_bytes(run: Result) -> float:
     return run.mean(lambda record: record["server_bytes_sent"] + record["server_bytes_recv"])
+
+
+def path_bytes(run: Result, case: Case) -> float:
+    """The server's bytes on the iteration's path. FL-GAN: all of them (an averaging needs every
+    model in before any goes out). MD-GAN: what it sends, then only the last worker process's
+    feedback. Its links are full duplex: the feedback of the processes served first comes back
+    while the server still sends to the others, so only the last one's follows all the batches
+    (as long as a process computes no longer than the server takes to send the next one's)."""
+    if case.algorithm == "flgan":
+        return server_bytes(run)
+    processes = case.workers // case.per_rank
+    return run.mean(lambda record: record["server_bytes_sent"] + record["server_bytes_recv"] / processes)
 
 
 def averagings(run: Result) -> list[bool]:
@@ -119,6 +133,8 @@ def row(
     sent = statistics.median(server_bytes(run) for run in runs)
     wire = None if rate is None else sent * 8 / rate
     model = compute + (wire or 0.0)
+    path = None if rate is None else statistics.median(path_bytes(run, case) for run in runs) * 8 / rate
+    pipelined = compute + (path or 0.0)
     return {
         "case": case.label,
         "algorithm": ALGORITHMS[case.algorithm],
@@ -134,6 +150,9 @@ def row(
         "wire_seconds": wire,
         "model_seconds": model,
         "over_model": statistics.median(walls) / model,
+        "path_wire_seconds": path,
+        "pipelined_seconds": pipelined,
+        "over_pipelined": statistics.median(walls) / pipelined,
         "averagings": sum(averagings(runs[0])) if case.algorithm == "flgan" else None,
         "drops": drops,
     }
@@ -169,7 +188,10 @@ def section_network(args: argparse.Namespace, runner: Runner) -> Table:
             "from each job's own records: MD-GAN the server's generation and G step plus the slowest worker's D "
             "steps and feedback; FL-GAN the mean of its iterations without an averaging. Server bytes: sent + "
             "received per timed iteration (MD-GAN's swaps off; FL-GAN averages once per local epoch, E = 1). "
-            "Wire: server bytes x 8 / rate. Model: compute + wire (unshaped: compute). Medians over the jobs.",
+            "Wire: server bytes x 8 / rate. Model: compute + wire (unshaped: compute). Pipelined model: compute + "
+            "the bytes on the iteration's path x 8 / rate: FL-GAN all of them, MD-GAN what the server sends and "
+            "then the last worker process's feedback (the links are full duplex: the others' feedback comes back "
+            "while the server still sends). Medians over the jobs.",
             "The rate counts whole frames: TCP, IP and Ethernet headers take about 4.4 % of a full 1,514-byte "
             "frame, and the model leaves them out. Goodput: one TCP stream of "
             f"{PROBE_BYTES // 2**20} MiB from rank 1 to rank 0 over the same links before the jobs. Drops: packets "
