@@ -127,13 +127,28 @@ class Torchrun:
         self, spec: Spec, argv: list[str], env: dict[str, str] | None, cwd: Path, output: IO[str], timeout_s: float
     ) -> int:
         command = [*launcher(spec), *argv]
-        done = subprocess.run(
-            command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, timeout=timeout_s, check=False
-        )
-        return done.returncode
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            return process.wait(timeout=timeout_s)
+        finally:  # past the timeout, or on Ctrl-C
+            if process.poll() is None:
+                end_torchrun(process)
 
 
 TORCHRUN = Torchrun()
+TORCHRUN_GRACE_S = 60.0  # torchrun's own wait for its ranks to end is 30 s before it kills them
+
+
+def end_torchrun(process: subprocess.Popen[bytes]) -> None:
+    """Ends a torchrun and every rank it started. Its ranks run in sessions of their own, out of
+    reach of a signal to its process group, and a killed torchrun leaves them running: it is asked
+    to stop (SIGTERM), and it ends its ranks before it exits. Killed only if it does not."""
+    process.terminate()
+    try:
+        process.wait(timeout=TORCHRUN_GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class Runner:

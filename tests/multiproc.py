@@ -145,6 +145,18 @@ class Torchrun:
         raise AssertionError(f"no trainer process with RANK={rank} for {self.run_dir}")
 
 
+def trainer_processes(run_dir: Path) -> list[int]:
+    """Every live process whose command line names this run directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(run_dir).encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue  # it ended while we looked
+    return found
+
+
 def metrics(run_dir: Path) -> list[dict]:
     """The records of a run's metrics.jsonl."""
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]

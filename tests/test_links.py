@@ -22,24 +22,12 @@ from jobs import Runner, Spec
 from link_probe import transfer
 from links import LinksError, Star, namespaces, pids, run, unavailable
 from links_launch import LinksLaunch
-from multiproc import TINY
+from multiproc import TINY, trainer_processes
 from sections.analytic import analytic_iteration_bytes
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=f"real links: {unavailable()}")
 
 RATE = 10**8  # 100 Mbit/s
-
-
-def trainer_processes(run_dir: Path) -> list[int]:
-    """Every live process whose command line names this run directory."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and str(run_dir).encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue  # it ended while we looked
-    return found
 
 
 def assert_nothing_left(star: Star) -> None:
