@@ -1,7 +1,8 @@
 """Section overlap: mdgan.real_ahead off and on (a worker computes the real half of its next D step
 while the next batches travel; no number changes), each job against the job's compute bound,
 with repeated jobs and a repeated bound: the paper's MNIST MLP at N = 4, b = 64 packed on two
-processes, and the default run (`make train`: N = 4, one worker a process)."""
+processes, the default run (`make train`: N = 4, one worker a process), and the default model
+packed as the MLP is."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ class Setting:
 SETTINGS = (
     Setting("paper MLP, b = 64, packed (W = 2)", 2, 1, ("model=mnist_mlp", "model.width=1.0", "train.batch_size=64")),
     Setting("default run", 1, None, ()),
+    # The default model with its workers packed as the MLP's: one worker process per core.
+    Setting("default model, packed (W = 2)", 2, 1, ()),
 )
 
 
