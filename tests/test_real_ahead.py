@@ -5,6 +5,7 @@ does, its metrics equal, and the workers say how many real halves they computed 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,23 @@ def test_a_worker_dropped_with_a_real_half_ahead_leaves_cleanly(tmp_path: Path) 
     assert halves_ahead(early, 4) == [ITERATIONS - 1] * 2 + [3]  # the liar's third met the STOP
     assert_same_final_models(early, plain)
     assert without_timings(metrics(early)) == without_timings(metrics(plain))
+
+
+def test_a_run_resumes_with_real_ahead_switched_bit_identical(tmp_path: Path) -> None:
+    """real_ahead is no part of the trajectory: 4 iterations without it, resumed to 8 with it,
+    end where 8 with it do, checkpoints every 2 iterations."""
+    settings = [*TINY, "log.every=1", "checkpoint.every=2", "mdgan.swap_every_epochs=0.02"]
+    runs = {}
+    for name, iterations, ahead in (("straight", ITERATIONS, True), ("half", ITERATIONS // 2, False)):
+        (tmp_path / name).mkdir()
+        overrides = [*settings, f"train.iterations={iterations}", f"mdgan.real_ahead={ahead}"]
+        runs[name] = run_job(tmp_path / name, 4, overrides)
+    shutil.copytree(runs["half"], tmp_path / "resumed" / "run")
+    for final in (tmp_path / "resumed" / "run").glob("*.pt"):  # what the resumed run writes
+        final.unlink()
+    resumed = run_job(tmp_path / "resumed", 4, [*settings, f"train.iterations={ITERATIONS}", "mdgan.real_ahead=true"])
+    assert (
+        f"at iteration {ITERATIONS // 2}" in (tmp_path / "resumed" / "rank0.log").read_text()
+    )  # resumed, not restarted
+    assert_same_final_models(resumed, runs["straight"])
+    assert without_timings(metrics(resumed)) == without_timings(metrics(runs["straight"]))
