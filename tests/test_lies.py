@@ -9,7 +9,7 @@ import torch
 
 from mdgan_dist.algorithms.aggregation import Judgements
 from mdgan_dist.algorithms.mdgan.lies import AMPLIFICATION, falsified
-from mdgan_dist.algorithms.mdgan.outliers import OUTLIER_RATIO, OutlierWatch, outlying
+from mdgan_dist.algorithms.mdgan.outliers import OUTLIER_RATIO, OutlierWatch, distance_ratios, outlying
 from mdgan_dist.checkpoint import atomic_save, load
 from mdgan_dist.config import Lie
 
@@ -46,7 +46,7 @@ def test_an_amplified_or_negated_judge_is_far_off_and_honest_ones_are_not() -> N
     feedbacks = scattered(5, 1)
     feedbacks[1] = falsified(Lie.amplify, feedbacks[1], 0, 1, 0)
     feedbacks[3] = falsified(Lie.negate, feedbacks[3], 0, 3, 0)
-    far = outlying(judgements(feedbacks, [0] * 5))
+    far = outlying(distance_ratios(judgements(feedbacks, [0] * 5)))
     assert sorted(far) == [1, 3] and all(ratio > OUTLIER_RATIO for ratio in far.values())
     # The watch logs the largest ratio of the iteration, the liars' or, without them, an honest one's.
     watch = OutlierWatch(iterations=3)
@@ -61,7 +61,7 @@ def test_judges_are_compared_within_their_batch_and_batches_of_two_are_not_judge
     # two judges have no median to stray from).
     feedbacks = scattered(5, 2)
     feedbacks[4], feedbacks[3] = feedbacks[4] * 100, feedbacks[3] * 100
-    assert list(outlying(judgements(feedbacks, [0, 1, 0, 1, 0]))) == [4]
+    assert list(outlying(distance_ratios(judgements(feedbacks, [0, 1, 0, 1, 0])))) == [4]
 
 
 def test_a_worker_is_named_after_a_streak_once_and_a_break_resets_it() -> None:

@@ -38,9 +38,9 @@ def distance_ratios(judged: Judgements) -> dict[int, float]:
     return ratios
 
 
-def outlying(judged: Judgements) -> dict[int, float]:
-    """The judges that are outliers in this iteration, each with its distance ratio."""
-    return {judge: ratio for judge, ratio in distance_ratios(judged).items() if ratio > OUTLIER_RATIO}
+def outlying(ratios: dict[int, float]) -> dict[int, float]:
+    """Of an iteration's distance_ratios, the judges that are outliers, each with its ratio."""
+    return {judge: ratio for judge, ratio in ratios.items() if ratio > OUTLIER_RATIO}
 
 
 class OutlierWatch:
@@ -74,7 +74,7 @@ class OutlierWatch:
         returns their ranks."""
         ratios = distance_ratios(judged)
         self.largest = max(ratios.values(), default=0.0)
-        far = {judge: ratio for judge, ratio in ratios.items() if ratio > OUTLIER_RATIO}
+        far = outlying(ratios)
         named = []
         for position, worker in enumerate((rank, slot) for rank in ranks for slot in range(per_rank)):
             self.streaks[worker] = self.streaks.get(worker, 0) + 1 if position in far else 0
