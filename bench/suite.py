@@ -27,7 +27,8 @@ Sections (each one table and one JSON entry):
   aggregation  what each rule of mdgan.aggregate costs the server at N = 10 and 50 (in this process)
   privacy      what DP-SGD discriminators cost a worker process's iteration (in this process)
   overlap      a worker's real half computed ahead (mdgan.real_ahead) off and on, N = 4, the paper's
-               MLP and the default run, against the compute bound, with repeated jobs and bounds
+               MLP, the default run and the default model packed, against the compute bound, with
+               repeated jobs and bounds
   network      MD-GAN and FL-GAN at N = 4 over real links (network namespaces, veth, tc tbf) at
                10 Gbit/s, 1 Gbit/s and 100 Mbit/s against compute + bytes / rate; only when named,
                and only as root (elsewhere: skipped)

@@ -14,13 +14,11 @@ from mdgan_dist.algorithms.mdgan.compute import GeneratorCompute
 from mdgan_dist.algorithms.mdgan.discriminators import DiscriminatorCompute
 from mdgan_dist.compose import compose
 from mdgan_dist.config import resolved_k
-from mdgan_dist.data import load_shard
 from mdgan_dist.experiments.formatting import ms, ratio
 from mdgan_dist.experiments.tables import keyed
-from mdgan_dist.job import plan_data
 from mdgan_dist.resources import one_intra_op_thread
 
-from .role_compute import server_step, worker_step
+from .role_compute import one_shard, server_step, worker_step
 from .table import Table
 from .timing import median_seconds
 
@@ -31,9 +29,7 @@ def section_guard(args: argparse.Namespace, runner: Runner) -> Table:
     cfg = compose(runner.shared_overrides())
     with one_intra_op_thread():
         cpu = torch.device("cpu")
-        plan = plan_data(cfg, 1)
-        shape, classes = plan.image_shape, plan.num_classes
-        shard = load_shard(plan.train, plan.shards[0])
+        shape, classes, shard = one_shard(cfg)
         worker = DiscriminatorCompute(cfg, shape, classes, [shard], [0], cpu)
         k = resolved_k(cfg.mdgan, WORKERS)
         server = GeneratorCompute(cfg, shape, classes, k, cpu)

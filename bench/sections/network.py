@@ -21,7 +21,7 @@ from links_launch import LinksLaunch
 from mdgan_dist.experiments.formatting import integer, ms, ratio
 from mdgan_dist.experiments.tables import Column, keyed
 
-from .table import Table
+from .table import Table, range_column
 
 RATES: dict[str, int | None] = {"unshaped": None, "10 Gbit/s": 10**10, "1 Gbit/s": 10**9, "100 Mbit/s": 10**8}
 SLOW_RATES = ("1 Gbit/s", "100 Mbit/s")  # where the variants run: their bytes cost time there
@@ -71,7 +71,7 @@ COLUMNS: list[Column[Any]] = [
     keyed("link", "link"),
     keyed("goodput_bits", "goodput Mbit/s", lambda bits: integer(round(bits / 1e6))),
     keyed("wall_seconds", "ms/iter", ms),
-    Column("range", "range", lambda row: f"{ms(row['wall_min'])}-{ms(row['wall_max'])}"),
+    range_column("range", "range", "wall_min", "wall_max", ms),
     keyed("compute_seconds", "compute ms", ms),
     keyed("server_bytes", "server bytes/iter", lambda value: integer(round(value))),
     keyed("wire_seconds", "wire ms", ms),

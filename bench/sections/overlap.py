@@ -18,7 +18,7 @@ from mdgan_dist.experiments.formatting import ms, ratio
 from mdgan_dist.experiments.tables import Column, keyed
 
 from .role_compute import compute_bound, contended_worker_seconds
-from .table import Table
+from .table import Table, range_column
 
 WORKERS = 4
 
@@ -37,10 +37,6 @@ SETTINGS = (
     # The default model with its workers packed as the MLP's: one worker process per core.
     Setting("default model, packed (W = 2)", 2, 1, ()),
 )
-
-
-def spread(values: list[float]) -> str:
-    return f"{ms(min(values))}-{ms(max(values))}"
 
 
 def where_time_goes(runs: list[Result]) -> dict[str, float]:
@@ -121,15 +117,11 @@ def section_overlap(args: argparse.Namespace, runner: Runner) -> Table:
             keyed("setting", "setting"),
             Column("real_ahead", "real_ahead", lambda row: "on" if row["real_ahead"] else "off"),
             keyed("wall_seconds", "ms/iter (median)", ms),
-            Column("wall_range", "range", lambda row: spread([row["wall_min"], row["wall_max"]])),
+            range_column("wall_range", "range", "wall_min", "wall_max", ms),
             keyed("bound_seconds", "compute bound ms", ms),
-            Column("bound_range", "bound range", lambda row: spread([row["bound_min"], row["bound_max"]])),
+            range_column("bound_range", "bound range", "bound_min", "bound_max", ms),
             keyed("over_bound", "x bound", ratio),
-            Column(
-                "over_bound_range",
-                "x bound range",
-                lambda row: f"{ratio(row['over_bound_min'])}-{ratio(row['over_bound_max'])}",
-            ),
+            range_column("over_bound_range", "x bound range", "over_bound_min", "over_bound_max", ratio),
             keyed("worker_alone_seconds", "worker step alone ms", ms),
             keyed("worker_busy_seconds", "every core busy ms", ms),
             keyed("over_busy_bound", "x busy bound", ratio),

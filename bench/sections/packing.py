@@ -12,10 +12,10 @@ from typing import Any
 
 from jobs import Result, Runner, Spec
 from mdgan_dist.experiments.formatting import mib, ms, ratio
-from mdgan_dist.experiments.tables import Column, keyed
+from mdgan_dist.experiments.tables import keyed
 
 from .role_compute import compute_bound
-from .table import Table
+from .table import Table, range_column
 
 GIB = 2**30
 
@@ -111,7 +111,7 @@ def section_packing(args: argparse.Namespace, runner: Runner) -> Table:
             keyed("per_rank", "W"),
             keyed("threads", "threads"),
             keyed("wall_seconds", "ms/iter (median)", ms),
-            Column("range", "range", lambda row: f"{ms(row['wall_min'])}-{ms(row['wall_max'])}"),
+            range_column("range", "range", "wall_min", "wall_max", ms),
             keyed("bound_seconds", "compute bound ms", ms),
             keyed("over_bound", "x bound", ratio),
             keyed("job_memory", "job peak RSS MiB", mib),

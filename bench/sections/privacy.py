@@ -12,13 +12,11 @@ import torch
 
 from jobs import Runner
 from mdgan_dist.compose import compose
-from mdgan_dist.data import load_shard
 from mdgan_dist.experiments.formatting import ms, ratio
 from mdgan_dist.experiments.tables import keyed
-from mdgan_dist.job import plan_data
 from mdgan_dist.resources import one_intra_op_thread
 
-from .role_compute import worker_step
+from .role_compute import one_shard, worker_step
 from .table import Table
 from .timing import median_seconds
 
@@ -33,9 +31,7 @@ def section_privacy(args: argparse.Namespace, runner: Runner) -> Table:
     rows = []
     with one_intra_op_thread():
         cpu = torch.device("cpu")
-        plan = plan_data(cfg, 1)
-        shape, classes = plan.image_shape, plan.num_classes
-        shard = load_shard(plan.train, plan.shards[0])
+        shape, classes, shard = one_shard(cfg)
         for slots in SLOTS:
             plain_step = worker_step(cfg, shape, classes, shard, slots, cpu)
             private_step = worker_step(private, shape, classes, shard, slots, cpu, NOISE_MULTIPLIER)

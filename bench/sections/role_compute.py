@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import queue
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,14 +29,23 @@ from mdgan_dist.seeding import generator as noise_stream
 from .timing import median_seconds
 
 CONTENDED_TIMEOUT_S = 600.0  # a child that builds or times for longer has failed
+CHILD_EXIT_S = 30.0
+
+
+Shard = tuple[torch.Tensor, torch.Tensor]  # images and labels
+
+
+def one_shard(cfg: Config) -> tuple[tuple[int, int, int], int, Shard]:
+    """The image shape, the class count and one shard: the whole train split (a shard's size
+    costs no compute)."""
+    plan = plan_data(cfg, 1)
+    return plan.image_shape, plan.num_classes, load_shard(plan.train, plan.shards[0])
 
 
 def compute_steps(cfg: Config, workers: list[int], device: torch.device) -> dict[str, Callable[[], None]]:
     """One iteration of each role: an MD-GAN worker, an FL-GAN worker, and the MD-GAN server for
     every k the worker counts resolve to."""
-    plan = plan_data(cfg, 1)  # one shard, the whole train split: the shard size costs no compute
-    shape, classes = plan.image_shape, plan.num_classes
-    shard = load_shard(plan.train, plan.shards[0])
+    shape, classes, shard = one_shard(cfg)
 
     mdgan_worker = worker_step(cfg, shape, classes, shard, 1, device)
 
@@ -118,12 +128,10 @@ def compute_bound(overrides: list[str], workers: int, per_rank: int, repetitions
     """The compute of a job of `workers` workers, `per_rank` a process, timed in this process."""
     cfg = compose(overrides)
     with one_intra_op_thread():
-        plan = plan_data(cfg, 1)
-        shard = load_shard(plan.train, plan.shards[0])
+        shape, classes, shard = one_shard(cfg)
         cpu = torch.device("cpu")
-        k = resolved_k(cfg.mdgan, workers)
-        server = server_step(cfg, plan.image_shape, plan.num_classes, k, cpu, workers)
-        worker = worker_step(cfg, plan.image_shape, plan.num_classes, shard, per_rank, cpu)
+        server = server_step(cfg, shape, classes, resolved_k(cfg.mdgan, workers), cpu, workers)
+        worker = worker_step(cfg, shape, classes, shard, per_rank, cpu)
         server_seconds = median_seconds(server, repetitions, time.thread_time)
         worker_seconds = median_seconds(worker, repetitions, time.thread_time)
     return Bound(server_seconds, worker_seconds, workers // per_rank, cores)
@@ -134,10 +142,8 @@ def _time_worker_step(overrides: list[str], per_rank: int, repetitions: int, sta
     process of contended_worker_seconds is ready."""
     cfg = compose(overrides)
     with one_intra_op_thread():
-        plan = plan_data(cfg, 1)
-        shard = load_shard(plan.train, plan.shards[0])
-        worker = worker_step(cfg, plan.image_shape, plan.num_classes, shard, per_rank, torch.device("cpu"))
-        start.wait()
+        worker = worker_step(cfg, *one_shard(cfg), per_rank, torch.device("cpu"))
+        start.wait(timeout=CONTENDED_TIMEOUT_S)  # a sibling that failed to build breaks the barrier
         out.put(median_seconds(worker, repetitions, time.thread_time))
 
 
@@ -154,9 +160,29 @@ def contended_worker_seconds(overrides: list[str], per_rank: int, repetitions: i
     for child in children:
         child.start()
     try:
-        return [out.get(timeout=CONTENDED_TIMEOUT_S) for _ in children]
+        return [gathered(out, children) for _ in children]
     finally:
         for child in children:
-            child.join(timeout=CONTENDED_TIMEOUT_S)
+            child.join(timeout=CHILD_EXIT_S)  # each ends once it has put its figure
             if child.is_alive():
                 child.kill()
+                child.join()
+
+
+def gathered(out: Any, children: list[Any]) -> float:
+    """The next figure a child of contended_worker_seconds puts; an error naming the failure when a
+    child died or none answered within CONTENDED_TIMEOUT_S."""
+    deadline = time.monotonic() + CONTENDED_TIMEOUT_S
+    while True:
+        try:
+            return float(out.get(timeout=1.0))
+        except queue.Empty:
+            failed = [child.exitcode for child in children if child.exitcode not in (None, 0)]
+            if failed:
+                raise RuntimeError(
+                    f"a process timing the worker step ended with exit code {failed[0]}; its error is above"
+                ) from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the processes timing the worker step gave no figure in {CONTENDED_TIMEOUT_S:.0f} s"
+                ) from None

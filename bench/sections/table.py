@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,3 +23,8 @@ class Table:
 
     def to_json(self) -> dict[str, Any]:
         return {"title": self.title, "rows": self.rows, "notes": self.notes, **self.summary}
+
+
+def range_column(key: str, title: str, low: str, high: str, show: Callable[[float], str]) -> Column[Any]:
+    """A row's range as "low-high", from its keys `low` and `high`, each end shown by `show`."""
+    return Column(key, title, lambda row: f"{show(row[low])}-{show(row[high])}")
