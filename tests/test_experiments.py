@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mdgan_dist import config
 from mdgan_dist.algorithms.registry import validate
 from mdgan_dist.compose import compose
 from mdgan_dist.config import Config, FaultConfig, MDGANConfig, TrainConfig
@@ -26,6 +25,7 @@ from mdgan_dist.experiments.grid import load_preset
 from mdgan_dist.experiments.launcher import Command, RankProcesses, free_port, split_ranks
 from mdgan_dist.experiments.paths import PRESET_DIR, SBATCH_SCRIPT
 from mdgan_dist.experiments.targets import Target, parse_target
+from run_dirs import make_run, scores, training
 
 PAPER_PRESETS = ("paper_mnist_mlp", "paper_mnist_cnn", "paper_cifar10_cnn")
 # By hand: standalone once per b (2); flgan 4 N x 2 b (8); mdgan k in {1, ceil(log2 N)}, which is
@@ -348,44 +348,6 @@ def test_a_split_that_leaves_a_class_out_stops_the_grid_before_any_run(tmp_path:
 # --- results ---------------------------------------------------------------------------------------
 
 
-def make_run(
-    root: Path,
-    name: str,
-    cfg: Config,
-    records: list[dict],
-    workers: int | None,
-    finished: bool,
-    group: str | None = None,
-    floor: dict | None = None,
-) -> None:
-    """A run directory as the trainer and the runner leave it."""
-    run_dir = root / name
-    run_dir.mkdir(parents=True)
-    config.save(cfg, run_dir / "config.yaml")
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
-    if workers is not None:
-        (run_dir / "grid.json").write_text(json.dumps({"name": name, "group": group or name, "workers": workers}))
-    if floor is not None:
-        (run_dir / "real_floor.json").write_text(json.dumps(floor))
-    if finished:
-        (run_dir / "generator.pt").write_bytes(b"model")
-
-
-def training(iteration: int, elapsed: float, workers: int, seconds: float = 0.1) -> dict:
-    return {
-        "iteration": iteration,
-        "g_loss": 1.0,
-        "d_loss": 0.5,
-        "d_loss_per_worker": [0.5] * workers,
-        "elapsed_seconds": elapsed,
-        "iteration_seconds": seconds,
-    }
-
-
-def scores(iteration: int, elapsed: float, cs: float, fd: float, **extra: float) -> dict:
-    return {"iteration": iteration, "elapsed_seconds": elapsed, "classifier_score": cs, "frechet_distance": fd, **extra}
-
-
 def make_grid(root: Path, with_inception: bool) -> None:
     mdgan_records = [
         training(10, 1.0, 2, seconds=0.25),
@@ -610,7 +572,7 @@ def test_results_show_the_outlier_watchs_detection_delay_and_false_alarms(tmp_pa
 def test_results_of_a_folder_without_runs_is_an_error(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty").mkdir()
     assert main(["results", str(tmp_path / "empty")]) == 2
-    assert "no run directories under" in capsys.readouterr().err
+    assert "no runs under" in capsys.readouterr().err
     assert main(["results", str(tmp_path / "missing")]) == 2
 
 

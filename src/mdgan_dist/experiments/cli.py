@@ -4,7 +4,10 @@
     mdgan-experiment run paper_mnist_mlp data.root=/data --slurm --procs-per-node 16
     mdgan-experiment run mnist5k_small --only mdgan --dry-run  # print the commands
     mdgan-experiment run seeds_methods --seeds 0 1 2 3         # the preset's grid with these seeds
-    mdgan-experiment results runs/experiments/mnist5k_small    # results.md, results.csv, scores.png
+    mdgan-experiment results runs/experiments/mnist5k_small    # results.md, results.csv, scores.png, records/
+    mdgan-experiment run which_method_n4 --records docs/results/which_method_n4/records  # skip what they hold
+    mdgan-experiment results runs/experiments/which_method_n4 --out docs/results/which_method_n4
+                                                               # with the runs recorded there before
     mdgan-experiment results runs/experiments/seeds_methods --compare mdgan-N4-k2-b64 flgan-N4-b64
 
 Exit codes: 0 success, 1 a configuration (or the evaluation classifier) failed, 2 a usage error.
@@ -37,10 +40,12 @@ from mdgan_dist.experiments.launcher import (
 )
 from mdgan_dist.experiments.paths import PRESET_DIR
 from mdgan_dist.experiments.plots import write_plots
+from mdgan_dist.experiments.records import NoRunsError, collect, finished_names, write_records
 from mdgan_dist.experiments.result_tables import markdown, write_tables
-from mdgan_dist.experiments.results import NoRunsError, collect
 from mdgan_dist.experiments.rundir import is_finished
 from mdgan_dist.experiments.targets import parse_target, sections, write_class_shares, write_finished
+
+RECORDS_DIR = "records"  # beside the tables that results writes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --slurm: at most this many ranks per node; N + 1 ranks are spread evenly over the fewest nodes "
         "that allow it (N + 1 <= P keeps a run on one node)",
     )
+    run.add_argument(
+        "--records",
+        type=Path,
+        metavar="DIR",
+        help="skip the configurations whose run record under DIR (written by `results`) says they finished",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     run.add_argument("--only", metavar="SUBSTRING", help="only the configurations whose name contains SUBSTRING")
     run.add_argument(
@@ -71,9 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every configuration with each of these train.seed values, in place of the preset's grid.seeds",
     )
 
-    results = commands.add_parser("results", help="results.md, results.csv and scores.png of the runs under DIR")
-    results.add_argument("dir", type=Path, help="a grid's folder (or any folder holding run directories)")
-    results.add_argument("--out", type=Path, help="where to write them; default DIR/results")
+    results = commands.add_parser(
+        "results", help="results.md, results.csv, scores.png and a record per run of the runs under DIR"
+    )
+    results.add_argument(
+        "dirs",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="a grid's folder, or any folder holding run directories or run records; where a run has both, "
+        "its directory is read",
+    )
+    results.add_argument(
+        "--out",
+        type=Path,
+        help="where to write them, a record per run under OUT/records; the runs recorded there before are "
+        "tabulated too; default DIR/results of the first DIR",
+    )
     results.add_argument(
         "--compare",
         nargs=2,
@@ -120,6 +145,11 @@ def run_grid(args: argparse.Namespace) -> int:
         raise ConfigError(f"--only {args.only!r} matches none of the configurations: {names}")
     jobs = plan(preset, configurations, args.root, args.overrides)
     print(f"{preset.name}: {len(jobs)} configurations under {args.root / preset.name}", flush=True)
+    if args.records is not None:
+        recorded = finished_names(args.records)
+        for job in [job for job in jobs if job.name in recorded and not is_finished(job.run_dir)]:
+            print(f"{job.name}: finished (its record is in {args.records}), skipped", flush=True)
+            jobs.remove(job)
     scored, split_checked = False, set[tuple]()
     for index, job in enumerate(jobs):
         if not is_finished(job.run_dir):
@@ -165,11 +195,11 @@ def checked_job(job: Job, slurm: bool, split_checked: set[tuple]) -> tuple[Job, 
 
 def report(args: argparse.Namespace) -> int:
     targets = [parse_target(text) for text in args.target]
-    runs = collect(args.dir)
+    out = args.out or args.dirs[0] / "results"
+    runs = collect([*args.dirs, out / RECORDS_DIR])  # the tables cover every run recorded beside them
     claims = [(better, than) for better, than in args.compare]
     more = sections(runs, targets)
     table = markdown(runs, claims) + more  # first: a claim naming no configuration stops before any file is written
-    out = args.out or args.dir / "results"
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "tensorboard", ignore_errors=True)  # the last report's events would show twice
     written = [
@@ -178,7 +208,9 @@ def report(args: argparse.Namespace) -> int:
         *write_class_shares(runs, out),
         write_plots(runs, out),
         out / "tensorboard",
+        out / RECORDS_DIR,
     ]
+    write_records(runs, out / RECORDS_DIR)
     write_hparams(runs, out / "tensorboard")
     print(table, end="")
     print("wrote " + ", ".join(str(path) for path in written))

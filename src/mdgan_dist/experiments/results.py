@@ -1,6 +1,7 @@
 """Run directories -> one summary per run (RunSummary): its configuration, its logged scores and
 figures, its time, compute and lost workers, and the real-data floor it recorded.
-experiments/result_tables.py turns the summaries into tables, verdicts and files."""
+experiments/records.py keeps the summaries as files; experiments/result_tables.py turns them into
+tables, verdicts and files."""
 
 from __future__ import annotations
 
@@ -34,10 +35,6 @@ FIGURES = {
 # With a moving average of G, the raw G's final scores: what the average changed.
 RAW_SHOWN = ("classifier_score", "frechet_distance", "salt")
 LAST = 3  # the last evaluations a run's summary averages: one evaluation alone is noisy
-
-
-class NoRunsError(Exception):
-    """The folder holds no run directory (no config.yaml under it)."""
 
 
 @dataclass(frozen=True)
@@ -171,9 +168,7 @@ def _workers_lost(run_dir: Path, per_rank: int) -> int | None:
     return len(json.loads(path.read_text())["dropped"]) * per_rank if path.exists() else None
 
 
-def collect(root: Path) -> list[RunSummary]:
-    """Every run directory under root (root itself included), in the table's order."""
+def summarize_under(root: Path) -> list[RunSummary]:
+    """Every run directory under root (root itself included): the folders holding a config.yaml."""
     run_dirs = sorted(path.parent for path in root.rglob("config.yaml")) if root.is_dir() else []
-    if not run_dirs:
-        raise NoRunsError(f"no run directories under {root}: expected folders holding config.yaml and metrics.jsonl")
-    return sorted((summarize(run_dir) for run_dir in run_dirs), key=lambda run: run.sort_key)
+    return [summarize(run_dir) for run_dir in run_dirs]
