@@ -184,8 +184,8 @@ CASES = {
     ),
     # privacy.*: DP-SGD discriminators, their Poisson samples and noise from train.seed (so that the
     # reference draws the same), records clipped hard; ACGAN's class loss is in each record's loss,
-    # the augmentation sees each slot's sample alone, the discriminators swap.
-    "N4-W2-k2-private-acgan-augment-swaps": (
+    # the discriminators swap.
+    "N4-W2-k2-private-acgan-swaps": (
         4,
         [
             "privacy.epsilon=8",
@@ -194,7 +194,6 @@ CASES = {
             "mdgan.workers_per_rank=2",
             "gan.conditioning=acgan",
             "mdgan.k=2",
-            "gan.augment=translation",
             "mdgan.swap_every_epochs=0.03",
         ],
     ),
@@ -222,7 +221,7 @@ FAST = {
     "N4-W2-k2-acgan-swaps-augment",
     "N4-W2-k1-class-aware-class-split-swaps",
     "N6-W3-k3-forgiving-projection-swaps",
-    "N4-W2-k2-private-acgan-augment-swaps",
+    "N4-W2-k2-private-acgan-swaps",
 }
 
 

@@ -45,7 +45,6 @@ from mdgan_dist.algorithms.steps import (
     sample_latent,
     snapshot_parameters,
 )
-from mdgan_dist.augment import Augment
 from mdgan_dist.config import Config, Lie, resolved_k
 from mdgan_dist.data import load_shard
 from mdgan_dist.fault_plan import parse_faults
@@ -134,7 +133,7 @@ def _reference_run(
                 fake = (received[training_batch(n, k)], labels_of(training_batch(n, k)))
                 kept = [p.detach().clone() for p in discs[n].parameters()] if lie in FREE_RIDERS else []
                 if private(cfg):
-                    loss = private_step(discs[n], disc_opts[n], real, fake, cfg, augments[n], dp_noise[n], sigma)
+                    loss = private_step(discs[n], disc_opts[n], real, fake, cfg, dp_noise[n], sigma)
                 else:
                     loss = discriminator_step(discs[n], disc_opts[n], real, fake, cfg.gan, augments[n])
                 with torch.no_grad():  # a free-rider's D never changes; its Adam state moves
@@ -183,7 +182,6 @@ def private_step(
     real: tuple[torch.Tensor, torch.Tensor | None],
     fake: tuple[torch.Tensor, torch.Tensor | None],
     cfg: Config,
-    augment: Augment | None,
     noise: torch.Generator,
     sigma: float,
 ) -> float:
@@ -192,11 +190,8 @@ def private_step(
     the expected batch; returns the generated half of D's loss, all a private worker reports."""
     gan, clip = cfg.gan, cfg.privacy.clip
     (images, classes), (fake_images, fake_classes) = real, fake
-    if augment is not None and len(images):
-        images = augment(images)
     optimizer.zero_grad(set_to_none=True)
-    seen_fake = fake_images if augment is None else augment(fake_images)
-    loss = fake_loss(disc(seen_fake), fake_classes, gan.conditioning)
+    loss = fake_loss(disc(fake_images), fake_classes, gan.conditioning)
     loss.backward()
     params = list(disc.parameters())
     total = [torch.zeros_like(param) for param in params]

@@ -306,6 +306,21 @@ CASES = {
         ["privacy.epsilon=1", "mdgan.aggregate=class_aware"],
         "privacy cannot be combined with mdgan.aggregate=class_aware: it tells the server which classes",
     ),
+    "privacy with augmentation": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "gan.augment=translation"],
+        "privacy cannot be combined with gan.augment='translation': its draws come from a stream seeded by",
+    ),
+    "privacy with minibatch discrimination": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "model=mnist_cnn"],
+        "privacy cannot be combined with model=mnist_cnn: its D compares each sample with the rest of its batch",
+    ),
+    "privacy with a negative redo budget": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "privacy.redo_iterations=-1"],
+        "privacy.redo_iterations=-1: the iterations resumes may run again, >= 0",
+    ),
     "privacy for flgan": (
         {"WORLD_SIZE": "3"},
         ["algorithm=flgan", "privacy.epsilon=1"],
@@ -319,7 +334,7 @@ CASES = {
     "privacy with too little noise for its epsilon": (
         {"WORLD_SIZE": "3"},
         ["privacy.epsilon=1", "privacy.noise_multiplier=0.5", "train.iterations=3000"],
-        "privacy.noise_multiplier=0.5 spends epsilon=",
+        "privacy.noise_multiplier=0.5 spends epsilon=",  # replaced-record DP, 3000 + 0 iterations
     ),
     "a worker killed twice": (
         {"WORLD_SIZE": "4"},

@@ -239,6 +239,7 @@ class PrivacyConfig:
     clip: float = 1.0  # C: each record's gradient of D's loss is clipped to this L2 norm
     noise_multiplier: float | None = None  # sigma (noise std / C); None: the least that meets epsilon
     secret_noise: bool = True  # false: sampling and noise from train.seed (reproducible, no guarantee)
+    redo_iterations: int = 0  # iterations that resumes may run a second time, in the budget from the start
 
 
 @dataclass

@@ -3,23 +3,30 @@
 A worker's D steps by DP-SGD (Abadi et al. 2016; algorithms/mdgan/private.py): each step's real
 batch is a Poisson sample of the worker's shard at rate q = b / |shard|, each record's gradient of
 D's loss is clipped to norm C, and Gaussian noise of std sigma x C is added to their sum. One step
-is the sampled Gaussian mechanism with noise multiplier sigma, for neighbouring shards that differ
-by one record added or removed. A record of shard n enters worker n's steps only, whichever D the
-worker holds, so its privacy loss is that of T x L such steps composed, which dp-accounting's RDP
-accountant bounds (Mironov, Talwar, Zhang 2019). The smallest shard has the highest rate and the
-worst epsilon: the run's. docs/design.md, "Privacy", says what this covers and what it does not.
+is the Poisson-sampled Gaussian mechanism with noise multiplier sigma. The shard sizes are public
+(the schedule and q are computed from them), so neighbouring shards have the same size and differ
+in one record, replaced by another: the REPLACE_ONE relation, which dp-accounting's privacy loss
+distribution (PLD) accountant bounds (Koskela et al. 2020; Doroshenko et al. 2022). A record of
+shard n enters worker n's steps only, whichever D the worker holds, so its privacy loss is that of
+T x L such steps composed. The smallest shard has the highest rate and the worst epsilon: the
+run's. docs/design.md, "Privacy", says what this covers and what it does not.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import secrets
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dp_accounting
 import torch
-from dp_accounting import mechanism_calibration
+from dp_accounting import NeighboringRelation, mechanism_calibration
+from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
 
 from mdgan_dist.config import Aggregate, Config
@@ -28,6 +35,14 @@ from mdgan_dist.seeding import generator
 from mdgan_dist.validation import require
 
 log = logging.getLogger(__name__)
+REPLACE_ONE = NeighboringRelation.REPLACE_ONE
+RELEASED_FILE = "privacy_released.json"  # PrivacyLedger's count, in the run directory
+PLD_INTERVAL = 1e-3  # its loss grid, rounded up (a bound still); 1e-4 moves the 4th decimal, 10x slower
+_FROM_SMALL_NOISE = mechanism_calibration.LowerEndpointAndGuess(1e-2, 1.0)
+
+# torch's CPU generator state (CPUGeneratorImplStateLegacy, torch 2.x): a 64-bit seed, `left` and
+# `seeded` (ints), `next` (64 bits), then the Mersenne Twister's 624 words, each in 64 bits.
+MT_STATE_BYTES, MT_WORDS, MT_WORDS_OFFSET = 5056, 624, 24
 
 
 def private(cfg: Config) -> bool:
@@ -39,44 +54,57 @@ def d_steps(cfg: Config, iterations: int) -> int:
     return iterations * cfg.gan.disc_steps
 
 
+def budgeted_iterations(cfg: Config) -> int:
+    """The iterations whose D steps the budget covers: the run's, and those that resumes may run
+    a second time (privacy.redo_iterations): their feedback went out before the crash."""
+    return cfg.train.iterations + cfg.privacy.redo_iterations
+
+
 def sampling_rate(cfg: Config, shard_size: int) -> float:
     """q: the expected real batch is train.batch_size records."""
     return cfg.train.batch_size / shard_size
 
 
-def record_epsilon(rate: float, noise_multiplier: float, steps: int, delta: float) -> float:
-    """The epsilon of (epsilon, delta)-DP for one record after `steps` sampled Gaussian steps."""
+def record_epsilon(
+    rate: float, noise_multiplier: float, steps: int, delta: float, relation: NeighboringRelation = REPLACE_ONE
+) -> float:
+    """The epsilon of (epsilon, delta)-DP for one record after `steps` sampled Gaussian steps,
+    between shards that differ in one record (`relation`: replaced, the run's; or added or removed,
+    as the DP-SGD literature reports)."""
     if steps == 0:
         return 0.0
-    accountant = RdpAccountant()
-    with _quiet_accountant():
-        accountant.compose(_steps(rate, noise_multiplier, steps))
-        return float(accountant.get_epsilon(delta))
+    accountant = _accountant(relation)
+    accountant.compose(_steps(rate, noise_multiplier, steps))
+    return float(accountant.get_epsilon(delta))
 
 
 def calibrated_noise(rate: float, steps: int, epsilon: float, delta: float) -> float:
     """The smallest noise multiplier (to the search's tolerance) whose record_epsilon after `steps`
-    is at most epsilon."""
+    is at most epsilon. The search starts from the RDP accountant's answer for added or removed
+    records, quick to compute and near this one: a PLD at a much smaller noise takes gigabytes."""
     with _quiet_accountant():
-        noise = mechanism_calibration.calibrate_dp_mechanism(
-            RdpAccountant,
-            lambda sigma: _steps(rate, sigma, steps),
-            epsilon,
-            delta,
-            mechanism_calibration.LowerEndpointAndGuess(1e-2, 1.0),
+        near = mechanism_calibration.calibrate_dp_mechanism(
+            RdpAccountant, lambda sigma: _steps(rate, sigma, steps), epsilon, delta, _FROM_SMALL_NOISE
         )
+    noise = mechanism_calibration.calibrate_dp_mechanism(
+        _accountant,
+        lambda sigma: _steps(rate, sigma, steps),
+        epsilon,
+        delta,
+        mechanism_calibration.LowerEndpointAndGuess(near / 2, near),
+    )
     return float(noise)
 
 
 def noise_multiplier(cfg: Config, shard_sizes: list[int]) -> float:
     """sigma: privacy.noise_multiplier, or the least that keeps the smallest shard's records within
-    privacy.epsilon over train.iterations. Every rank computes the same."""
+    privacy.epsilon over the budgeted iterations. Every rank computes the same."""
     settings = cfg.privacy
     if settings.noise_multiplier is not None:
         return settings.noise_multiplier
     assert settings.epsilon is not None  # only called with privacy on
     rate = sampling_rate(cfg, min(shard_sizes))
-    return calibrated_noise(rate, d_steps(cfg, cfg.train.iterations), settings.epsilon, settings.delta)
+    return calibrated_noise(rate, d_steps(cfg, budgeted_iterations(cfg)), settings.epsilon, settings.delta)
 
 
 def validate_privacy(cfg: Config) -> None:
@@ -93,6 +121,10 @@ def validate_privacy(cfg: Config) -> None:
         f"privacy.noise_multiplier={sigma}: must be > 0, or null to have it computed from privacy.epsilon",
     )
     require(
+        settings.redo_iterations >= 0,
+        f"privacy.redo_iterations={settings.redo_iterations}: the iterations resumes may run again, >= 0",
+    )
+    require(
         not cfg.gan.reuse_real_batch,
         "privacy cannot be combined with gan.reuse_real_batch: every D step must draw its own Poisson sample, "
         "as the accounting assumes; set gan.reuse_real_batch=false",
@@ -105,6 +137,13 @@ def validate_privacy(cfg: Config) -> None:
         cfg.mdgan.aggregate != Aggregate.class_aware,
         "privacy cannot be combined with mdgan.aggregate=class_aware: it tells the server which classes each "
         "shard holds, which no noise covers; use another rule",
+    )
+    require(
+        cfg.gan.augment == "none",
+        f"privacy cannot be combined with gan.augment={cfg.gan.augment!r}: its draws come from a stream seeded "
+        "by train.seed and shared with the generated half, so which augmentation a record gets, and where the "
+        "stream stands after a Poisson sample of unknown size, would follow from public values; set "
+        "gan.augment=none",
     )
     require(
         not cfg.train.compile,
@@ -127,59 +166,111 @@ def check_budget(cfg: Config, shard_sizes: list[int]) -> None:
     )
     if settings.noise_multiplier is None:
         return
-    rate, steps = sampling_rate(cfg, smallest), d_steps(cfg, cfg.train.iterations)
+    rate, steps = sampling_rate(cfg, smallest), d_steps(cfg, budgeted_iterations(cfg))
     spent = record_epsilon(rate, settings.noise_multiplier, steps, settings.delta)
     if spent > settings.epsilon:
         needed = calibrated_noise(rate, steps, settings.epsilon, settings.delta)
         raise ConfigError(
             f"privacy.noise_multiplier={settings.noise_multiplier} spends epsilon={spent:.3g} by the end of "
-            f"train.iterations={cfg.train.iterations} (the smallest shard, {smallest} records, sampled at "
+            f"train.iterations={cfg.train.iterations} + privacy.redo_iterations={settings.redo_iterations} "
+            f"(the smallest shard, {smallest} records, sampled at "
             f"q={rate:.4g}), more than privacy.epsilon={settings.epsilon}: set privacy.noise_multiplier >= "
             f"{needed:.4g}, or null to have it computed, or train fewer iterations"
         )
 
 
 class PrivacyLedger:
-    """The epsilon spent so far by the worst-placed record (the smallest shard's): logged beside
-    the scores, the checkpoints and the last iteration, in metrics.jsonl and tensorboard."""
+    """The server's count of the iterations whose D steps it has released (sent their TRAIN), over
+    every attempt of the run, and the epsilon they spend. A resumed run sends again the iterations
+    after its checkpoint: they count twice, within privacy.redo_iterations. The count is written to
+    the run directory, and flushed to disk, before each TRAIN leaves."""
 
-    def __init__(self, cfg: Config, shard_sizes: list[int]) -> None:
+    def __init__(self, cfg: Config, shard_sizes: list[int], run_dir: Path) -> None:
         assert cfg.privacy.epsilon is not None  # built with privacy on
         self.cfg, self.delta = cfg, cfg.privacy.delta
         self.rate = sampling_rate(cfg, min(shard_sizes))
         self.noise = noise_multiplier(cfg, shard_sizes)
+        self.path = run_dir / RELEASED_FILE
+        self.released: int | None = None  # read at the first release of this attempt
         log.info(
             "privacy: DP-SGD discriminators, noise multiplier %.4g, clip %.4g, sampling rate %.4g (smallest "
-            "shard) to %.4g: (%.4g, %.2g)-DP per record of any shard after %d iterations",
+            "shard) to %.4g: (%.4g, %.2g)-DP per record of any shard after %d iterations (and %d redone)",
             self.noise,
             cfg.privacy.clip,
             self.rate,
             sampling_rate(cfg, max(shard_sizes)),
-            self.epsilon(cfg.train.iterations),
+            self.epsilon(budgeted_iterations(cfg)),
             self.delta,
             cfg.train.iterations,
+            cfg.privacy.redo_iterations,
         )
 
-    def epsilon(self, done: int) -> float:
-        return record_epsilon(self.rate, self.noise, d_steps(self.cfg, done), self.delta)
+    def epsilon(self, iterations: int) -> float:
+        return record_epsilon(self.rate, self.noise, d_steps(self.cfg, iterations), self.delta)
+
+    def release(self, iteration: int) -> None:
+        """Counts `iteration`'s D steps as released, before its TRAIN is sent. The first call of an
+        attempt refuses a resume whose redone iterations would exceed the budget."""
+        if self.released is None:
+            before = json.loads(self.path.read_text())["released"] if self.path.exists() else 0
+            redone = before - iteration  # the iterations from here on that went out before
+            total = before + self.cfg.train.iterations - iteration
+            if total > budgeted_iterations(self.cfg):
+                raise ConfigError(
+                    f"resuming at iteration {iteration} would run {redone} iterations a second time: their D "
+                    f"steps went out before ({self.path} counts {before} released), and with them the run "
+                    f"would release {total} iterations' steps, more than the {budgeted_iterations(self.cfg)} "
+                    f"its privacy budget covers (train.iterations + privacy.redo_iterations="
+                    f"{self.cfg.privacy.redo_iterations}), so its epsilon would pass privacy.epsilon="
+                    f"{self.cfg.privacy.epsilon}; start a new run, with privacy.redo_iterations set to what "
+                    f"resumes may redo (e.g. checkpoint.every={self.cfg.checkpoint.every} per crash)"
+                )
+            self.released = before
+        self.released += 1
+        temporary = self.path.with_suffix(".tmp")
+        with temporary.open("w") as file:
+            json.dump({"released": self.released}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path)
 
     def scalars(self, done: int) -> dict[str, float]:
-        """{"privacy_epsilon": epsilon} after a score, a checkpoint or the last iteration; {}
-        otherwise (the accountant takes a tenth of a second)."""
+        """{"privacy_epsilon": epsilon of the iterations released so far} after a score, a
+        checkpoint or the last iteration; {} otherwise (the accountant takes a tenth of a second)."""
         cfg = self.cfg
-        if done == cfg.train.iterations or any(
-            every and done % every == 0 for every in (cfg.eval.every, cfg.checkpoint.every)
+        if self.released is not None and (
+            done == cfg.train.iterations
+            or any(every and done % every == 0 for every in (cfg.eval.every, cfg.checkpoint.every))
         ):
-            return {"privacy_epsilon": self.epsilon(done)}
+            return {"privacy_epsilon": self.epsilon(self.released)}
         return {}
 
 
 def private_generator(cfg: Config, purpose: str, worker: int) -> torch.Generator:
-    """Worker `worker`'s stream for DP-SGD's sampling or noise: from a secret seed that no one
-    else can know, or with privacy.secret_noise=false from train.seed (reproducible, for tests)."""
+    """Worker `worker`'s stream for DP-SGD's sampling or noise: secret (secret_generator), or with
+    privacy.secret_noise=false from train.seed (reproducible, for tests)."""
     if cfg.privacy.secret_noise:
-        return torch.Generator().manual_seed(secrets.randbits(63))
+        return secret_generator()
     return generator(cfg.train.seed, "privacy", purpose, worker)
+
+
+def secret_generator() -> torch.Generator:
+    """A CPU generator whose whole Mersenne Twister state, 624 words of 32 bits, comes from the
+    operating system's secure source. Not manual_seed: it keeps 32 bits of any seed, few enough to
+    try every one against what a worker sends and take the noise back out."""
+    generator = torch.Generator()
+    state = bytearray(generator.get_state().numpy().tobytes())
+    if len(state) != MT_STATE_BYTES:
+        raise RuntimeError(f"torch's generator state is {len(state)} bytes, not the {MT_STATE_BYTES} expected")
+    words = [secrets.randbits(32) for _ in range(MT_WORDS)]
+    struct.pack_into(f"<{MT_WORDS}Q", state, MT_WORDS_OFFSET, *words)
+    struct.pack_into("<QiiQ", state, 0, 0, 1, 1, 0)  # no seed to tell; left = 1: the next draw twists the words
+    generator.set_state(torch.frombuffer(state, dtype=torch.uint8).clone())
+    return generator
+
+
+def _accountant(relation: NeighboringRelation = REPLACE_ONE) -> PLDAccountant:
+    return PLDAccountant(relation, value_discretization_interval=PLD_INTERVAL)
 
 
 def _steps(rate: float, noise: float, steps: int) -> dp_accounting.DpEvent:
@@ -190,8 +281,8 @@ def _steps(rate: float, noise: float, steps: int) -> dp_accounting.DpEvent:
 
 @contextmanager
 def _quiet_accountant() -> Iterator[None]:
-    """dp-accounting warns for each fractional RDP order it cannot evaluate at a high sampling
-    rate, and leaves that order out (the epsilon stays an upper bound): not news to a user."""
+    """dp-accounting's RDP accountant warns for each fractional order it cannot evaluate at a high
+    sampling rate, and leaves that order out (its epsilon stays an upper bound): not news to a user."""
     absl = logging.getLogger("absl")
     level = absl.level
     absl.setLevel(logging.ERROR)

@@ -20,6 +20,8 @@ class _Spec:
     sizes: tuple[int, ...] | None  # square images of one of these sides; None: any H and W
     generator: Callable[[int, float, ImageShape], nn.Module]  # (z_dim, width, image_shape)
     discriminator: Callable[[float, ImageShape, int], nn.Module]  # (width, image_shape, outputs)
+    # D's output for a sample depends on the rest of its batch (minibatch discrimination)
+    batch_dependent: bool = False
 
     def accepts(self, shape: ImageShape) -> bool:
         c, h, w = shape
@@ -33,12 +35,17 @@ class _Spec:
 
 _SPECS: dict[str, _Spec] = {
     "mnist_mlp": _Spec(None, None, mlp.MLPGenerator, mlp.MLPDiscriminator),
-    "mnist_cnn": _Spec((1,), (28,), cnn.mnist_generator, cnn.ConvDiscriminator),
-    "cifar10_cnn": _Spec((3,), (32,), cnn.cifar10_generator, cnn.ConvDiscriminator),
+    "mnist_cnn": _Spec((1,), (28,), cnn.mnist_generator, cnn.ConvDiscriminator, batch_dependent=True),
+    "cifar10_cnn": _Spec((3,), (32,), cnn.cifar10_generator, cnn.ConvDiscriminator, batch_dependent=True),
     "dcgan": _Spec((1, 3), tuple(dcgan.LAYOUTS), dcgan.generator, dcgan.DCGANDiscriminator),
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(_SPECS)
+
+
+def batch_dependent(cfg: ModelConfig) -> bool:
+    """Whether D judges a sample with the rest of its batch (the paper's CNNs' minibatch discrimination)."""
+    return _spec(cfg.name).batch_dependent
 
 
 def check_image_shape(cfg: ModelConfig, image_shape: Sequence[int]) -> None:

@@ -12,7 +12,8 @@ from mdgan_dist.algorithms.mdgan.schedule import feedback_batch
 from mdgan_dist.config import Aggregate, Config, resolved_k
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.job import DataPlan
-from mdgan_dist.privacy import check_budget, validate_privacy
+from mdgan_dist.models.registry import batch_dependent
+from mdgan_dist.privacy import check_budget, private, validate_privacy
 from mdgan_dist.validation import require, validate_wire_labels
 
 
@@ -38,6 +39,12 @@ def validate(cfg: Config, world_size: int) -> None:
     validate_aggregation(cfg, workers, k)
     validate_speed_options(cfg, workers)
     validate_privacy(cfg)
+    require(
+        not (private(cfg) and batch_dependent(cfg.model)),
+        f"privacy cannot be combined with model={cfg.model.name}: its D compares each sample with the rest of "
+        "its batch (minibatch discrimination), and DP-SGD judges each record alone, where that feature is 0 for "
+        "real records and not for generated batches; use model=dcgan or model=mnist_mlp",
+    )
 
 
 def validate_aggregation(cfg: Config, workers: int, k: int) -> None:

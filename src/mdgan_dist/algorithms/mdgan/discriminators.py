@@ -126,7 +126,7 @@ class DiscriminatorCompute:
                 return self.ahead.batch
             drawn = [sampler.next_batch() for sampler in self.samplers]
             if self.private is not None:
-                return padded(drawn, self.augments, conditional)
+                return padded(drawn, conditional)
             images, classes = zip(*drawn, strict=True)
             return torch.stack(images), torch.stack(classes) if conditional else None
 

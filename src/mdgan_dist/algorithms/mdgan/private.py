@@ -19,7 +19,6 @@ from torch import Tensor
 from mdgan_dist.algorithms.acceleration import forward
 from mdgan_dist.algorithms.mdgan.stack import DiscriminatorStack
 from mdgan_dist.algorithms.steps import real_loss
-from mdgan_dist.augment import Augment
 from mdgan_dist.config import Config
 from mdgan_dist.privacy import private_generator
 
@@ -36,14 +35,9 @@ class PrivateBatch:
     drawn: Tensor  # W x m: 1 where a record was drawn, 0 where padding is
 
 
-def padded(drawn: list[tuple[Tensor, Tensor]], augments: list[Augment] | None, conditional: bool) -> PrivateBatch:
-    """Stacks each slot's (images, classes) sample, of its own size, padding the smaller ones; each
-    seen through the slot's augmentation first, so that the padding draws nothing from its stream."""
-    if augments is not None:
-        drawn = [
-            (augment(images) if len(images) else images, labels)
-            for augment, (images, labels) in zip(augments, drawn, strict=True)
-        ]
+def padded(drawn: list[tuple[Tensor, Tensor]], conditional: bool) -> PrivateBatch:
+    """Stacks each slot's (images, classes) sample, of its own size, padding the smaller ones. No
+    augmentation: privacy refuses it (privacy.validate_privacy)."""
     most = max(len(images) for images, _ in drawn)
     return PrivateBatch(
         torch.stack([_pad(images, most) for images, _ in drawn]),

@@ -35,9 +35,8 @@ log = logging.getLogger(__name__)
 
 
 class Server:
-    """MD-GAN's server in the training loop (algorithms/loop.py): one step is one round of the
-    paper's Algorithm 1, server side, carried out as the actions of exchange.server_actions; its
-    state is G's (GeneratorCompute) and the swap count."""
+    """MD-GAN's server in the training loop (algorithms/loop.py): a step is a round of the paper's
+    Algorithm 1, as exchange.server_actions; its state is G's (GeneratorCompute) and the swaps'."""
 
     name = "MD-GAN"
     role = "mdgan server"
@@ -75,7 +74,7 @@ class Server:
         self.period: int | None = None  # iterations between swaps, once the shards are known
         self.watch = OutlierWatch(cfg.mdgan.outlier_iterations) if cfg.mdgan.outlier_iterations else None
         self.rounds: dict[int, Round] = {}  # generated and not yet stepped: this iteration's, the next one's
-        self.ledger = PrivacyLedger(cfg, ctx.plan.shard_sizes) if private(cfg) else None  # privacy.*: epsilon spent
+        self.ledger = PrivacyLedger(cfg, ctx.plan.shard_sizes, ctx.run_dir) if private(cfg) else None
 
     @property
     def generator(self) -> nn.Module:
@@ -183,8 +182,8 @@ class Server:
         """Nothing besides generator.pt: each worker writes its discriminators."""
 
     def generate(self, iteration: int, control: bool, stale: bool) -> Round:
-        """GENERATE: G's k batches of one iteration, copied into every worker's packet; stale: made
-        through a copy of G's parameters (mdgan.overlap, GeneratorCompute.generate)."""
+        """GENERATE: G's k batches, copied into every worker's packet; stale: made through a copy
+        of G's parameters (mdgan.overlap, GeneratorCompute.generate)."""
         started = time.perf_counter()
         k = self.roster.k
         generated = self.compute.generate(stale)
@@ -197,10 +196,11 @@ class Server:
         return Round(iteration, generated, control, time.perf_counter() - started)
 
     def send_batches(self, batches: Round) -> None:
-        """SEND_BATCHES: the TRAIN to every worker that is not late, and the receives of their
-        feedback, posted."""
+        """SEND_BATCHES: the TRAIN to every worker that is not late, and their feedback's receives."""
         k, parity = self.roster.k, batches.iteration % 2
         train = Train(batches.iteration, batches.control, self.batch_numel)
+        if self.ledger is not None:  # privacy.*: the D steps it starts, counted before they are
+            self.ledger.release(batches.iteration)
         sends, recvs = [], []
         for rank in self.roster.live:
             if rank in self.quorum.late:
@@ -233,8 +233,8 @@ class Server:
         batches.wait_seconds = time.perf_counter() - started
 
     def check_feedback(self, batches: Round) -> None:
-        """CHECK_FEEDBACK: each answer is a FEEDBACK of this iteration and of the size held, whole
-        and finite (answers.usable_answers: a worker whose answer is not is dropped or ends the run)."""
+        """CHECK_FEEDBACK: each answer a whole, finite FEEDBACK of this iteration and size
+        (answers.usable_answers: a worker whose answer is not is dropped or ends the run)."""
         stage, iteration = f"feedback of iteration {batches.iteration}", batches.iteration
         messages = {rank: self.incoming[rank][iteration % 2] for rank in batches.answered}
         answers = [

@@ -70,6 +70,8 @@ class Worker:
         # mdgan.real_ahead, used only where the next message must be a TRAIN (RECEIVE_BATCHES): a
         # swap or checkpoint order would find the real half of a step that is not coming next.
         self.ahead = cfg.mdgan.real_ahead
+        # A private D step's time grows with its Poisson sample: its feedback reports no seconds.
+        self.reports_seconds = not private(cfg)
 
     def run(self) -> None:
         run_dir = self.ctx.run_dir
@@ -231,10 +233,12 @@ class Worker:
         self.iterations_trained += 1
         straggle_if_scheduled(self.slow)
         d_seconds = prepared - started + outcome.d_seconds  # since the batches came
+        seconds = (d_seconds, time.perf_counter() - started - d_seconds, outcome.ahead_seconds)
+        d_seconds, feedback_seconds, ahead_seconds = seconds if self.reports_seconds else (0.0, 0.0, 0.0)
         Feedback(
             iteration,
             d_seconds=d_seconds,
-            feedback_seconds=time.perf_counter() - started - d_seconds,
+            feedback_seconds=feedback_seconds,
             numel=self.reply.payload.numel(),
-            ahead_seconds=outcome.ahead_seconds,
+            ahead_seconds=ahead_seconds,
         ).encode(self.reply.header)
