@@ -38,6 +38,7 @@ AT_THE_WORKER = {
     "iteration": r"peer rank 0 failed during receiving the generated batches of iteration 0: out of step",
     "numel": r"peer rank 0 failed during receiving the generated batches of iteration 0: announced \d+ payload",
     "short": r"peer rank 0 failed during receiving the generated batches of iteration 0: the message ended before",
+    "past-the-end": r"peer rank 0 failed during receiving a TRAIN for iteration 3: out of order: the next TRAIN may be for 0 to 2",
 }
 
 

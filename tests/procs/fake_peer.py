@@ -102,6 +102,10 @@ def fake_server(ctx: RoleContext, mode: str) -> None:
         Train(3, False, numel).encode(packet.header)
     elif mode == "numel":
         Train(0, False, numel - 1).encode(packet.header)
+    elif mode == "past-the-end":  # well formed, for an iteration the run does not have
+        order = transport.header(Train(cfg.train.iterations, False, numel))
+        Train(cfg.train.iterations, False, numel).encode(packet.header)
+        sends = [(1, order), (1, packet.buffer)]
     else:
         Train(0, False, numel).encode(packet.header)
         half = packet.buffer[: len(packet.buffer) // 2]

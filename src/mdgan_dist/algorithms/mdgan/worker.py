@@ -63,6 +63,7 @@ class Worker:
         self.first = first
         self.swaps = self.swap_bytes_sent = self.swap_bytes_recv = self.iterations_trained = 0
         self.real_halves_ahead = 0  # D steps whose real half was computed while batches travelled
+        self.next_train = 0  # the earliest iteration the next TRAIN may be for (require_in_order)
         self.compute_clock = ComputeClock()  # the D steps and feedback: the worker's training compute
         # The server may itself be waiting for a silent worker (timeout_s), and, with lost workers
         # tolerated, for a worker stuck in a swap with a silent partner (2 x timeout_s).
@@ -82,6 +83,7 @@ class Worker:
         if self.cfg.mdgan.swap_every_epochs:
             self.warm_up_swap_pairs()
         instruction, receiving = self.transport.empty_header(), after_control(start)
+        self.next_train = start
         orders = (Train, SwapOrder, Checkpoint, Stop)
         while not isinstance(
             order := receive(
@@ -96,6 +98,7 @@ class Worker:
             Stop,
         ):
             if isinstance(order, Train):
+                self.require_in_order(order.iteration)
                 *actions, receiving = worker_actions(order)
                 for action in actions:
                     self.perform(action)
@@ -203,6 +206,18 @@ class Worker:
                 )
             case _:
                 raise ValueError(f"{action} is not a worker action carried out after a TRAIN")
+
+    def require_in_order(self, iteration: int) -> None:
+        """A TRAIN is for a later iteration than the last one and before train.iterations: a
+        server that sent one again or past the end would get D steps that no schedule gives, and
+        that privacy.*'s count would not know of."""
+        if not self.next_train <= iteration < self.cfg.train.iterations:
+            stage, limits = (
+                f"receiving a TRAIN for iteration {iteration}",
+                f"{self.next_train} to {self.cfg.train.iterations - 1}",
+            )
+            raise PeerError(self.transport.rank, 0, stage, f"out of order: the next TRAIN may be for {limits}")
+        self.next_train = iteration + 1
 
     def real_half_ahead(self) -> None:
         """mdgan.real_ahead: the real half of the next D step, while the next batches travel."""
