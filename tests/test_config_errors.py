@@ -321,6 +321,11 @@ CASES = {
         ["privacy.epsilon=1", "privacy.redo_iterations=-1"],
         "privacy.redo_iterations=-1: the iterations resumes may run again, >= 0",
     ),
+    "privacy resumed from another run's checkpoint": (
+        {"WORLD_SIZE": "3"},
+        ["privacy.epsilon=1", "resume=elsewhere/checkpoints/iteration_00000004"],
+        "privacy with resume=elsewhere/checkpoints/iteration_00000004: a private run resumes only from a checkpoint",
+    ),
     "privacy for flgan": (
         {"WORLD_SIZE": "3"},
         ["algorithm=flgan", "privacy.epsilon=1"],

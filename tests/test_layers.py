@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("config", "compose", "fault_plan", "privacy", "trajectory", "validation")),
     ("data and models", ("data", "models")),
     ("transport", ("distributed",)),
-    ("run files", ("job", "checkpoint", "run_directory", "run_logging", "resources")),
+    ("run files", ("job", "checkpoint", "run_directory", "run_logging", "resources", "privacy_ledger")),
     ("metrics", ("metrics",)),
     ("algorithms", ("algorithms",)),
     ("experiments", ("experiments",)),

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from dp_accounting import NeighboringRelation
+from scipy.integrate import quad
 from scipy.optimize import brentq
 from scipy.stats import norm
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -26,6 +27,7 @@ from mdgan_dist.algorithms.steps import real_loss
 from mdgan_dist.checkpoint import checkpoint_dir
 from mdgan_dist.config import Conditioning, Config
 from mdgan_dist.data import PoissonSampler
+from mdgan_dist.errors import ConfigError
 from mdgan_dist.privacy import (
     MT_WORDS,
     MT_WORDS_OFFSET,
@@ -35,6 +37,7 @@ from mdgan_dist.privacy import (
     record_epsilon,
     secret_generator,
 )
+from mdgan_dist.privacy_ledger import PrivacyLedger
 from mdgan_dist.trajectory import trajectory_settings
 from multiproc import TINY, run_job, train_job
 
@@ -169,6 +172,40 @@ def test_a_replaced_record_costs_what_the_gaussian_mechanism_does(sigma: float, 
     assert exact <= record_epsilon(1.0, sigma, steps, delta) <= exact * 1.01
 
 
+@pytest.mark.parametrize(("rate", "sigma"), [(0.1, 1.0), (64 / 450, 4.0)])
+def test_one_sampled_step_with_a_replaced_record_against_its_integral(rate: float, sigma: float) -> None:
+    """One Poisson-sampled step, a record's clipped gradient replaced by its opposite (-C and +C:
+    the pair dp-accounting composes for a replaced record): delta(epsilon) is the hockey-stick
+    divergence of the two mixtures q N(+1, sigma^2) + (1 - q) N(0, sigma^2) and q N(-1, sigma^2) +
+    (1 - q) N(0, sigma^2), integrated here directly; the accountant's epsilon at delta meets it."""
+    delta = 1e-5
+    epsilon = record_epsilon(rate, sigma, 1, delta)
+
+    def mixture(x: float, shift: float) -> float:
+        return rate * norm.pdf(x, shift, sigma) + (1 - rate) * norm.pdf(x, 0, sigma)
+
+    def divergence(at: float) -> float:
+        excess = lambda x: max(0.0, mixture(x, 1.0) - math.exp(at) * mixture(x, -1.0))  # noqa: E731
+        return quad(excess, -40 * sigma, 40 * sigma, limit=400, points=[0.0])[0]
+
+    assert divergence(epsilon) <= delta * 1.001  # a bound
+    assert divergence(epsilon * 0.98) > delta  # and a tight one
+
+
+def test_the_ledger_counts_what_went_out_and_refuses_a_resume_past_the_budget(tmp_path: Path) -> None:
+    """A resume at iteration c released at least c iterations, file or none; a count that, with the
+    iterations left, passes train.iterations + privacy.redo_iterations is refused before a TRAIN."""
+    cfg = small_config()
+    cfg.train.iterations, cfg.privacy.redo_iterations, cfg.privacy.noise_multiplier = 10, 2, 1.0
+    ledger = PrivacyLedger(cfg, [100, 120], tmp_path)
+    ledger.release(4)  # a checkpoint of iteration 4 of a version that kept no count
+    assert json.loads((tmp_path / RELEASED_FILE).read_text()) == {"released": 5}
+    (tmp_path / RELEASED_FILE).write_text(json.dumps({"released": 7}))
+    PrivacyLedger(cfg, [100, 120], tmp_path).release(5)  # 7 out, 5 more: 12, the budget
+    with pytest.raises(ConfigError, match="resuming at iteration 5 would pass the privacy budget: 8 iterations"):
+        PrivacyLedger(cfg, [100, 120], tmp_path).release(5)  # 8 out, 5 more: 13
+
+
 def test_the_secret_streams_hold_a_whole_secret_state() -> None:
     """A seeded Mersenne Twister's 624 words follow from its first (w[i] = 1812433253 x (w[i-1] xor
     w[i-1] >> 30) + i): 32 bits to guess. A secret stream's words are drawn one by one."""
@@ -240,7 +277,7 @@ def test_a_private_run_logs_its_epsilon_keeps_its_secrets_and_resumes_within_its
     back_to_iteration_6()
     job = train_job(tmp_path / "a", 3, overrides)
     assert job.wait(120) != [0, 0, 0]
-    assert "resuming at iteration 6 would run 4 iterations a second time" in job.outputs()
+    assert "resuming at iteration 6 would pass the privacy budget: 10 iterations' D steps went out" in job.outputs()
     assert json.loads((resumed / RELEASED_FILE).read_text()) == {"released": 10}
 
 
@@ -256,3 +293,4 @@ def test_a_computed_noise_multiplier_ties_the_trajectory_to_the_runs_length() ->
 
     assert settings(100, None) != settings(200, None)
     assert settings(100, 1.0) == settings(200, 1.0)
+    assert settings(100, 1.0)["privacy"]["accounting"] == "pld-replace-one"  # a checkpoint accounted otherwise differs

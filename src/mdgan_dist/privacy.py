@@ -14,9 +14,7 @@ run's. docs/design.md, "Privacy", says what this covers and what it does not.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import secrets
 import struct
 from collections.abc import Iterator
@@ -36,7 +34,8 @@ from mdgan_dist.validation import require
 
 log = logging.getLogger(__name__)
 REPLACE_ONE = NeighboringRelation.REPLACE_ONE
-RELEASED_FILE = "privacy_released.json"  # PrivacyLedger's count, in the run directory
+RELEASED_FILE = "privacy_released.json"  # privacy_ledger.PrivacyLedger's count, in the run directory
+ACCOUNTING = "pld-replace-one"  # in a private checkpoint's settings: one accounted otherwise is refused
 PLD_INTERVAL = 1e-3  # its loss grid, rounded up (a bound still); 1e-4 moves the 4th decimal, 10x slower
 _FROM_SMALL_NOISE = mechanism_calibration.LowerEndpointAndGuess(1e-2, 1.0)
 
@@ -121,6 +120,12 @@ def validate_privacy(cfg: Config) -> None:
         f"privacy.noise_multiplier={sigma}: must be > 0, or null to have it computed from privacy.epsilon",
     )
     require(
+        cfg.resume in ("auto", "never") or _inside(cfg.resume, cfg.run.dir),
+        f"privacy with resume={cfg.resume}: a private run resumes only from a checkpoint of its own run.dir, "
+        f"where the count of the iterations it released lives ({RELEASED_FILE}); resumed elsewhere, the "
+        "checkpoint would spend the budget again, uncounted. Resume with resume=auto and run.dir set to its run",
+    )
+    require(
         settings.redo_iterations >= 0,
         f"privacy.redo_iterations={settings.redo_iterations}: the iterations resumes may run again, >= 0",
     )
@@ -179,73 +184,6 @@ def check_budget(cfg: Config, shard_sizes: list[int]) -> None:
         )
 
 
-class PrivacyLedger:
-    """The server's count of the iterations whose D steps it has released (sent their TRAIN), over
-    every attempt of the run, and the epsilon they spend. A resumed run sends again the iterations
-    after its checkpoint: they count twice, within privacy.redo_iterations. The count is written to
-    the run directory, and flushed to disk, before each TRAIN leaves."""
-
-    def __init__(self, cfg: Config, shard_sizes: list[int], run_dir: Path) -> None:
-        assert cfg.privacy.epsilon is not None  # built with privacy on
-        self.cfg, self.delta = cfg, cfg.privacy.delta
-        self.rate = sampling_rate(cfg, min(shard_sizes))
-        self.noise = noise_multiplier(cfg, shard_sizes)
-        self.path = run_dir / RELEASED_FILE
-        self.released: int | None = None  # read at the first release of this attempt
-        log.info(
-            "privacy: DP-SGD discriminators, noise multiplier %.4g, clip %.4g, sampling rate %.4g (smallest "
-            "shard) to %.4g: (%.4g, %.2g)-DP per record of any shard after %d iterations (and %d redone)",
-            self.noise,
-            cfg.privacy.clip,
-            self.rate,
-            sampling_rate(cfg, max(shard_sizes)),
-            self.epsilon(budgeted_iterations(cfg)),
-            self.delta,
-            cfg.train.iterations,
-            cfg.privacy.redo_iterations,
-        )
-
-    def epsilon(self, iterations: int) -> float:
-        return record_epsilon(self.rate, self.noise, d_steps(self.cfg, iterations), self.delta)
-
-    def release(self, iteration: int) -> None:
-        """Counts `iteration`'s D steps as released, before its TRAIN is sent. The first call of an
-        attempt refuses a resume whose redone iterations would exceed the budget."""
-        if self.released is None:
-            before = json.loads(self.path.read_text())["released"] if self.path.exists() else 0
-            redone = before - iteration  # the iterations from here on that went out before
-            total = before + self.cfg.train.iterations - iteration
-            if total > budgeted_iterations(self.cfg):
-                raise ConfigError(
-                    f"resuming at iteration {iteration} would run {redone} iterations a second time: their D "
-                    f"steps went out before ({self.path} counts {before} released), and with them the run "
-                    f"would release {total} iterations' steps, more than the {budgeted_iterations(self.cfg)} "
-                    f"its privacy budget covers (train.iterations + privacy.redo_iterations="
-                    f"{self.cfg.privacy.redo_iterations}), so its epsilon would pass privacy.epsilon="
-                    f"{self.cfg.privacy.epsilon}; start a new run, with privacy.redo_iterations set to what "
-                    f"resumes may redo (e.g. checkpoint.every={self.cfg.checkpoint.every} per crash)"
-                )
-            self.released = before
-        self.released += 1
-        temporary = self.path.with_suffix(".tmp")
-        with temporary.open("w") as file:
-            json.dump({"released": self.released}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.path)
-
-    def scalars(self, done: int) -> dict[str, float]:
-        """{"privacy_epsilon": epsilon of the iterations released so far} after a score, a
-        checkpoint or the last iteration; {} otherwise (the accountant takes a tenth of a second)."""
-        cfg = self.cfg
-        if self.released is not None and (
-            done == cfg.train.iterations
-            or any(every and done % every == 0 for every in (cfg.eval.every, cfg.checkpoint.every))
-        ):
-            return {"privacy_epsilon": self.epsilon(self.released)}
-        return {}
-
-
 def private_generator(cfg: Config, purpose: str, worker: int) -> torch.Generator:
     """Worker `worker`'s stream for DP-SGD's sampling or noise: secret (secret_generator), or with
     privacy.secret_noise=false from train.seed (reproducible, for tests)."""
@@ -267,6 +205,10 @@ def secret_generator() -> torch.Generator:
     struct.pack_into("<QiiQ", state, 0, 0, 1, 1, 0)  # no seed to tell; left = 1: the next draw twists the words
     generator.set_state(torch.frombuffer(state, dtype=torch.uint8).clone())
     return generator
+
+
+def _inside(path: str, run_dir: str | None) -> bool:
+    return run_dir is not None and Path(path).resolve().is_relative_to(Path(run_dir).resolve())
 
 
 def _accountant(relation: NeighboringRelation = REPLACE_ONE) -> PLDAccountant:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from mdgan_dist.config import Config, to_dict
+from mdgan_dist.privacy import ACCOUNTING
 
 
 def digest(cfg: Config) -> int:
@@ -27,6 +28,8 @@ def trajectory_settings(cfg: Config, num_workers: int) -> dict[str, Any]:
         ignored = ("device", "threads")  # the noise multiplier is computed to last train.iterations
     fields["train"] = {key: value for key, value in fields["train"].items() if key not in ignored}
     fields["mdgan"] = {key: value for key, value in fields["mdgan"].items() if key != "real_ahead"}  # no number
+    if cfg.privacy.epsilon is not None:  # the noise and the count of a run accounted another way differ
+        fields["privacy"] = {**fields["privacy"], "accounting": ACCOUNTING}
     # comm. may change on resume (backend, timeout), except the wire dtype, which rounds what travels.
     return {**fields, "num_workers": num_workers, "wire_dtype": cfg.comm.dtype}
 

@@ -29,7 +29,7 @@ from mdgan_dist.algorithms.workers import Workers
 from mdgan_dist.config import resolved_k
 from mdgan_dist.distributed.protocol import Feedback, Stop, Train
 from mdgan_dist.errors import PeerError
-from mdgan_dist.privacy import PrivacyLedger, private
+from mdgan_dist.privacy_ledger import ledger_for
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class Server:
         self.period: int | None = None  # iterations between swaps, once the shards are known
         self.watch = OutlierWatch(cfg.mdgan.outlier_iterations) if cfg.mdgan.outlier_iterations else None
         self.rounds: dict[int, Round] = {}  # generated and not yet stepped: this iteration's, the next one's
-        self.ledger = PrivacyLedger(cfg, ctx.plan.shard_sizes, ctx.run_dir) if private(cfg) else None
+        self.ledger = ledger_for(cfg, ctx.plan.shard_sizes, ctx.run_dir)  # privacy.*: the D steps released
 
     @property
     def generator(self) -> nn.Module:
