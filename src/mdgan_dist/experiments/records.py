@@ -1,6 +1,6 @@
 """A run's summary as a small JSON file, its record: what results reads of a run directory (scores,
 figures, costs, floor) without its models, checkpoints and samples. `mdgan-experiment results`
-writes one per run; kept beside a grid's tables (a few kB each), records let the tables be rebuilt
+writes one per run; kept beside a grid's tables (some 20 kB each), records let the tables be rebuilt
 and the runner skip what has finished on a machine that never held the run directories."""
 
 from __future__ import annotations
