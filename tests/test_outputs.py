@@ -28,6 +28,7 @@ def test_run_directory_holds_config_metrics_samples_and_tensorboard(finished_run
     assert cfg.run.dir == str(run_dir) and cfg.train.iterations == ITERATIONS
 
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    timed = cfg.privacy.epsilon is None  # a private worker's feedback reports no seconds (privacy.*)
     for record in records:
         assert METRIC_KEYS <= record.keys()
         assert len(record["d_loss_per_worker"]) == num_workers  # each worker's, also W of them per process
@@ -35,12 +36,15 @@ def test_run_directory_holds_config_metrics_samples_and_tensorboard(finished_run
         assert record["iteration_seconds"] > 0
         # Where the iteration's time went, and whose feedback G used.
         assert TIMINGS <= record.keys() and all(record[key] >= 0 for key in TIMINGS)
-        assert record["time_worker_d"] > 0 and record["time_worker_feedback"] > 0
-        mean_worker = record["time_worker_d"] + record["time_worker_feedback"]
-        assert record["time_worker_max"] >= mean_worker - 2e-6  # microseconds on the wire
+        if timed:
+            assert record["time_worker_d"] > 0 and record["time_worker_feedback"] > 0
+            mean_worker = record["time_worker_d"] + record["time_worker_feedback"]
+            assert record["time_worker_max"] >= mean_worker - 2e-6  # microseconds on the wire
+        else:
+            assert record["time_worker_d"] == record["time_worker_feedback"] == record["time_worker_ahead"] == 0
         assert record["feedbacks_used"] == num_workers and record["feedbacks_late"] == 0
     # mdgan.real_ahead, on by default: a real half computed ahead wherever no control message came first.
-    assert any(record["time_worker_ahead"] > 0 for record in records)
+    assert not timed or any(record["time_worker_ahead"] > 0 for record in records)
 
     grids = sorted(p.name for p in (run_dir / "samples").glob("*.png"))
     assert grids == ["iteration_000003.png", "iteration_000006.png"]  # log.sample_every=3
