@@ -130,3 +130,23 @@ def test_a_record_this_release_cannot_read_is_refused(
     capsys.readouterr()
     assert main(["results", str(tmp_path / "out" / "records"), "--out", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_run_directories_all_count_and_a_record_found_twice_counts_once(tmp_path: Path) -> None:
+    """Two presets' folders may hold runs of the same name: both are tabulated, as before records.
+    The default output lies under the first folder, so its records are found twice: once each."""
+    make_seeds(tmp_path / "a", range(1))
+    make_seeds(tmp_path / "b", range(1))
+    assert main(["results", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    rows = [
+        row for row in (tmp_path / "a" / "results" / "results.csv").read_text().splitlines() if row.startswith("mdgan")
+    ]
+    assert len(rows) == 2
+    shutil.rmtree(tmp_path / "b")
+    for run in (tmp_path / "a").glob("mdgan-*"):
+        shutil.rmtree(run)
+    assert main(["results", str(tmp_path / "a")]) == 0  # its records under a/results/records, found twice
+    rows = [
+        row for row in (tmp_path / "a" / "results" / "results.csv").read_text().splitlines() if row.startswith("mdgan")
+    ]
+    assert len(rows) == 1

@@ -65,14 +65,17 @@ class NoRunsError(Exception):
 
 
 def collect(roots: list[Path]) -> list[RunSummary]:
-    """Every run under the roots, in the table's order: the run directories, and the records of the
-    runs whose directory is not there (a run directory is at least as fresh as its record)."""
-    runs = {run.name: run for root in roots for run in read_records(root)}
-    runs.update((run.name, run) for root in roots for run in summarize_under(root))
+    """Every run under the roots, in the table's order: every run directory, and the records of the
+    runs whose directory is not there (a run directory is at least as fresh as its record; a record
+    found in several folders counts once, the first root's)."""
+    directories = [run for root in roots for run in summarize_under(root)]
+    recorded = {run.name: run for root in reversed(roots) for run in read_records(root)}  # one per name
+    have = {run.name for run in directories}
+    runs = directories + [run for name, run in recorded.items() if name not in have]
     if not runs:
         where = ", ".join(map(str, roots))
         raise NoRunsError(
             f"no runs under {where}: expected run directories (folders holding config.yaml and metrics.jsonl) "
             f"or run records (*{RECORD_SUFFIX}, written by `mdgan-experiment results`)"
         )
-    return sorted(runs.values(), key=lambda run: run.sort_key)
+    return sorted(runs, key=lambda run: run.sort_key)
