@@ -38,7 +38,7 @@ class PrivacyLedger:
         self.released: int | None = None  # read at the first release of this attempt
         log.info(
             "privacy: DP-SGD discriminators, noise multiplier %.4g, clip %.4g, sampling rate %.4g (smallest "
-            "shard) to %.4g: (%.4g, %.2g)-DP per record of any shard after %d iterations (and %d redone)",
+            "shard) to %.4g: (%.4g, %.2g)-DP per record of any shard, replaced by another, after %d iterations (and %d redone)",
             self.noise,
             cfg.privacy.clip,
             self.rate,
