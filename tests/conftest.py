@@ -106,6 +106,12 @@ CASES = {
             "mdgan.swap_every_epochs=0.03",
         ],
     ),
+    # data.clusters: the labels are each image's k-means cluster, agreed on over the wire before
+    # training by the 2 worker processes' 4 workers, and the labels travel with the batches.
+    "N4-W2-k2-clusters-swaps": (
+        4,
+        ["data.clusters=5", "mdgan.workers_per_rank=2", "mdgan.k=2", "mdgan.swap_every_epochs=0.03"],
+    ),
     # forgiving: the verdicts travel with the feedback, and each sample follows its most forgiving
     # of 2 judges; unconditional, since the rule needs no labels.
     "N4-k2-forgiving-unconditional-swaps": (

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from mdgan_dist.algorithms.aggregation import AGGREGATIONS, Judgements, aggregate
+from mdgan_dist.algorithms.clusters import reference as clusters_reference
 from mdgan_dist.algorithms.components import (
     label_classes,
     make_augment,
@@ -80,6 +81,10 @@ def _reference_run(
     average = average_of(gen, cfg.gan.ema_halflife)
     discs = [make_discriminator(cfg, shape, classes, n) for n in range(num_workers)]
     shards = [load_shard(plan.train, plan.shards[n]) for n in range(num_workers)]
+    weights = None  # how often G draws each class: uniformly, or as data.clusters' sizes
+    if cfg.data.clusters:  # each image labelled by its cluster, the rounds run here in one process
+        _, weights, assigned = clusters_reference([images for images, _ in shards], cfg.data.clusters, cfg.train.seed)
+        shards = [(images, labels) for (images, _), labels in zip(shards, assigned, strict=True)]
     samplers = [make_sampler(cfg, *shards[n], n) for n in range(num_workers)]
     # What the workers tell the server under class_aware: the classes of each shard.
     holds = as_sets(torch.stack([present(labels, classes) for _, labels in shards]))
@@ -104,7 +109,7 @@ def _reference_run(
     swaps, d_losses = 0, []
 
     def make_batches(stale: bool) -> tuple[torch.Tensor, torch.Tensor | None, dict | None]:
-        z, labels = sample_latent(noise, k * batch, cfg.model.z_dim, label_classes(cfg, classes))
+        z, labels = sample_latent(noise, k * batch, cfg.model.z_dim, label_classes(cfg, classes), weights)
         snapshot = snapshot_parameters(gen) if stale else None
         generated = generate(gen, z, labels, classes, snapshot).view(k, batch, *shape)
         return generated, None if labels is None else labels.view(k, batch), snapshot

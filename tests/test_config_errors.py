@@ -341,6 +341,33 @@ CASES = {
         ["privacy.epsilon=1", "privacy.noise_multiplier=0.5", "train.iterations=3000"],
         "privacy.noise_multiplier=0.5 spends epsilon=",  # replaced-record DP, 3000 + 0 iterations
     ),
+    # data.clusters: how many, for which model, and the options that need the classes before training
+    # or would release the clusters' sums without noise.
+    "one cluster": (
+        {"WORLD_SIZE": "3"},
+        ["data.clusters=1"],
+        "data.clusters=1: 0 (the dataset's labels) or at least 2",
+    ),
+    "clusters for an unconditional model": (
+        {},
+        ["algorithm=standalone", "data.clusters=10", "model.conditional=false"],
+        "data.clusters=10 labels the images for a conditional model: set model.conditional=true, or data.clusters=0",
+    ),
+    "clusters with class_aware": (
+        {"WORLD_SIZE": "3"},
+        ["data.clusters=10", "mdgan.aggregate=class_aware", "mdgan.k=1"],
+        "with data.clusters the classes are known only once the workers agreed on them",
+    ),
+    "clusters with privacy": (
+        {"WORLD_SIZE": "3"},
+        ["data.clusters=10", "privacy.epsilon=8"],
+        "privacy cannot be combined with data.clusters: the server learns each worker's per-cluster sums",
+    ),
+    "more clusters than images": (
+        {},
+        ["algorithm=standalone", "data.clusters=5000"],
+        "data.clusters=5000: more clusters than the 4500 training images",
+    ),
     "a worker killed twice": (
         {"WORLD_SIZE": "4"},
         ["fault.kill_worker=[2@3,2@5]"],

@@ -31,7 +31,7 @@ def test_distributed_round_equals_single_process(finished_run: tuple[Path, int])
     torch.testing.assert_close([r["d_loss_per_worker"] for r in records], expected_d_losses, rtol=1e-5, atol=1e-6)
     # The parameters must have moved, and the average must differ from the raw G, or the
     # comparisons above prove nothing.
-    initial = make_generator(cfg, (1, 28, 28), 10).state_dict()
+    initial = make_generator(cfg, (1, 28, 28), cfg.data.clusters or 10).state_dict()
     actual = torch.load(run_dir / "generator.pt")
     raw = actual.get("raw_generator", actual["generator"])
     assert any(not torch.equal(initial[name], raw[name]) for name in initial)

@@ -10,8 +10,10 @@ from mdgan_dist.distributed.protocol import (
     HEADER_LEN,
     Abort,
     AveragedModels,
+    Centroids,
     Checkpoint,
     ClassSets,
+    ClusterSums,
     DiscriminatorState,
     Feedback,
     Go,
@@ -49,6 +51,8 @@ MESSAGES: list[Message] = [
     LocalModels(iteration=12, numel=3_000),
     AveragedModels(iteration=12, numel=3_000),
     ClassSets(numel=40),
+    ClusterSums(iteration=3, numel=2 * 30 * 785),
+    Centroids(iteration=3, numel=30 * 785),
 ]
 
 

@@ -112,6 +112,9 @@ class DataConfig:
     classes_per_worker: int = 2  # c for split=classes: each worker holds only c of the classes
     image_size: int | None = None  # resize to image_size x image_size; required for imagefolder
     channels: int = 3  # imagefolder only: 1 (grey) or 3 (RGB)
+    # K >= 2: train a conditional model on unlabelled data, each image labelled by its k-means
+    # cluster, agreed on by server and workers before training (algorithms/clusters.py); 0: the dataset's labels
+    clusters: int = 0
 
 
 @dataclass

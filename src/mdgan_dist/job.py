@@ -21,6 +21,8 @@ from mdgan_dist.validation import validate_shards
 class DataPlan:
     train: ImageDataset  # lazy: a worker reads only the samples of its own shard
     shards: list[torch.Tensor]  # indices into train, one tensor per worker
+    classes: int  # what a conditional model is conditioned on: the dataset's classes, or data.clusters
+    class_weights: torch.Tensor | None = None  # how often G draws each class: None, uniformly; the clusters' sizes
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -28,7 +30,7 @@ class DataPlan:
 
     @property
     def num_classes(self) -> int:
-        return self.train.num_classes
+        return self.classes
 
     @property
     def shard_sizes(self) -> list[int]:
@@ -44,6 +46,6 @@ def plan_data(cfg: Config, num_workers: int) -> DataPlan:
         # Every worker draws batches of b real samples from its shard.
         seed = derive_seed(cfg.train.seed, "split")
         shards = split_indices(train.labels, num_workers, cfg.data, seed, min_size=cfg.train.batch_size)
-    plan = DataPlan(train, shards)
+    plan = DataPlan(train, shards, cfg.data.clusters or train.num_classes)
     validate_shards(cfg, plan.shard_sizes)
     return plan

@@ -135,6 +135,11 @@ def validate_privacy(cfg: Config) -> None:
         "as the accounting assumes; set gan.reuse_real_batch=false",
     )
     require(
+        cfg.data.clusters == 0,
+        "privacy cannot be combined with data.clusters: the server learns each worker's per-cluster sums of "
+        "images, without noise; set data.clusters=0",
+    )
+    require(
         cfg.gan.r1 == 0,
         "privacy cannot be combined with gan.r1: the R1 penalty is not clipped per record here; set gan.r1=0",
     )

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
 
+from mdgan_dist.algorithms.clusters import with_clusters
 from mdgan_dist.algorithms.loop import Loop
 from mdgan_dist.algorithms.registry import Algorithm, plan, validate
 from mdgan_dist.algorithms.role import RoleContext
@@ -75,10 +76,13 @@ def start_up_checks(cfg: Config, env: LaunchEnv, gpus: int) -> tuple[Algorithm, 
 
 def run_role(algorithm: Algorithm, ctx: RoleContext, is_server: bool) -> None:
     """Rank 0 (or the only process) writes the config and runs the training loop around the
-    algorithm's server, the others a worker."""
+    algorithm's server, the others a worker; with data.clusters, all first agree on the clusters."""
     if is_server:
         save_config(ctx.cfg, ctx.run_dir / "config.yaml")
         log.info("run directory %s", ctx.run_dir)
+    if ctx.cfg.data.clusters:
+        ctx = with_clusters(ctx, is_server)
+    if is_server:
         Loop(ctx, algorithm.server(ctx)).run()
     else:
         assert algorithm.worker is not None

@@ -37,6 +37,13 @@ def validate_fields(cfg: Config) -> None:
         cfg.train.threads is None or cfg.train.threads >= 1,
         f"train.threads={cfg.train.threads}: must be >= 1, or null for the node's cores shared among its ranks",
     )
+    clusters = cfg.data.clusters
+    require(clusters == 0 or clusters >= 2, f"data.clusters={clusters}: 0 (the dataset's labels) or at least 2")
+    require(
+        not clusters or cfg.model.conditional,
+        f"data.clusters={clusters} labels the images for a conditional model: set model.conditional=true, "
+        "or data.clusters=0",
+    )
     require(cfg.data.alpha > 0, f"data.alpha={cfg.data.alpha}: the Dirichlet concentration must be > 0")
     require(cfg.train.iterations >= 1, f"train.iterations={cfg.train.iterations}: must be >= 1")
     require(cfg.train.batch_size >= 1, f"train.batch_size={cfg.train.batch_size}: must be >= 1")
@@ -59,7 +66,13 @@ def validate_fields(cfg: Config) -> None:
 
 
 def validate_shards(cfg: Config, shard_sizes: list[int]) -> None:
-    """A worker draws batches of b real samples from its shard: every shard must hold b of them."""
+    """A worker draws batches of b real samples from its shard: every shard must hold b of them;
+    data.clusters needs an image per cluster at least."""
+    total = sum(shard_sizes)
+    require(
+        cfg.data.clusters <= total,
+        f"data.clusters={cfg.data.clusters}: more clusters than the {total} training images; use fewer",
+    )
     smallest = min(shard_sizes)
     if cfg.train.batch_size > smallest:
         worker = shard_sizes.index(smallest)

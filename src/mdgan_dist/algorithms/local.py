@@ -43,14 +43,17 @@ class LocalGAN:
         noise: torch.Generator,
         device: torch.device,
         rank: int = 0,
+        class_weights: torch.Tensor | None = None,
     ) -> None:
         """worker: which worker's sampler stream this GAN draws its real batches from. noise: the
         stream of its latent vectors. D is always built as worker 0's, so that FL-GAN's workers start
-        from one common model, as federated averaging does. rank: the process's, for errors."""
+        from one common model, as federated averaging does. rank: the process's, for errors.
+        class_weights: the distribution of G's labels (data.clusters); None: uniform."""
         self.cfg = cfg
         self.worker = worker
         self.rank = rank
         self.num_classes = num_classes
+        self.class_weights = class_weights
         self.noise = noise
         self.device = device
         self.generator = make_generator(cfg, image_shape, num_classes).to(device)
@@ -66,7 +69,7 @@ class LocalGAN:
         or G's gradient that is not finite raises NonFiniteError before G steps."""
         cfg = self.cfg
         noise, labels = sample_latent(
-            self.noise, cfg.train.batch_size, cfg.model.z_dim, label_classes(cfg, self.num_classes)
+            self.noise, cfg.train.batch_size, cfg.model.z_dim, label_classes(cfg, self.num_classes), self.class_weights
         )
         labels = None if labels is None else labels.to(self.device)
         generated = generate(self.generator, noise.to(self.device), labels, self.num_classes)

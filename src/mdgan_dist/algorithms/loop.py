@@ -101,7 +101,7 @@ class Loop:
         iterations = cfg.train.iterations
         if start == iterations:  # a finished run started again: only its end is left to do
             training.conclude(iterations)
-        scoring = Scoring(cfg, self.ctx.num_classes, self.ctx.device)
+        scoring = Scoring(cfg, self.ctx.num_classes, self.ctx.device, self.ctx.plan.class_weights)
         with RunLogger(self.run_dir, cfg.log.progress, start, training.name) as logger:
             for iteration in logger.progress(range(start, iterations), iterations):
                 done, last = iteration + 1, iteration + 1 == iterations

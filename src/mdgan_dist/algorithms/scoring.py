@@ -14,20 +14,23 @@ from torch import nn
 from mdgan_dist.algorithms.ema import GeneratorAverage
 from mdgan_dist.config import Config
 from mdgan_dist.metrics import Evaluator
-from mdgan_dist.models.sampling import sample_images
+from mdgan_dist.models.sampling import sample_images, shown_labels
 from mdgan_dist.run_logging import RAW_PREFIX, RunLogger
 from mdgan_dist.seeding import generator
 
 
 class Scoring:
-    def __init__(self, cfg: Config, num_classes: int, device: torch.device) -> None:
+    def __init__(
+        self, cfg: Config, num_classes: int, device: torch.device, class_weights: torch.Tensor | None = None
+    ) -> None:
         self.cfg = cfg
         self.num_classes = num_classes
+        self.class_weights = class_weights  # how often the scored samples show each class (data.clusters)
         self.device = device
         count = cfg.log.num_samples
         self.grid_noise = torch.randn(count, cfg.model.z_dim, generator=generator(cfg.train.seed, "samples"))
         # ACGAN grids cycle through the classes, so every class shows.
-        self.grid_labels = torch.arange(count) % num_classes if cfg.model.conditional else None
+        self.grid_labels = shown_labels(count, num_classes) if cfg.model.conditional else None
         self.evaluator = Evaluator(cfg, device) if cfg.eval.every else None
 
     def after(
@@ -41,9 +44,9 @@ class Scoring:
         if self.evaluator is not None and (done % self.cfg.eval.every == 0 or last):
             if not logger.floor:
                 logger.real_floor(self.evaluator.real_floor())
-            scores = self.evaluator.score_generator(shown, self.num_classes)
+            scores = self.evaluator.score_generator(shown, self.num_classes, self.class_weights)
             if average is not None:
-                raw = self.evaluator.score_generator(model, self.num_classes)
+                raw = self.evaluator.score_generator(model, self.num_classes, self.class_weights)
                 scores.update({RAW_PREFIX + name: value for name, value in raw.items()})
             logger.scores(done, scores)
 

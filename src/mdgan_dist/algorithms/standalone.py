@@ -35,7 +35,16 @@ class StandaloneGAN:
         self.run_dir = ctx.run_dir
         # Stream names as MD-GAN's server (noise) and worker 0 (sampler, D): N = 1 runs compare exactly.
         noise = generator(cfg.train.seed, "noise")
-        self.gan = LocalGAN(cfg, ctx.image_shape, ctx.num_classes, ctx.shard(0), 0, noise, ctx.device)
+        self.gan = LocalGAN(
+            cfg,
+            ctx.image_shape,
+            ctx.num_classes,
+            ctx.shard(0),
+            0,
+            noise,
+            ctx.device,
+            class_weights=ctx.plan.class_weights,
+        )
         self.average = average_of(self.gan.generator, cfg.gan.ema_halflife)
         self.nan_at = ctx.faults.nans.get(DISCRIMINATOR_RANK)
         self.clock = ComputeClock()  # the GAN's iterations, scoring left out

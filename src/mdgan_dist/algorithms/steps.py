@@ -44,12 +44,16 @@ def generate(
 
 
 def sample_latent(
-    stream: torch.Generator, count: int, z_dim: int, num_classes: int | None
+    stream: torch.Generator, count: int, z_dim: int, num_classes: int | None, weights: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`count` noise vectors and, for ACGAN (num_classes given), uniformly drawn class labels."""
+    """`count` noise vectors and, for a conditional model (num_classes given), class labels drawn
+    uniformly, or in proportion to `weights` (data.clusters: each cluster's share of the images)."""
     noise = torch.randn(count, z_dim, generator=stream)
-    labels = None if num_classes is None else torch.randint(num_classes, (count,), generator=stream)
-    return noise, labels
+    if num_classes is None:
+        return noise, None
+    if weights is None:
+        return noise, torch.randint(num_classes, (count,), generator=stream)
+    return noise, torch.multinomial(weights, count, replacement=True, generator=stream)
 
 
 def _judgement(

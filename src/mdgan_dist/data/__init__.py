@@ -1,11 +1,11 @@
 """Datasets, shards and real-batch sampling for the workers.
 
 `open_dataset` gives the train or held-out part of a dataset, `split_indices` cuts the train part
-into one shard per worker, `load_shard` reads a shard into memory, and `ShardSampler` draws a
+into one shard per worker (`Relabelled` gives its images other labels: data.clusters), `load_shard` reads a shard into memory, and `ShardSampler` draws a
 worker's real batches from it (`PoissonSampler` under privacy.*).
 """
 
-from mdgan_dist.data.base import PARTS, ImageDataset
+from mdgan_dist.data.base import PARTS, ImageDataset, Relabelled
 from mdgan_dist.data.datasets import DATASETS, open_dataset
 from mdgan_dist.data.sampler import PoissonSampler, Sampler, ShardSampler
 from mdgan_dist.data.sharding import load_shard, split_indices
@@ -15,6 +15,7 @@ __all__ = [
     "PARTS",
     "ImageDataset",
     "PoissonSampler",
+    "Relabelled",
     "Sampler",
     "ShardSampler",
     "load_shard",

@@ -63,3 +63,16 @@ class TensorImageDataset(ImageDataset):
 
     def _raw(self, index: int) -> torch.Tensor:
         return self._images[index]
+
+
+class Relabelled(ImageDataset):
+    """Another dataset's images under other labels (data.clusters: each image's cluster)."""
+
+    def __init__(self, base: ImageDataset, labels: torch.Tensor, num_classes: int) -> None:
+        if len(labels) != len(base):
+            raise ValueError(f"{len(labels)} labels for {len(base)} images")
+        super().__init__(labels, base.image_shape, num_classes, None)
+        self.base = base
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.base[index][0], int(self.labels[index])

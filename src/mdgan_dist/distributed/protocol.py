@@ -47,6 +47,8 @@ class Kind(IntEnum):
     LOCAL_MODELS = 15  # LocalModels (FL-GAN)
     AVERAGED_MODELS = 16  # AveragedModels (FL-GAN)
     LOCAL_LOSSES = 17  # LocalLosses (FL-GAN)
+    CLUSTER_SUMS = 18  # ClusterSums (data.clusters)
+    CENTROIDS = 19  # Centroids (data.clusters)
 
 
 @dataclass(frozen=True)
@@ -335,8 +337,9 @@ class SyncOrder(Message):
 
 
 @dataclass(frozen=True)
-class _Models(Message):
-    """FL-GAN's flat G and D state follows (numel values), for the averaging after `iteration`."""
+class _Payload(Message):
+    """numel values follow, of `iteration`: FL-GAN's flat G and D state for the averaging after it,
+    or a round of data.clusters' k-means."""
 
     iteration: int
     numel: int
@@ -345,22 +348,22 @@ class _Models(Message):
         return Slots(self.KIND, self.iteration, numel=self.numel)
 
     @classmethod
-    def from_slots(cls: type[ModelsMessage], slots: Slots) -> ModelsMessage:
+    def from_slots(cls: type[PayloadMessage], slots: Slots) -> PayloadMessage:
         return cls(slots.iteration, slots.numel)
 
 
-ModelsMessage = TypeVar("ModelsMessage", bound=_Models)
+PayloadMessage = TypeVar("PayloadMessage", bound=_Payload)
 
 
 @dataclass(frozen=True)
-class LocalModels(_Models):
+class LocalModels(_Payload):
     """FL-GAN, worker -> server: its own G and D follow."""
 
     KIND = Kind.LOCAL_MODELS
 
 
 @dataclass(frozen=True)
-class AveragedModels(_Models):
+class AveragedModels(_Payload):
     """FL-GAN, server -> worker: the weighted average of every worker's G and D follows."""
 
     KIND = Kind.AVERAGED_MODELS
@@ -380,6 +383,21 @@ class ClassSets(Message):
     @classmethod
     def from_slots(cls, slots: Slots) -> ClassSets:
         return cls(slots.numel)
+
+
+@dataclass(frozen=True)
+class ClusterSums(_Payload):
+    """data.clusters, worker -> server, in round `iteration` of the k-means before training
+    (algorithms/clusters.py): for each worker the process hosts, each cluster's image sum and count."""
+
+    KIND = Kind.CLUSTER_SUMS
+
+
+@dataclass(frozen=True)
+class Centroids(_Payload):
+    """data.clusters, server -> worker: the centroids and counts from every worker's sums of the round."""
+
+    KIND = Kind.CENTROIDS
 
 
 class ProtocolMismatch(ValueError):

@@ -37,6 +37,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mdgan_dist.algorithms.clusters import CLUSTERS_FILE
 from mdgan_dist.checkpoint import SERVER_FILE, shown_generator
 from mdgan_dist.checkpoint import load as load_file
 from mdgan_dist.compose import compose, compose_raw, typed_config
@@ -135,12 +136,15 @@ def _score_generator(weights: Path, overrides: list[str]) -> dict[str, object]:
     state = load_file(weights, torch.device("cpu"))  # first: a file that is refused costs nothing more
     device = device_for(cfg)
     evaluator = Evaluator(cfg, device)
-    model = build_generator(cfg.model, evaluator.image_shape, evaluator.num_classes)
+    classes = cfg.data.clusters or evaluator.num_classes  # what G is conditioned on
+    # data.clusters: G draws each cluster as often as the run's clusters.pt says its images are
+    drawn = load_file(saved.parent / CLUSTERS_FILE, torch.device("cpu"))["counts"] if cfg.data.clusters else None
+    model = build_generator(cfg.model, evaluator.image_shape, classes)
     try:
         model.load_state_dict(shown_generator(state))
     except (KeyError, RuntimeError) as error:
         raise ConfigError(f"{weights} holds no generator for the model of {saved}: {error}") from error
-    return _with_floor(evaluator, evaluator.score_generator(model.to(device), evaluator.num_classes))
+    return _with_floor(evaluator, evaluator.score_generator(model.to(device), classes, drawn))
 
 
 def _score_images(folder: Path, overrides: list[str]) -> dict[str, object]:

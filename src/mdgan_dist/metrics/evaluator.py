@@ -26,7 +26,7 @@ from mdgan_dist.metrics.inception import InceptionFeatures
 from mdgan_dist.metrics.scores import class_coverage, classifier_score, feature_statistics, frechet_distance, salt
 from mdgan_dist.metrics.store import StoredClassifier, load_classifier, train_command
 from mdgan_dist.metrics.training import EVAL_BATCH_SIZE, load_part
-from mdgan_dist.models.sampling import sample_images
+from mdgan_dist.models.sampling import sample_images, shown_labels
 from mdgan_dist.seeding import generator
 
 log = logging.getLogger(__name__)
@@ -109,17 +109,22 @@ class Evaluator:
             scores["fid"] = frechet_distance(*feature_statistics(pooled), *self.inception_real_statistics)
         return scores
 
-    def score_generator(self, model: nn.Module, num_classes: int) -> dict[str, float]:
+    def score_generator(
+        self, model: nn.Module, num_classes: int, class_weights: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """Scores of the samples that scored_samples draws."""
-        return self.score(self.scored_samples(model, num_classes))
+        return self.score(self.scored_samples(model, num_classes, class_weights))
 
     @torch.no_grad()
-    def scored_samples(self, model: nn.Module, num_classes: int) -> torch.Tensor:
+    def scored_samples(
+        self, model: nn.Module, num_classes: int, class_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """eval.num_samples samples of G, drawn from the same fixed noise at every call (its own
-        stream: no training RNG is touched); conditional samples cycle through the classes."""
+        stream: no training RNG is touched); conditional samples cycle through the classes, or take
+        each its share of the samples (class_weights: data.clusters' sizes)."""
         count = self.cfg.eval.num_samples
         noise = torch.randn(count, self.cfg.model.z_dim, generator=generator(self.cfg.train.seed, "eval"))
-        labels = torch.arange(count) % num_classes if self.cfg.model.conditional else None
+        labels = shown_labels(count, num_classes, class_weights) if self.cfg.model.conditional else None
         return sample_images(model, noise, labels, num_classes, self.device)
 
     def real_floor(self, draws: int = FLOOR_DRAWS) -> dict[str, dict[str, float]]:

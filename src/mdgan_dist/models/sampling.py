@@ -15,6 +15,17 @@ def generator_input(noise: torch.Tensor, labels: torch.Tensor | None, num_classe
     return torch.cat([noise, F.one_hot(labels, num_classes).to(noise.dtype)], dim=1)
 
 
+def shown_labels(count: int, num_classes: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The labels of `count` samples to show or score: cycling through the classes, or, given
+    weights (data.clusters' sizes), each class its share of `count` (largest remainders), in order."""
+    if weights is None:
+        return torch.arange(count) % num_classes
+    exact = weights.double() / weights.sum() * count
+    shares = exact.floor().long()
+    shares[(exact - shares).argsort(descending=True, stable=True)[: count - int(shares.sum())]] += 1
+    return torch.repeat_interleave(torch.arange(num_classes), shares)
+
+
 @torch.no_grad()
 def sample_images(
     model: nn.Module, noise: torch.Tensor, labels: torch.Tensor | None, num_classes: int, device: torch.device

@@ -34,7 +34,9 @@ class FLGANWorker:
         shard = ctx.shard(worker)
         self.shard_size = len(shard[0])
         noise = generator(ctx.cfg.train.seed, "noise", worker)
-        self.gan = LocalGAN(ctx.cfg, ctx.image_shape, ctx.num_classes, shard, worker, noise, ctx.device, rank)
+        self.gan = LocalGAN(
+            ctx.cfg, ctx.image_shape, ctx.num_classes, shard, worker, noise, ctx.device, rank, ctx.plan.class_weights
+        )
         self.tensors = model_tensors(self.gan.generator, self.gan.discriminator)
         self.average = torch.empty(sum(t.numel() for t in self.tensors), device=ctx.device)
         # Its local GAN (models, Adam states, sampler, augmentation and noise streams) is all it keeps.

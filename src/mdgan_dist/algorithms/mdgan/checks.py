@@ -57,6 +57,11 @@ def validate_aggregation(cfg: Config, workers: int, k: int) -> None:
         "unconditional: set model.conditional=true, or use "
         + " or ".join(other for other, entry in AGGREGATIONS.items() if not entry.labels),
     )
+    require(
+        not (rule.class_sets and cfg.data.clusters),
+        f"mdgan.aggregate={name} checks before training that every class has a judge in every batch, and with "
+        "data.clusters the classes are known only once the workers agreed on them: use another rule, or data.clusters=0",
+    )
     trim = cfg.mdgan.trim
     require(
         trim == 1 or name == Aggregate.trimmed_mean,

@@ -39,9 +39,16 @@ class GeneratorCompute:
     """The server's G, its Adam, its moving average and its noise stream."""
 
     def __init__(
-        self, cfg: Config, image_shape: tuple[int, int, int], num_classes: int, k: int, device: torch.device
+        self,
+        cfg: Config,
+        image_shape: tuple[int, int, int],
+        num_classes: int,
+        k: int,
+        device: torch.device,
+        class_weights: torch.Tensor | None = None,
     ) -> None:
         self.cfg, self.image_shape, self.num_classes, self.k, self.device = cfg, image_shape, num_classes, k, device
+        self.class_weights = class_weights  # the labels' distribution (data.clusters); None: uniform
         self.generator = make_generator(cfg, image_shape, num_classes).to(device)
         self.optimizer = generator_adam(self.generator, cfg.optim)
         self.average = average_of(self.generator, cfg.gan.ema_halflife)
@@ -51,7 +58,8 @@ class GeneratorCompute:
         """G's k batches of one iteration; stale: through a copy of G's parameters, which the
         step of the iteration in flight leaves as they are (mdgan.overlap)."""
         cfg, batch, device = self.cfg, self.cfg.train.batch_size, self.device
-        noise, labels = sample_latent(self.noise, self.k * batch, cfg.model.z_dim, label_classes(cfg, self.num_classes))
+        classes = label_classes(cfg, self.num_classes)
+        noise, labels = sample_latent(self.noise, self.k * batch, cfg.model.z_dim, classes, self.class_weights)
         labels = None if labels is None else labels.to(device)
         snapshot = snapshot_parameters(self.generator) if stale else None
         batches = generate(self.generator, noise.to(device), labels, self.num_classes, snapshot)

@@ -51,7 +51,9 @@ class Server:
         # Tolerating lost workers, a wait lasts 2 x timeout_s: a worker may first spend one on a silent swap partner.
         self.workers = Workers(transport, self.roster, patience=2 if self.roster.tolerant else 1)
         workers = self.roster.live
-        self.compute = GeneratorCompute(cfg, ctx.image_shape, ctx.num_classes, self.roster.k, ctx.device)
+        self.compute = GeneratorCompute(
+            cfg, ctx.image_shape, ctx.num_classes, self.roster.k, ctx.device, ctx.plan.class_weights
+        )
         self.rule = AGGREGATIONS[cfg.mdgan.aggregate]
         self.class_sets: dict[int, list[frozenset[int]]] = {}  # rank -> per slot, the classes its shard holds
         batch, dtype, wire = cfg.train.batch_size, wire_dtype(cfg.comm.dtype), transport.wire
