@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from conftest import load_config
-from mdgan_dist.algorithms.clusters import CLUSTERS_FILE, centroids_of, cluster_sums, reference
+from mdgan_dist.algorithms.clusters import centroids_of, cluster_sums, reference
 from mdgan_dist.algorithms.steps import sample_latent
 from mdgan_dist.data import load_shard
 from mdgan_dist.job import plan_data
 from mdgan_dist.models.sampling import shown_labels
+from mdgan_dist.run_directory import CLUSTERS_FILE
 from multiproc import TINY, run_job
 
 
@@ -68,7 +69,11 @@ def test_the_clusters_agreed_on_are_the_one_process_rounds(tmp_path: Path, algor
     assert torch.equal(kept["centroids"].reshape(6, -1), centroids)
     assert torch.equal(kept["counts"], counts) and int(counts.sum()) == len(plan.train)
     assert (counts > 0).all()
-    assert "data.clusters=6: k-means over the workers' images in 20 rounds" in (tmp_path / "rank0.log").read_text()
+    log = (tmp_path / "rank0.log").read_text()
+    assert "data.clusters=6: k-means over the workers' images in 20 rounds" in log
+    if algorithm == "flgan":  # each round, per worker: a header and 6 x (784 + 1) float32 each way
+        each_way = 20 * 2 * (64 + 6 * 785 * 4)
+        assert f"data.clusters: 20 rounds, {each_way} bytes sent to the workers and {each_way} received" in log
 
 
 def test_g_draws_each_cluster_as_often_as_its_images() -> None:

@@ -192,14 +192,19 @@ def test_the_outlier_watch_resumed_mid_streak_names_the_liar_when_an_uninterrupt
 
 @pytest.mark.parametrize(
     "extra",
-    [[], ["privacy.epsilon=20", "privacy.noise_multiplier=0.8", "privacy.secret_noise=false", "gan.augment=none"]],
-    ids=["plain", "private"],
+    [
+        [],
+        ["privacy.epsilon=20", "privacy.noise_multiplier=0.8", "privacy.secret_noise=false", "gan.augment=none"],
+        ["data.clusters=5"],
+    ],
+    ids=["plain", "private", "clusters"],
 )
 def test_several_workers_per_process_resume_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     """mdgan.workers_per_rank=2, 4 workers on 2 processes: each process's checkpoint holds its
     stacked discriminators, their Adam state, samplers and augmentation streams, and with
     privacy.* (which refuses augmentation) its Poisson samplers' and noise streams (the noise
-    multiplier given: computed, it would depend on train.iterations, which the first half changes)."""
+    multiplier given: computed, it would depend on train.iterations, which the first half changes);
+    with data.clusters, the clusters agreed on again at the resumed start label every image as before."""
     layout = [*COMMON, *ALGORITHMS["mdgan"][1], "mdgan.workers_per_rank=2", *extra]
     straight, resumed = straight_and_resumed(tmp_path, 3, layout)
     holders = sorted(p.name for p in checkpoint_dir(tmp_path / "half" / "run", T).glob("rank*-holds-*.pt"))

@@ -20,8 +20,9 @@ from mdgan_dist.distributed.env import job_id
 from mdgan_dist.errors import ConfigError
 from mdgan_dist.trajectory import trajectory_differences, trajectory_settings
 
+CLUSTERS_FILE = "clusters.pt"  # data.clusters: the centroids and counts (algorithms/clusters.py)
 # What the trainer writes into a run directory; any of them means the directory holds a run.
-RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "checkpoints", "generator.pt")
+RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "checkpoints", "generator.pt", CLUSTERS_FILE)
 
 
 def holds_run(run_dir: Path) -> bool:

@@ -28,13 +28,13 @@ from mdgan_dist.algorithms.role import RoleContext
 from mdgan_dist.data import Relabelled
 from mdgan_dist.distributed.protocol import Centroids, ClusterSums
 from mdgan_dist.errors import ConfigError
+from mdgan_dist.run_directory import CLUSTERS_FILE
 from mdgan_dist.seeding import generator
 
 log = logging.getLogger(__name__)
 
 ROUNDS = 20  # Lloyd's rounds; on MNIST the assignment barely moves after 20 (docs/design.md)
 STAGE = "agreeing on the clusters (data.clusters)"
-CLUSTERS_FILE = "clusters.pt"
 
 
 def points_of(images: torch.Tensor) -> torch.Tensor:
@@ -105,6 +105,7 @@ def serve(ctx: RoleContext, ranks: list[int], per_rank: int, clusters: int) -> t
     transport, width = ctx.transport, points_of(torch.zeros(1, *ctx.image_shape)).shape[1]
     centroids: torch.Tensor | None = None
     counts = torch.zeros(clusters)
+    sent, received = transport.bytes_sent, transport.bytes_recv
     for round_ in range(ROUNDS):
         buffers = {
             rank: (transport.empty_header(), torch.empty(per_rank, clusters, width + 1, device=transport.wire))
@@ -123,6 +124,12 @@ def serve(ctx: RoleContext, ranks: list[int], per_rank: int, clusters: int) -> t
         header = transport.header(Centroids(round_, wire.numel()))
         transport.exchange(STAGE, sends=[transfer for rank in ranks for transfer in ((rank, header), (rank, wire))])
     assert centroids is not None
+    log.info(
+        "data.clusters: %d rounds, %d bytes sent to the workers and %d received",
+        ROUNDS,
+        transport.bytes_sent - sent,
+        transport.bytes_recv - received,
+    )
     return centroids, counts
 
 

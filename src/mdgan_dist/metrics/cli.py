@@ -37,7 +37,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mdgan_dist.algorithms.clusters import CLUSTERS_FILE
 from mdgan_dist.checkpoint import SERVER_FILE, shown_generator
 from mdgan_dist.checkpoint import load as load_file
 from mdgan_dist.compose import compose, compose_raw, typed_config
@@ -49,6 +48,7 @@ from mdgan_dist.errors import ConfigError
 from mdgan_dist.metrics.evaluator import Evaluator
 from mdgan_dist.metrics.training import ensure_classifier
 from mdgan_dist.models import build_generator
+from mdgan_dist.run_directory import CLUSTERS_FILE
 
 log = logging.getLogger(__name__)
 
