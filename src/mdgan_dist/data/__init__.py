@@ -1,8 +1,9 @@
 """Datasets, shards and real-batch sampling for the workers.
 
 `open_dataset` gives the train or held-out part of a dataset, `split_indices` cuts the train part
-into one shard per worker (`Relabelled` gives its images other labels: data.clusters), `load_shard` reads a shard into memory, and `ShardSampler` draws a
-worker's real batches from it (`PoissonSampler` under privacy.*).
+into one shard per worker, `load_shard` reads a shard into memory, and `ShardSampler` draws a
+worker's real batches from it (`PoissonSampler` under privacy.*). `Relabelled` gives a dataset's
+images other labels (data.clusters).
 """
 
 from mdgan_dist.data.base import PARTS, ImageDataset, Relabelled
