@@ -392,7 +392,8 @@ def test_results_table_csv_and_plot_hold_what_the_runs_logged(tmp_path: Path, ca
     table = (out / "results.md").read_text()
     assert table == capsys.readouterr().out.split("wrote ")[0]
     lines = table.splitlines()
-    assert len(lines) == 2 + len(rows)
+    assert len(lines) == 2 + len(rows) + 2  # and the unfinished run named after the table
+    assert lines[-1] == "Unfinished, so in no table over the seeds: standalone-b16 (iteration 10)."
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     cells = dict(zip(header, (cell.strip() for cell in lines[4].strip("|").split("|"))))
     assert cells["configuration"] == "mdgan-N2-k1-b16" and cells["wall time"] == "1m05s"
@@ -667,7 +668,8 @@ def test_results_say_what_each_configuration_took_to_reach_the_targets(tmp_path:
                 seconds *= 2 / 3
             stats = {"rank": rank, **({} if seconds is None else {"compute_cpu_seconds": seconds, **trained})}
             (tmp_path / name / f"stats_rank{rank}.json").write_text(json.dumps(stats))
-    # A fourth seed, stopped before its first evaluation: it reaches nothing and has no shares yet.
+    # A fourth seed, stopped early: no final scores, so it is in no table over the seeds (it
+    # would count as a run that never reached the targets), only in the per-run table.
     cfg = Config(algorithm="mdgan", train=TrainConfig(batch_size=16, iterations=300, seed=3))
     early = [training(10, 1.0, 2)]
     make_run(
@@ -690,7 +692,8 @@ def test_results_say_what_each_configuration_took_to_reach_the_targets(tmp_path:
     assert float(rows["1"]["run_worker_cpu_seconds"]) == pytest.approx(90.0)
     table = (out / "results.md").read_text()
     assert "To a finished generator (classifier_score>=9 and frechet_distance<=2xfloor" in table
-    assert "| mdgan-N2-k1-b16 | 2 of 4 | 250.000 ± 70.711 [-385.310, 885.310] |" in table
+    assert "| mdgan-N2-k1-b16 | 2 of 3 | 250.000 ± 70.711 [-385.310, 885.310] |" in table
+    assert "Unfinished, so in no table over the seeds: mdgan-N2-k1-b16-s3 (iteration 10)." in table
     # Each class's final share: class 0 is 0, 0.05, 0.1 over the seeds that have one.
     assert "| mdgan-N2-k1-b16 | 3 | 0.050 | 0.100 | 0.100 | 0 |" in table
     shares = {row["seed"]: row for row in csv.DictReader((out / "class_shares.csv").open())}

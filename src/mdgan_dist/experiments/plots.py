@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
-from mdgan_dist.experiments.result_tables import ALWAYS_SHOWN, floors, groups, seed_curves
+from mdgan_dist.experiments.result_tables import ALWAYS_SHOWN, configurations, floors, seed_curves
 from mdgan_dist.experiments.results import SCORES, RunSummary
 
 # The method shows in the line style, the configuration in the colour.
@@ -28,7 +28,7 @@ def score_figure(runs: list[RunSummary]) -> Figure:
     colours = matplotlib.colormaps["tab10"]
     for axes, score in zip(figure.subplots(1, len(ALWAYS_SHOWN)), ALWAYS_SHOWN, strict=True):
         title, higher_is_better = SCORES[score]
-        for index, (group, members) in enumerate(groups(runs).items()):
+        for index, (group, members) in enumerate(configurations(runs).items()):
             _plot_group(axes, group, members, score, colours(index % colours.N))
         for name, floor in floors(runs):
             if score in floor:

@@ -100,12 +100,24 @@ def _floor_cells(
     return cells
 
 
-def groups(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
+def configurations(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
     """Every configuration and its runs (one per seed), in the table's order."""
     found: dict[str, list[RunSummary]] = {}
     for run in runs:
         found.setdefault(run.group, []).append(run)
     return found
+
+
+def groups(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
+    """Every configuration and its finished runs, what the tables over the seeds are made of: a run
+    that stopped early has no final scores, so only the per-run table shows it (`unfinished_note`)."""
+    return configurations([run for run in runs if run.finished])
+
+
+def unfinished_note(runs: list[RunSummary]) -> list[str]:
+    """The lines saying which runs the tables over configurations leave out, and where they stopped."""
+    stopped = [f"{run.name} (iteration {run.iterations or 0})" for run in runs if not run.finished]
+    return ["", f"Unfinished, so in no table over the seeds: {', '.join(stopped)}."] if stopped else []
 
 
 def seed_groups(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
@@ -193,7 +205,7 @@ def markdown(runs: list[RunSummary], claims: list[tuple[str, str]] | None = None
     table = columns(runs)
     floor_rows = [[text for text, _ in _floor_cells(table, floor, name)] for name, floor in floors(runs)]
     rows = [[c.cell(run) for c in table] for run in runs]
-    lines = markdown_table([c.title for c in table], rows + floor_rows)
+    lines = markdown_table([c.title for c in table], rows + floor_rows) + unfinished_note(runs)
     titles, seed_rows = _seed_rows(runs)
     if seed_rows:
         # The floor again, under the same final columns, after a blank "runs" cell.

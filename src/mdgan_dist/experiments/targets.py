@@ -186,7 +186,7 @@ def class_share_table(runs: list[RunSummary]) -> list[str]:
         return []
     rows = []
     for group, members in groups(runs).items():
-        # a run stopped before its first evaluation has no share yet: it counts in no column
+        # a run never scored has no share: it counts in no column
         finals = [[run.final(name) for name in names] for run in members]
         finals = [row for row in finals if any(v is not None for v in row)]
         if not finals:
