@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from conftest import load_config
 from mdgan_dist.algorithms.clusters import centroids_of, cluster_sums, reference
@@ -16,7 +17,7 @@ from mdgan_dist.data import load_shard
 from mdgan_dist.job import plan_data
 from mdgan_dist.models.sampling import shown_labels
 from mdgan_dist.run_directory import CLUSTERS_FILE
-from multiproc import TINY, run_job
+from multiproc import TINY, run_job, train_job
 
 
 def blobs(count: int, centre: float, stream: torch.Generator) -> torch.Tensor:
@@ -85,3 +86,19 @@ def test_g_draws_each_cluster_as_often_as_its_images() -> None:
     assert shares[2] == 0 and abs(shares[1].item() - 0.75) < 0.02
     assert torch.bincount(shown_labels(10, 3, torch.tensor([1.0, 1.0, 2.0]))).tolist() == [3, 2, 5]
     assert shown_labels(5, 3).tolist() == [0, 1, 2, 0, 1]
+
+
+def test_a_cluster_left_empty_stops_every_rank_with_the_reason(tmp_path: Path) -> None:
+    """Identical images: one cluster takes them all, the others stay empty. Server and workers each
+    refuse the run before training, each log naming the cause (not a lost peer)."""
+    for folder in ("a", "b"):
+        (tmp_path / "images" / folder).mkdir(parents=True)
+        for i in range(20):  # two shards of at least train.batch_size (16) once some are held out
+            Image.new("L", (28, 28), 128).save(tmp_path / "images" / folder / f"{i}.png")
+    data = ["data.name=imagefolder", f"data.root={tmp_path / 'images'}", "data.image_size=28", "data.channels=1"]
+    job = train_job(tmp_path, 3, [*TINY, *data, "algorithm=flgan", "data.clusters=3", "train.iterations=2"])
+    assert job.wait(120) == [2, 2, 2], job.outputs()
+    for rank in range(3):
+        log = (tmp_path / f"rank{rank}.log").read_text()
+        assert "data.clusters=3: no image is nearest cluster 1's centroid; use fewer clusters" in log, log
+    assert not (tmp_path / "run" / CLUSTERS_FILE).exists()

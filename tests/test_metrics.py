@@ -43,6 +43,9 @@ CPU = torch.device("cpu")
 SCORES = ("classifier_score", "frechet_distance")
 FIGURES = ("salt", "class_share_min", "class_entropy", *(f"class_share/{c}" for c in range(10)))
 NUM_SAMPLES = 200  # generated samples per score: enough for a finite 128-d covariance, and fast
+# Whichever test runs first trains the evaluation classifier (the module fixture below) within its
+# own timeout: minutes of CPU, which a loaded machine stretches past the default 300 s.
+pytestmark = pytest.mark.timeout(900)
 
 
 def make_config(classifier_dir: Path) -> Config:

@@ -174,20 +174,24 @@ def with_clusters(ctx: RoleContext, is_server: bool) -> RoleContext:
         counts, assigned_each = follow(ctx, workers, [ctx.shard(worker)[0] for worker in workers], clusters)
         for worker, assigned in zip(workers, assigned_each, strict=True):
             labels[ctx.plan.shards[worker]] = assigned
+    refuse_empty(counts)  # on every rank, so that each one's log says why the run stops
     if is_server:
         report(ctx.run_dir, centroids, counts, ctx.image_shape)
     plan = replace(ctx.plan, train=Relabelled(ctx.plan.train, labels, clusters), class_weights=counts)
     return replace(ctx, plan=plan)
 
 
-def report(run_dir: Path, centroids: torch.Tensor, counts: torch.Tensor, image_shape: tuple[int, int, int]) -> None:
-    """Logs the clusters' sizes and keeps the centroids (as images) and counts; refuses a cluster
-    that no image is nearest: G would draw its label from no real image."""
+def refuse_empty(counts: torch.Tensor) -> None:
+    """A cluster that no image is nearest would have G draw its label from no real image."""
     empty = (counts == 0).nonzero().flatten().tolist()
     if empty:
         raise ConfigError(
             f"data.clusters={len(counts)}: no image is nearest cluster {empty[0]}'s centroid; use fewer clusters"
         )
+
+
+def report(run_dir: Path, centroids: torch.Tensor, counts: torch.Tensor, image_shape: tuple[int, int, int]) -> None:
+    """Logs the clusters' sizes and keeps the centroids (as images) and counts."""
     torch.save({"centroids": centroids.reshape(-1, *image_shape), "counts": counts}, run_dir / CLUSTERS_FILE)
     log.info(
         "data.clusters=%d: k-means over the workers' images in %d rounds, clusters of %d to %d images (%s)",
