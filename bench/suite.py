@@ -32,6 +32,9 @@ Sections (each one table and one JSON entry):
   network      MD-GAN and FL-GAN at N = 4 over real links (network namespaces, veth, tc tbf) at
                10 Gbit/s, 1 Gbit/s and 100 Mbit/s against compute + bytes / rate; only when named,
                and only as root (elsewhere: skipped)
+  gpu          every rank on one device (--device cuda): N = 10, 25 and 50 packed onto one worker
+               process, b = 100, the default model and the paper's CIFAR10 CNN on random
+               images; iteration time, where it goes, device memory; only when named
 
 Extra Hydra overrides after `--` go to every job (and to the in-process models); a section's own
 settings win over them for the knob it compares.
@@ -53,6 +56,8 @@ from jobs import Runner
 from machine import machine
 from report import document, header
 from sections import OPT_IN, SECTIONS
+from sections.gpu import add_arguments as add_gpu_arguments
+from sections.gpu import resolve_arguments as resolve_gpu_arguments
 from sections.network import RANKS as NETWORK_RANKS
 from sections.overlap import add_arguments as add_overlap_arguments
 from sections.overlap import resolve_arguments as resolve_overlap_arguments
@@ -80,10 +85,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add_packing_arguments(parser)
     add_overlap_arguments(parser)
+    add_gpu_arguments(parser)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every job (after --)")
     args = parser.parse_args(argv)
     resolve_packing_arguments(args)
     resolve_overlap_arguments(args)
+    resolve_gpu_arguments(args)
     args.iterations = args.iterations or (30 if args.quick else 300)
     args.workers = args.workers or ([1, 2] if args.quick else [1, 2, 4, 8])
     args.repetitions = args.repetitions or (10 if args.quick else 30)
@@ -103,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         most = max(most, packing_processes(args))
     if "network" in args.sections:
         most = max(most, NETWORK_RANKS)
+    if "gpu" in args.sections:
+        most = max(most, max(args.gpu_processes) + 1)
     info = machine(args.device, most)
     with tempfile.TemporaryDirectory(prefix="mdgan-bench-") as temporary:
         scratch = args.scratch or Path(temporary)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from mdgan_dist.algorithms.aggregation import AGGREGATIONS
 
@@ -169,3 +170,37 @@ def test_preset_cost_adds_up_each_configurations_roles(tmp_path: Path) -> None:
         assert row["hours_one_gpu"] is None  # measured on the CPU
     (total,) = report["totals"]
     assert total["hours_here"] == pytest.approx(sum(row["hours_here"] for row in rows.values()))
+
+
+@pytest.mark.timeout(300)
+def test_the_gpu_section_runs_both_models_on_random_images_of_their_shape(tmp_path: Path) -> None:
+    """The one-device table at --quick size, on the CPU: a row per model and N, all N workers in
+    one process, each job trained on the generated image folder of its model's shape. Named only:
+    the default run leaves it out."""
+    out = tmp_path / "gpu.json"
+    command = [sys.executable, str(SUITE), "--quick", "--iterations", "5", "--sections", "gpu"]
+    done = subprocess.run(
+        [*command, "--scratch", str(tmp_path / "jobs"), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert set(report["sections"]) == {"gpu"}
+    rows = report["sections"]["gpu"]["rows"]
+    assert [row["model"] for row in rows] == ["default model (conditional DCGAN, half width)", "paper's CIFAR10 CNN"]
+    for row in rows:
+        assert (row["workers"], row["processes"], row["per_rank"], row["batch"]) == (2, 1, 2, 16)
+        assert row["wall_min"] <= row["wall_seconds"] <= row["wall_max"]
+        assert row["server_seconds"] > 0 and row["worker_seconds"] > 0
+        assert row["device_peak"] is None  # no device memory on the CPU
+    for shape, size in (("1x28", (28, 28)), ("3x32", (32, 32))):
+        (folder,) = (tmp_path / "jobs").glob(f"random-{shape}-*")
+        images = sorted(folder.glob("class*/*.png"))
+        assert len({image.parent.name for image in images}) == 10
+        with Image.open(images[0]) as first:
+            assert first.size == size and first.mode == ("L" if shape == "1x28" else "RGB")
+    trained = [job["overrides"] for job in report["jobs"]]
+    assert any("model=cifar10_cnn" in job and "data.channels=3" in job for job in trained)

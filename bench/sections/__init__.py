@@ -11,6 +11,7 @@ from jobs import Runner
 from .aggregation import section_aggregation
 from .bytes import section_bytes
 from .compute import section_compute
+from .gpu import section_gpu
 from .guard import section_guard
 from .memory import section_memory
 from .network import section_network
@@ -37,6 +38,8 @@ SECTIONS: dict[str, Section] = {
     "privacy": section_privacy,
     "overlap": section_overlap,
     "network": section_network,
+    "gpu": section_gpu,
 }
-# Run only when named: it needs root, builds and removes network namespaces, and takes minutes.
-OPT_IN = {"network"}
+# Run only when named: network needs root, builds and removes network namespaces, and takes
+# minutes; gpu is sized for a GPU (its CPU run at full size takes hours).
+OPT_IN = {"network", "gpu"}
