@@ -24,6 +24,8 @@ from mdgan_dist.experiments.cli import main
 from mdgan_dist.experiments.grid import load_preset
 from mdgan_dist.experiments.launcher import Command, RankProcesses, free_port, split_ranks
 from mdgan_dist.experiments.paths import PRESET_DIR, SBATCH_SCRIPT
+from mdgan_dist.experiments.plots import score_figure
+from mdgan_dist.experiments.results import summarize_under
 from mdgan_dist.experiments.targets import Target, parse_target
 from run_dirs import make_run, scores, training
 
@@ -481,6 +483,24 @@ def make_seeded(root: Path, group: str, algorithm: str, last_scores: list[list[f
         values = [1.0, *last]
         records = [scores(10 * (i + 1), float(i), cs, 100 / cs) for i, cs in enumerate(values)]
         make_run(root, f"{group}-s{seed}", cfg, records, 2, True, group=group)
+
+
+def test_the_plot_averages_finished_seeds_and_shows_a_configuration_still_running(tmp_path: Path) -> None:
+    """A configuration's curve is the mean over its finished seeds, as in the tables: a seed still
+    at iteration 20 neither cuts it short nor moves it. One with no finished seed shows its runs'
+    progress, labelled unfinished."""
+    make_seeded(tmp_path, "mdgan-N2-k1-b16", "mdgan", [[5.0, 6.0, 7.0], [6.0, 7.0, 8.0]])
+    cfg = Config(algorithm="mdgan", train=TrainConfig(batch_size=16, iterations=40, seed=2), mdgan=MDGANConfig(k=1))
+    early = [scores(10, 0.0, 1.0, 100.0), scores(20, 1.0, 9.5, 10.0)]
+    make_run(tmp_path, "mdgan-N2-k1-b16-s2", cfg, early, 2, False, group="mdgan-N2-k1-b16")
+    make_run(tmp_path, "flgan-N2-b16-s0", cfg, early, 2, False, group="flgan-N2-b16")
+    axes = score_figure(summarize_under(tmp_path)).axes[0]  # the classifier score
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    assert set(lines) == {"mdgan-N2-k1-b16 (2 seeds)", "flgan-N2-b16-s0 (unfinished)"}
+    mean = lines["mdgan-N2-k1-b16 (2 seeds)"]
+    assert list(mean.get_xdata()) == [10, 20, 30, 40]
+    assert list(mean.get_ydata()) == pytest.approx([1.0, 5.5, 6.5, 7.5])
+    assert list(lines["flgan-N2-b16-s0 (unfinished)"].get_ydata()) == [1.0, 9.5]
 
 
 def test_results_judge_claims_over_seeds_and_write_curves_and_hparams(tmp_path: Path, capsys) -> None:

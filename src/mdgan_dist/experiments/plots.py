@@ -29,7 +29,10 @@ def score_figure(runs: list[RunSummary]) -> Figure:
     for axes, score in zip(figure.subplots(1, len(ALWAYS_SHOWN)), ALWAYS_SHOWN, strict=True):
         title, higher_is_better = SCORES[score]
         for index, (group, members) in enumerate(configurations(runs).items()):
-            _plot_group(axes, group, members, score, colours(index % colours.N))
+            # Seeds are averaged over the finished runs, as in the tables; a configuration with
+            # none finished yet shows its runs' progress.
+            finished = [run for run in members if run.finished]
+            _plot_group(axes, group, finished or members, score, colours(index % colours.N))
         for name, floor in floors(runs):
             if score in floor:
                 mean, sd = floor[score]["mean"], floor[score]["sd"]
@@ -66,8 +69,7 @@ def _plot_group(axes: Axes, group: str, members: list[RunSummary], score: str, c
         return
     iterations = [iteration for iteration, _ in curve]
     means = [value.mean for _, value in curve]
-    unfinished = sum(not run.finished for run in members)
-    label = f"{group} ({len(members)} seeds{f', {unfinished} unfinished' if unfinished else ''})"
+    label = f"{group} ({len(members)} seeds{'' if all(run.finished for run in members) else ', unfinished'})"
     axes.plot(iterations, means, style, marker=".", color=colour, label=label)
     lows = [value.low if value.low is not None else value.mean for _, value in curve]
     highs = [value.high if value.high is not None else value.mean for _, value in curve]
