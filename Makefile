@@ -21,8 +21,9 @@ train: install
 	$(BIN)/mdgan-eval train-classifier $(ARGS)
 	$(BIN)/torchrun --nproc_per_node=$(NPROC) --master-port=$(PORT) -m mdgan_dist.train $(ARGS)
 
+# The 20 slowest tests are listed at the end: where the suite's time goes.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20
 
 # The oracle on the five cases of FAST (tests/conftest.py), the protocol, config errors, data, units:
 # about 1 minute on 2 cores (README).
