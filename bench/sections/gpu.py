@@ -2,9 +2,9 @@
 processes, `--device cuda`), N = 10, 25 and 50 workers packed onto one worker process (or as many
 as --gpu-processes says), b = 100, for the default model on 28 x 28 grey images and the paper's
 CIFAR10 CNN on 32 x 32 colour ones: iteration time with its range over repeated jobs, where it
-goes, and the device memory the largest process peaked at. The images are random, written as an image folder (what they show
-costs no compute), so it needs no dataset. Only when named; on a CPU (--quick, the test) it runs
-the same jobs small."""
+goes, and the device memory the largest process peaked at. The images are random, written as an
+image folder (what they show costs no compute), so it needs no dataset. Only when named; on a
+CPU (--quick, the test) it runs the same jobs small."""
 
 from __future__ import annotations
 
