@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-# Test helpers (multiproc.py) are imported as plain modules.
+# Test helpers (multiproc.py) are imported as plain modules, and so are bench/'s: it is no package,
+# its modules import each other by name, as bench/suite.py runs them.
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from mdgan_dist import config
 from mdgan_dist.config import Config

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 import forked
+from chaos import rank_pids
 from mdgan_dist.experiments import launcher
 from mdgan_dist.experiments.launcher import free_port
 
@@ -131,18 +132,11 @@ class Torchrun:
             self.process.wait()
 
     def rank_pid(self, rank: int) -> int:
-        """The pid of this job's trainer process with the given RANK (found through /proc)."""
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-                environ = (entry / "environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if "mdgan_dist.train" in cmdline and str(self.run_dir) in cmdline and f"RANK={rank}".encode() in environ:
-                return int(entry.name)
-        raise AssertionError(f"no trainer process with RANK={rank} for {self.run_dir}")
+        """The pid of this job's trainer process with the given RANK."""
+        pid = rank_pids(self.run_dir).get(rank)
+        if pid is None:
+            raise AssertionError(f"no trainer process with RANK={rank} for {self.run_dir}")
+        return pid
 
 
 def trainer_processes(run_dir: Path) -> list[int]:

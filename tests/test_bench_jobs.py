@@ -4,13 +4,9 @@ that torchrun started (they run in sessions of their own, out of reach of a grou
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-# bench/ is no package: its modules import each other by name, as bench/suite.py runs them.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from jobs import Runner, Spec
 from multiproc import TINY, trainer_processes

@@ -9,14 +9,10 @@ import errno
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-# bench/ is no package: its modules import each other by name, as bench/suite.py runs them.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from jobs import Runner, Spec
 from link_probe import transfer

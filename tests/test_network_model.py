@@ -4,13 +4,7 @@ and the measured time against it. No link, no job: arithmetic only."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-# bench/ is no package: its modules import each other by name, as bench/suite.py runs them.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from jobs import Result, Spec
 from mdgan_dist.config import Config
